@@ -1,0 +1,5 @@
+import sys
+
+from videoadapt.cli import main
+
+sys.exit(main())
