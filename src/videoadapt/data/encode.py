@@ -23,7 +23,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, lossless: bool
     # Write to a temporary name and rename, so an interrupted write never leaves a half video under the real name.
     partial = path.with_name(path.name + ".partial")
     with av.open(str(partial), mode="w", format=_container_format(path)) as container:
-        stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream = container.add_stream(
+            "libx264rgb" if lossless else "libx264", rate=Fraction(fps).limit_denominator(1001)
+        )
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "rgb24" if lossless else "yuv420p"
         stream.options = {"crf": "0" if lossless else "18", "preset": "ultrafast" if lossless else "medium"}

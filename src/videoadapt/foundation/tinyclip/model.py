@@ -1,0 +1,162 @@
+"""TinyCLIP's architecture: a convolutional stem, CLIP encoder blocks, and the frozen MiniLM text tower.
+
+The vision blocks are transformers' ``CLIPEncoderLayer`` itself, so every paradigm that adapts CLIP blocks
+(adapters, LoRA, prompts, temporal attention) adapts TinyCLIP's the same way. The stem replaces the single
+patchify convolution with a few strided 3x3 convolutions: early convolutions make small ViTs trained on little
+data markedly better (Xiao et al., "Early Convolutions Help Transformers See Better", 2021).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from videoadapt.data.transforms import ProcessorSettings
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, ModelDims, TextFeatures
+from videoadapt.foundation.tinyclip.text import MINILM_WIDTH, MiniLMTextTower
+
+
+@dataclass(frozen=True)
+class TinyCLIPConfig:
+    image_size: int = 64
+    patch_size: int = 8  # total stride of the stem
+    width: int = 192
+    layers: int = 6
+    heads: int = 3
+    mlp_ratio: int = 4
+    embed_dim: int = 256
+    stem_channels: tuple[int, ...] = (48, 96)  # intermediate stem widths; the last conv outputs `width`
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TinyCLIPConfig:
+        data = dict(data)
+        data["stem_channels"] = tuple(data.get("stem_channels", cls.stem_channels))
+        return cls(**data)
+
+
+class ConvStem(nn.Module):
+    """Strided 3x3 convolutions (BN + ReLU) down to one token per ``patch_size`` pixels, then a 1x1 to width."""
+
+    def __init__(self, config: TinyCLIPConfig) -> None:
+        super().__init__()
+        stages = int(math.log2(config.patch_size))
+        if 2**stages != config.patch_size:
+            raise ValueError(f"patch_size must be a power of two, got {config.patch_size}")
+        channels = [3, *config.stem_channels]
+        channels += [channels[-1]] * (stages + 1 - len(channels))
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels[:stages], channels[1 : stages + 1], strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers.append(nn.Conv2d(channels[stages], config.width, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images).flatten(2).transpose(1, 2)  # [N, P, D]
+
+
+class TinyVisionTower(nn.Module):
+    def __init__(self, config: TinyCLIPConfig) -> None:
+        super().__init__()
+        from transformers import CLIPVisionConfig
+        from transformers.models.clip.modeling_clip import CLIPEncoderLayer
+
+        block_config = CLIPVisionConfig(
+            hidden_size=config.width,
+            intermediate_size=config.width * config.mlp_ratio,
+            num_hidden_layers=config.layers,
+            num_attention_heads=config.heads,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+        )
+        block_config._attn_implementation = "sdpa"
+        grid = config.image_size // config.patch_size
+        self.stem = ConvStem(config)
+        self.class_embedding = nn.Parameter(torch.randn(config.width) * config.width**-0.5)
+        self.position_embedding = nn.Parameter(torch.randn(1 + grid * grid, config.width) * 0.02)
+        self.pre_layernorm = nn.LayerNorm(config.width)
+        self.layers = nn.ModuleList(CLIPEncoderLayer(block_config) for _ in range(config.layers))
+        self.post_layernorm = nn.LayerNorm(config.width)
+
+    def forward(self, images: torch.Tensor, all_layers: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        patches = self.stem(images)
+        cls = self.class_embedding.expand(patches.shape[0], 1, -1).to(patches.dtype)
+        tokens = self.pre_layernorm(torch.cat([cls, patches], dim=1) + self.position_embedding)
+        outputs = []
+        for block in self.layers:
+            tokens = block(tokens, None)
+            if all_layers:
+                outputs.append(tokens)
+        return tokens, outputs
+
+
+class TinyCLIP(ImageLanguageModel):
+    """Trainable: the vision tower, both projections and the temperature. Frozen: MiniLM."""
+
+    def __init__(self, config: TinyCLIPConfig | None = None, text_tower: MiniLMTextTower | None = None) -> None:
+        super().__init__()
+        self.config = config or TinyCLIPConfig()
+        self.name = "tiny"
+        self.vision = TinyVisionTower(self.config)
+        self.visual_projection = nn.Linear(self.config.width, self.config.embed_dim, bias=False)
+        self.text_tower = text_tower or MiniLMTextTower()
+        self.text_projection = nn.Linear(MINILM_WIDTH, self.config.embed_dim, bias=False)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+
+    @property
+    def dims(self) -> ModelDims:
+        grid = self.config.image_size // self.config.patch_size
+        return ModelDims(
+            width=self.config.width,
+            embed_dim=self.config.embed_dim,
+            layers=self.config.layers,
+            patch_grid=(grid, grid),
+            text_width=MINILM_WIDTH,
+        )
+
+    @property
+    def processor(self) -> ProcessorSettings:
+        # Fixed statistics that bring 0..1 pixels to roughly zero mean and unit scale.
+        return ProcessorSettings(image_size=self.config.image_size, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_temperature.exp().clamp(max=100.0)
+
+    def vision_blocks(self) -> nn.ModuleList:
+        return self.vision.layers
+
+    def vision_modules(self) -> list[nn.Module]:
+        return [self.vision, self.visual_projection]
+
+    def text_modules(self) -> list[nn.Module]:
+        return [self.text_tower, self.text_projection]
+
+    def encode_images(self, images: torch.Tensor, all_layers: bool = False) -> FrameFeatures:
+        self.check_images(images)
+        tokens, layers = self.vision(images, all_layers=all_layers)
+        pooled = self.vision.post_layernorm(tokens[:, 0])
+        return FrameFeatures(
+            cls=pooled, patches=tokens[:, 1:], embeds=self.visual_projection(pooled), layers=layers or None
+        )
+
+    def encode_text(self, texts: Sequence[str]) -> TextFeatures:
+        self.check_texts(texts)
+        states, mask = self.text_tower.tokens(texts)
+        embeds = self.text_projection(self.text_tower.mean_pool(states, mask).float())
+        return TextFeatures(tokens=states, mask=mask, embeds=embeds)
+
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Joint-space text embeddings through the pooled-embedding cache (training and zero-shot use this)."""
+        self.check_texts(texts)
+        return self.text_projection(self.text_tower.pooled(texts))
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen MiniLM, which ships with its own package."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("text_tower.")}
