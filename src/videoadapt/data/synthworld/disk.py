@@ -161,9 +161,10 @@ def _remove_stale_videos(root: Path, split: str, keep: set[str]) -> None:
 def _atomic_write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
+    # json.dumps runs the C encoder; json.dump streams through the pure-Python one, 3x slower here.
+    text = json.dumps(data, separators=(",", ":")) + "\n"
     with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, separators=(",", ":"))
-        handle.write("\n")
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     partial.replace(path)

@@ -199,8 +199,8 @@ class SynthWorld:
             category=shape,
             role=role,
             novel=shape in self.config.held_out_shapes,
-            colours=_named_runs(st.rgb, present, _colour_name),
-            sizes=_named_runs(st.radius, present, lambda r: _size_name(float(r), self.config.size)),
+            colours=_named_runs(st.rgb[present], _PALETTE, COLOUR_NAMES),
+            sizes=_named_runs(st.radius[present, None], _SIZE_FRACTIONS * self.config.size, SIZE_NAMES),
             boxes=boxes_from_masks(mask),
             masks=mask,
             visible=mask.any(axis=(1, 2)),
@@ -344,28 +344,21 @@ def _split_id(split: str) -> int:
         raise SynthWorldConfigError(f"unknown split {split!r}; known: {', '.join(SPLITS)}") from None
 
 
-def _colour_name(rgb: np.ndarray) -> str | None:
-    for name, value in COLOURS.items():
-        if tuple(int(c) for c in rgb) == value:
-            return name
-    return None
+_PALETTE = np.array([COLOURS[name] for name in COLOUR_NAMES], dtype=np.int64)
+_SIZE_FRACTIONS = np.array([SIZES[name] for name in SIZE_NAMES], dtype=np.float64)
 
 
-def _size_name(radius: float, size: int) -> str | None:
-    for name, fraction in SIZES.items():
-        if abs(radius - fraction * size) < 1e-6:
-            return name
-    return None
-
-
-def _named_runs(values: np.ndarray, present: np.ndarray, name_of: Any) -> list[str]:
-    """Names of the frames whose value is exactly a vocabulary value, in order, consecutive repeats merged."""
-    names: list[str] = []
-    for value in values[present]:
-        name = name_of(value)
-        if name is not None and (not names or names[-1] != name):
-            names.append(name)
-    return names
+def _named_runs(values: np.ndarray, table: np.ndarray, names: tuple[str, ...]) -> list[str]:
+    """Names of the frames whose value ([T,D]) equals a row of ``table`` ([K,D] or [K]), in order, consecutive
+    repeats merged: the colours a changing object shows, or the sizes a growing one passes through."""
+    table = table.reshape(len(names), -1)
+    matches = (np.abs(values[:, None, :] - table[None]) < 1e-6).all(axis=2)  # [T,K]
+    hits = matches.argmax(axis=1)[matches.any(axis=1)]
+    runs: list[str] = []
+    for k in hits:
+        if not runs or runs[-1] != names[k]:
+            runs.append(names[k])
+    return runs
 
 
 # --- image scene helpers ------------------------------------------------------------------------------------
