@@ -19,8 +19,8 @@ from rich.progress import (
 T = TypeVar("T")
 
 
-def make_progress(transient: bool = False) -> Progress:
-    """A rich progress display on stderr with count, rate-friendly columns and ETA."""
+def make_progress(transient: bool = False, disable: bool = False) -> Progress:
+    """A rich progress display on stderr with count, elapsed time, ETA and a free ``info`` field."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -30,6 +30,7 @@ def make_progress(transient: bool = False) -> Progress:
         TextColumn("{task.fields[info]}"),
         console=Console(file=sys.stderr),
         transient=transient,
+        disable=disable,
         # Redraws cost CPU we would rather give to the work on a 2-core machine.
         refresh_per_second=4,
     )

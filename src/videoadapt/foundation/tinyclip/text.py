@@ -65,14 +65,26 @@ class MiniLMTextTower(nn.Module):
         return (states * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
 
     @torch.no_grad()
-    def pooled(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """Mean-pooled sentence embeddings ``[N,384]``, computed once per distinct string."""
-        missing = sorted({t for t in texts if t not in self._cache}, key=len)
-        # Length-sorted batches waste little on padding (about 4x faster than arbitrary order here).
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
-            states, mask = self.tokens(chunk)
-            for text, vector in zip(chunk, self.mean_pool(states, mask).float().cpu(), strict=True):
-                self._cache[text] = vector
+    def pooled(self, texts: Sequence[str], batch_size: int = 256, cache: bool = True) -> torch.Tensor:
+        """Mean-pooled sentence embeddings ``[N,384]``, computed once per distinct string.
+
+        ``cache=False`` computes without keeping the results (pretraining sees each caption about once).
+        """
         device = next(self.encoder.parameters()).device
+        if not cache:
+            return self._encode(list(texts), batch_size).to(device)
+        missing = list({t: None for t in texts if t not in self._cache})
+        if missing:
+            self._cache.update(zip(missing, self._encode(missing, batch_size), strict=True))
         return torch.stack([self._cache[t] for t in texts]).to(device)
+
+    @torch.no_grad()
+    def _encode(self, texts: list[str], batch_size: int) -> torch.Tensor:
+        # Length-sorted batches waste little on padding (about 4x faster than arbitrary order here).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), MINILM_WIDTH)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            states, mask = self.tokens([texts[i] for i in rows])
+            out[rows] = self.mean_pool(states, mask).float().cpu()
+        return out

