@@ -1,0 +1,17 @@
+"""Shared fixtures. ASL clips: 3 real camera clips (CC-BY-4.0, see tests/fixtures/asl/NOTICE.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ASL_FIXTURE_DIR = Path(__file__).parent / "fixtures" / "asl"
+
+
+@pytest.fixture(scope="session")
+def asl_clips() -> list[Path]:
+    """The ASL fixture clips (H.264 in Matroska, 640x480, 30 fps), sorted by name."""
+    clips = sorted(ASL_FIXTURE_DIR.glob("*.mkv"))
+    assert len(clips) == 3, f"expected 3 ASL fixture clips in {ASL_FIXTURE_DIR}"
+    return clips
