@@ -210,6 +210,18 @@ def make_bad(kind: str, tmp: Path) -> tuple[Path, str]:
             for packet in [*stream.encode(frame), *stream.encode()]:
                 container.mux(packet)
         return tmp / "sound.mkv", "no video stream"
+    if kind == "cover art only":
+        with av.open(str(tmp / "song.flac"), "w") as container:
+            audio = container.add_stream("flac", rate=8000)
+            cover = container.add_stream("mjpeg", rate=1)
+            cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+            cover.disposition = av.stream.Disposition.attached_pic
+            picture = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+            sound.sample_rate = 8000
+            for packet in [*cover.encode(picture), *cover.encode(), *audio.encode(sound), *audio.encode()]:
+                container.mux(packet)
+        return tmp / "song.flac", r"no video stream \(streams: audio, cover art\)"
     if kind == "empty mp4":
         with av.open(str(tmp / "empty.mp4"), "w") as container:
             stream = container.add_stream("libx264", rate=30)
@@ -241,6 +253,7 @@ BAD_KINDS = [
     "directory",
     "text named mp4",
     "audio only",
+    "cover art only",
     "empty mp4",
     "zero frames",
     "absurd size (ffmpeg refuses)",

@@ -51,6 +51,7 @@ MAX_PACKETS = 10_000_000
 # which catches garbage that would otherwise decode into silently wrong pixels; real footage from x264,
 # x265, VP9, AV1, MPEG-4, MJPEG and FFV1 encoders decodes cleanly under it.
 ERR_DETECT = "aggressive"
+_ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,9 @@ def read_video(
             frames, times = _decode_targets(path, info, pts_table, targets, deadline, stats, allow_seek=True)
         except _Restart:
             frames, times = _decode_targets(path, info, pts_table, targets, deadline, stats, allow_seek=False)
-    return VideoClip(frames=frames[inverse], indices=indices, timestamps=times[inverse], info=info, stats=stats)
+    if not np.array_equal(indices, targets):  # repeats or an unsorted order: expand; else skip the copy
+        frames, times = frames[inverse], times[inverse]
+    return VideoClip(frames=frames, indices=indices, timestamps=times, info=info, stats=stats)
 
 
 class _Deadline:
@@ -189,10 +192,12 @@ def _open_video(path: str | Path) -> Iterator[tuple[Any, Any]]:
     with _decode_errors(path, "opening"):
         container = av.open(str(p), mode="r", metadata_errors="ignore")
     try:
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
-            raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
-        yield container, container.streams.video[0]
+        # Cover art in audio files (MP3, FLAC, M4A) is a one-picture "video" stream; it is not a video.
+        videos = [s for s in container.streams.video if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC]
+        if not videos:
+            kinds = [s.type if s not in container.streams.video else "cover art" for s in container.streams]
+            raise VideoDecodeError(path, f"no video stream (streams: {', '.join(sorted(set(kinds))) or 'none'})")
+        yield container, videos[0]
     finally:
         container.close()
 
@@ -341,7 +346,14 @@ def _decode_targets(
     with _open_video(path) as (container, stream), _decode_errors(path, "decoding"):
         # Frame threads decode ahead of what is asked, which pays when most frames are wanted and wastes
         # work when a few sparse ones are; slice threads never decode a frame that is not reached.
-        stream.thread_type = "AUTO" if wanted * 4 >= info.frames else "SLICE"
+        sparse = wanted * 4 < info.frames
+        stream.thread_type = "SLICE" if sparse else "AUTO"
+        # A picture no other frame references (most B-frames) need not be decoded unless it is wanted.
+        # Only with the timestamp table, which still numbers the frames that follow a skipped one, and
+        # without frame threads, which would apply the switch to packets already in flight.
+        skip_unwanted = sparse and pts_table is not None
+        wanted_set = set(targets.tolist())
+        codec_context = stream.codec_context
         stream.codec_context.options = {"err_detect": ERR_DETECT}
         time_base = stream.time_base
         seconds = float(time_base) if time_base is not None else 0.0
@@ -371,6 +383,10 @@ def _decode_targets(
             if stats.packets > packet_budget:
                 raise VideoDecodeError(path, f"read over {packet_budget} packets for {info.frames} frames")
             deadline.check("decoding")
+            if skip_unwanted and packet.pts is not None:
+                i = int(np.searchsorted(pts_table, packet.pts))
+                is_wanted = i < len(pts_table) and pts_table[i] == packet.pts and i in wanted_set
+                codec_context.skip_frame = "DEFAULT" if is_wanted else "NONREF"
             for frame in packet.decode():
                 stats.decoded += 1
                 if start is None and frame.pts is not None:
