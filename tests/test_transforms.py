@@ -176,9 +176,9 @@ def test_matches_transformers_processor(asl_clips, name, settings):
     theirs = processor(images=list(frames), return_tensors="np")["pixel_values"]
     ours = preprocess(frames, settings).numpy()
     assert ours.shape == theirs.shape
-    # Both resize in uint8 with antialiased bicubic (theirs in PIL); rounding differs by at most a level,
-    # on a small fraction of the values (measured: 1 level, under 0.3% of them).
+    # Both resize in uint8 with antialiased bicubic (theirs in PIL); rounding differs on a small fraction
+    # of the values (measured on all 149 fixture frames: 0.2% by one level, 3 of 22 million by two).
     level = 1 / 255 / min(settings.std)
     difference = np.abs(ours - theirs)
-    assert difference.max() <= 1.01 * level
+    assert difference.max() <= 2.01 * level
     assert (difference > level / 2).mean() < 0.01

@@ -6,7 +6,7 @@
 ``((H - S) // 2, (W - S) // 2)``, then ``/ 255`` and ``(x - mean) / std``. ``resize="squash"`` resizes
 straight to ``S x S`` without cropping, as ``SiglipImageProcessor`` does. The resize runs on uint8 and
 rounds back to uint8, like the PIL resize those processors use, so results agree with them to within a
-level or two of 255 per pixel.
+level or two of 255 (docs/video-io.md has the measurement).
 """
 
 from __future__ import annotations
