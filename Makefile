@@ -22,4 +22,5 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/data_rates.py
+	$(PY) benchmarks/synthworld_rate.py --json
+	$(PY) benchmarks/decode_rate.py --json

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -20,23 +18,17 @@ from pathlib import Path
 
 import av
 
+from videoadapt.bench.cost import machine_description
 from videoadapt.data.sampling import UniformSegments
 from videoadapt.data.video import read_video
 
+# The shared data folder sits beside the checkout.
+ASL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "asl-gestures"
+
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        **machine_description(),
         "pyav": av.__version__,
         "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
     }
@@ -61,7 +53,7 @@ def plain_pyav(clip: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=Path("/work/shared/data/asl-gestures"))
+    parser.add_argument("--dir", type=Path, default=ASL_DIR, help=f"folder of clips (default {ASL_DIR})")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=8, help="frames sampled per clip (uniform segments)")
     parser.add_argument("--json", action="store_true")

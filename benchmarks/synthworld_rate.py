@@ -7,23 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 
+from videoadapt.bench.cost import machine_description
 from videoadapt.data.synthworld import SynthWorld, SynthWorldConfig
 from videoadapt.data.synthworld.disk import write_synthworld
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-    }
 
 
 def in_memory_rate(config: SynthWorldConfig, videos: int) -> float:
@@ -60,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     config = SynthWorldConfig(size=args.size, frames=args.frames)
     result = {
-        "machine": machine(),
+        "machine": machine_description(),
         "size": args.size,
         "frames": args.frames,
         "videos": args.videos,
@@ -73,7 +62,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     m = result["machine"]
-    print(f"machine: {m['platform']}, {m['processor']}, {m['usable_cpus']}/{m['cpu_count']} CPUs usable")
+    print(f"machine: {m['platform']}, {m['cpu']}, {m['usable_cpus']}/{m['cpu_count']} CPUs usable")
     print(f"SynthWorld {args.size}x{args.size}x{args.frames}, {args.videos} videos")
     for key, value in result.items():
         if key.endswith("_per_s"):

@@ -7,6 +7,7 @@ With it, the ViT-B/16 image tower at 224 px costs about 17.6 GFLOPs.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -84,6 +85,7 @@ def matmul_flops_per_second(size: int = 2048, dtype: torch.dtype = torch.float32
 
 
 def machine_description() -> dict[str, Any]:
+    """The machine a figure was measured on: named beside every absolute time we report."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -96,6 +98,9 @@ def machine_description() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
         "cpu": cpu,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--twin-fraction", type=float, default=defaults.twin_fraction, help="share of scenes that get a twin"
     )
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast")
+    parser.add_argument(
+        "--stop-after", type=int, default=None, help="checkpoint and stop after this many steps (resume later)"
+    )
     parser.add_argument("--eval-images", type=int, default=500, help="zero-shot test images at the end")
     parser.add_argument("--json", action="store_true", help="print the model card as JSON")
 
@@ -39,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
         twin_fraction=args.twin_fraction,
         bf16=not args.no_bf16,
     )
-    card = pretrain(args.out, recipe, eval_images=args.eval_images)
+    card = pretrain(args.out, recipe, eval_images=args.eval_images, stop_after=args.stop_after)
+    if card is None:
+        return 0
     if args.json:
         print(json.dumps(card, indent=2))
     else:

@@ -30,6 +30,10 @@ class TinyCLIPConfig:
     mlp_ratio: int = 4
     embed_dim: int = 256
     stem_channels: tuple[int, ...] = (48, 96)  # intermediate stem widths; the last conv outputs `width`
+    hidden_act: str = "gelu"
+    # Eager attention: at 65 tokens and head width 64, CPU flash-attention's backward costs ~30% more.
+    attn_implementation: str = "eager"
+    text_head_hidden: int = 512  # MLP on top of frozen MiniLM (0: a linear projection)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,8 +78,9 @@ class TinyVisionTower(nn.Module):
             num_attention_heads=config.heads,
             image_size=config.image_size,
             patch_size=config.patch_size,
+            hidden_act=config.hidden_act,
         )
-        block_config._attn_implementation = "sdpa"
+        block_config._attn_implementation = config.attn_implementation
         grid = config.image_size // config.patch_size
         self.stem = ConvStem(config)
         self.class_embedding = nn.Parameter(torch.randn(config.width) * config.width**-0.5)
@@ -96,6 +101,19 @@ class TinyVisionTower(nn.Module):
         return tokens, outputs
 
 
+def text_head(config: TinyCLIPConfig) -> nn.Module:
+    """Trainable map from frozen MiniLM sentence embeddings to the joint space. An MLP rather than a linear map:
+    captions that differ in one position phrase are nearly parallel in MiniLM's space, and the head must pull
+    them apart."""
+    if config.text_head_hidden <= 0:
+        return nn.Linear(MINILM_WIDTH, config.embed_dim, bias=False)
+    return nn.Sequential(
+        nn.Linear(MINILM_WIDTH, config.text_head_hidden),
+        nn.GELU(),
+        nn.Linear(config.text_head_hidden, config.embed_dim, bias=False),
+    )
+
+
 class TinyCLIP(ImageLanguageModel):
     """Trainable: the vision tower, both projections and the temperature. Frozen: MiniLM."""
 
@@ -106,7 +124,7 @@ class TinyCLIP(ImageLanguageModel):
         self.vision = TinyVisionTower(self.config)
         self.visual_projection = nn.Linear(self.config.width, self.config.embed_dim, bias=False)
         self.text_tower = text_tower or MiniLMTextTower()
-        self.text_projection = nn.Linear(MINILM_WIDTH, self.config.embed_dim, bias=False)
+        self.text_projection = text_head(self.config)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
 
     @property

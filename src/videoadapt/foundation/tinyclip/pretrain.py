@@ -11,7 +11,9 @@ Batches are a pure function of (data seed, step), so a resumed run sees exactly 
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,10 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videoadapt.data.synthworld import SynthWorld, SynthWorldConfig
+from videoadapt.data.synthworld import SynthImage, SynthWorld, SynthWorldConfig, SynthWorldConfigError
 from videoadapt.data.transforms import preprocess
 from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
 from videoadapt.foundation.tinyclip.model import TinyCLIP, TinyCLIPConfig
+from videoadapt.foundation.tinyclip.text import MiniLMTextTower
 from videoadapt.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 
 TWIN_ATTRIBUTES = ("shape", "position", "size", "colour")
@@ -38,8 +41,9 @@ class PretrainRecipe:
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup: int = 150
-    twin_fraction: float = 0.5
-    twin_weights: tuple[float, ...] = (0.4, 0.35, 0.15, 0.1)  # over TWIN_ATTRIBUTES
+    twin_fraction: float = 1.0
+    twin_weights: tuple[float, ...] = (0.4, 0.4, 0.1, 0.1)  # over TWIN_ATTRIBUTES
+    max_objects: int = 2  # per training image (1..max); shorter captions keep the text tower's share small
     bf16: bool = True
     seed: int = 0  # model initialisation
     data_seed: int = 0  # SynthWorld seed of the training images
@@ -47,7 +51,8 @@ class PretrainRecipe:
     model: dict[str, Any] = field(default_factory=lambda: TinyCLIPConfig().to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-shaped (tuples as lists), so that a recipe read back from a checkpoint compares equal."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 @dataclass
@@ -55,19 +60,31 @@ class Batch:
     images: np.ndarray  # uint8 [B,H,W,3]
     captions: list[str]
     keys: list[str]  # canonical captions: equal keys are positives of each other
+    text: torch.Tensor | None = None  # frozen MiniLM sentence embeddings of the captions [B,384]
 
 
 class ImageTextStream(torch.utils.data.IterableDataset):
-    """Batches ``start .. steps-1`` of a recipe, generated in a worker process so rendering overlaps training."""
+    """Batches ``start .. steps-1`` of a recipe with their frozen caption embeddings, produced in a worker process:
+    rendering and the frozen text tower then overlap the image tower's training step."""
 
     def __init__(self, recipe: PretrainRecipe, start: int) -> None:
         super().__init__()
         self.recipe, self.start = recipe, start
 
     def __iter__(self) -> Iterator[Batch]:
-        world = SynthWorld(SynthWorldConfig(size=self.recipe.model["image_size"], seed=self.recipe.data_seed))
+        torch.set_num_threads(1)  # the training step keeps the other threads busy
+        text_tower = MiniLMTextTower()
+        world = training_world(self.recipe)
         for step in range(self.start, self.recipe.steps):
-            yield make_batch(world, self.recipe, step)
+            batch = make_batch(world, self.recipe, step)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.bf16):
+                batch.text = text_tower.pooled(batch.captions, cache=False)
+            yield batch
+
+
+def training_world(recipe: PretrainRecipe) -> SynthWorld:
+    config = SynthWorldConfig(size=recipe.model["image_size"], seed=recipe.data_seed, max_objects=recipe.max_objects)
+    return SynthWorld(config)
 
 
 def make_batch(world: SynthWorld, recipe: PretrainRecipe, step: int) -> Batch:
@@ -81,7 +98,8 @@ def make_batch(world: SynthWorld, recipe: PretrainRecipe, step: int) -> Batch:
         paraphrase = int(rng.integers(len(image.captions)))
         samples = [image]
         if j < twins:
-            samples.append(world.twin(image, TWIN_ATTRIBUTES[rng.choice(len(TWIN_ATTRIBUTES), p=weights)]))
+            twin = _twin(world, image, int(rng.choice(len(TWIN_ATTRIBUTES), p=weights)))
+            samples += [twin] if twin is not None else []
         for sample in samples:
             images.append(sample.image)
             captions.append(sample.captions[paraphrase])
@@ -89,13 +107,29 @@ def make_batch(world: SynthWorld, recipe: PretrainRecipe, step: int) -> Batch:
     return Batch(np.stack(images), captions, keys)
 
 
-def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, keys: list[str]) -> torch.Tensor:
-    """Symmetric InfoNCE over normalised embeddings; rows with equal keys share the target mass."""
-    logits = scale * F.normalize(image.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T
+def _twin(world: SynthWorld, image: SynthImage, first: int) -> SynthImage | None:
+    """A twin differing in attribute ``first``, else in the next attribute that can change (a crowded scene may
+    have no room to grow an object or move it), else none."""
+    for k in range(len(TWIN_ATTRIBUTES)):
+        try:
+            return world.twin(image, TWIN_ATTRIBUTES[(first + k) % len(TWIN_ATTRIBUTES)])
+        except SynthWorldConfigError:
+            continue
+    return None
+
+
+def positive_targets(keys: list[str]) -> torch.Tensor:
+    """Row-normalised target matrix: rows with equal keys (the same canonical description) share the mass."""
     ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     labels = torch.tensor([ids[k] for k in keys])
     targets = (labels[:, None] == labels[None, :]).float()
-    targets = targets / targets.sum(1, keepdim=True)
+    return targets / targets.sum(1, keepdim=True)
+
+
+def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, keys: list[str]) -> torch.Tensor:
+    """Symmetric InfoNCE over normalised embeddings with :func:`positive_targets`."""
+    logits = scale * F.normalize(image.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T
+    targets = positive_targets(keys)
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
 
 
@@ -123,14 +157,19 @@ def pretrain(
     recipe: PretrainRecipe,
     progress: bool = True,
     eval_images: int = 500,
-    log: Any = print,
-) -> dict[str, Any]:
-    """Train (or resume) TinyCLIP into ``out``; returns the model card written beside the weights."""
+    log: Any = None,
+    stop_after: int | None = None,
+) -> dict[str, Any] | None:
+    """Train (or resume) TinyCLIP into ``out``; returns the model card written beside the weights.
+
+    ``stop_after``: checkpoint and return None once that many steps are done (time-boxed sessions; tests).
+    """
     from videoadapt.bench.cost import machine_description
     from videoadapt.foundation.zeroshot import evaluate, meets_targets
     from videoadapt.utils.progress import make_progress
     from videoadapt.utils.safe_io import load_json
 
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     out = Path(out)
     state_dir = out / "checkpoint"
     torch.manual_seed(recipe.seed)
@@ -154,6 +193,7 @@ def pretrain(
     model.train()
     began = time.perf_counter() - elapsed
     window: list[float] = []
+    interactive = progress and sys.stderr.isatty()  # else the bar cannot redraw: log a line every 50 steps
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("pretrain TinyCLIP", total=recipe.steps, completed=start, info="")
         for step, batch in enumerate(stream, start=start):
@@ -162,7 +202,7 @@ def pretrain(
                 group["lr"] = learning_rate(recipe, step)
             pixels = preprocess(batch.images, model.processor)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
-                text = model.text_projection(model.text_tower.pooled(batch.captions, cache=False))
+                text = model.text_projection(batch.text)
                 image = model.encode_images(pixels).embeds
             loss = contrastive_loss(image, text, model.logit_scale, batch.keys)
             optimizer.zero_grad(set_to_none=True)
@@ -173,12 +213,19 @@ def pretrain(
             history.append(loss.item())
             bar.update(task, advance=1, info=f"loss {history[-1]:.3f}  {np.mean(window[-20:]):.0f} img/s")
             done = step + 1
-            if done % recipe.checkpoint_every == 0 or done == recipe.steps:
+            if not interactive and (done % 50 == 0 or done == recipe.steps):
+                log(f"step {done}/{recipe.steps}  loss {np.mean(history[-50:]):.3f}  {np.mean(window[-50:]):.0f} img/s")
+            pause = stop_after is not None and done >= stop_after and done < recipe.steps
+            if done % recipe.checkpoint_every == 0 or done == recipe.steps or pause:
                 extra = {"recipe": recipe.to_dict(), "elapsed_s": time.perf_counter() - began, "history": history}
                 save_checkpoint(state_dir, done, model.trainable_state_dict(), optimizer, extra)
+            if pause:
+                log(f"stopped after step {done}; run the same command again to resume")
+                return None
     wall = time.perf_counter() - began
     model.eval()
     zero_shot = evaluate(model, images=eval_images)
+    tenth = max(1, len(history) // 10)
     card = {
         "model": "TinyCLIP",
         "recipe": recipe.to_dict(),
@@ -187,7 +234,8 @@ def pretrain(
         "images_seen": recipe.steps * recipe.batch,
         "wall_time_s": wall,
         "machine": machine_description(),
-        "loss": {"first_50": float(np.mean(history[:50])), "last_50": float(np.mean(history[-50:]))},
+        # Mean loss over the first and the last tenth of the steps, and every 50 steps.
+        "loss": {"start": float(np.mean(history[:tenth])), "end": float(np.mean(history[-tenth:]))},
         "loss_every_50_steps": [float(np.mean(history[i : i + 50])) for i in range(0, len(history), 50)],
         "zero_shot": zero_shot,
         "zero_shot_targets_met": meets_targets(zero_shot),

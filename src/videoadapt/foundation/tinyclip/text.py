@@ -37,8 +37,10 @@ class MiniLMTextTower(nn.Module):
     def __init__(self, max_length: int = 64) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = minilm_directory()
+        hf_logging.disable_progress_bar()  # a bar for loading 90 MB from local disk is noise
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.encoder = AutoModel.from_pretrained(path, use_safetensors=True).eval()
         self.encoder.requires_grad_(False)
