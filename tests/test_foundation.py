@@ -151,3 +151,18 @@ def test_flops_follow_the_fvcore_convention():
     b32 = load_backbone("hf-config:clip-vit-b32")
     assert 17.5e9 < count_flops(lambda: b16.encode_images(images)) < 17.65e9
     assert 4.35e9 < count_flops(lambda: b32.encode_images(images)) < 4.45e9
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle_still_loads(tmp_path):
+    # The 8-byte little-endian header length can start with 0x80 0x02, a pickle's opening bytes.
+    from videoadapt.utils.safe_io import load_tensors, save_tensors
+
+    path = tmp_path / "w.safetensors"
+    for length in range(1, 2000):
+        save_tensors(path, {"k" * length: torch.ones(1)})
+        head = path.read_bytes()[:2]
+        if head[0] == 0x80 and head[1] in (2, 3, 4, 5):
+            break
+    else:
+        pytest.fail("no header length starting with a pickle opcode was produced")
+    assert torch.equal(load_tensors(path)["k" * length], torch.ones(1))

@@ -27,7 +27,7 @@ from videoadapt.utils.safe_io import load_json
 
 
 class HFImageLanguageModel(ImageLanguageModel):
-    """A transformers CLIP-like model; ``family`` is ``"clip"`` or ``"siglip"`` (SigLIP2 behaves as SigLIP)."""
+    """A transformers CLIP-like model; ``family`` is ``"clip"`` or ``"siglip"`` (fixed-resolution SigLIP2 included)."""
 
     def __init__(
         self,
@@ -318,7 +318,14 @@ def from_pretrained(source: str) -> HFImageLanguageModel:
             f"download the checkpoint on a connected machine (e.g. `hf download {source} --local-dir DIR`), "
             "copy DIR here and pass `--backbone DIR`."
         ) from None
-    family = {"clip": "clip", "siglip": "siglip", "siglip2": "siglip"}.get(config.model_type)
+    # Fixed-resolution SigLIP2 checkpoints (e.g. google/siglip2-base-patch16-224) declare model_type "siglip"
+    # and load as SigLIP; NaFlex ones ("siglip2") take variable patch grids this interface does not model yet.
+    if config.model_type == "siglip2":
+        raise VideoadaptError(
+            f"{source}: NaFlex SigLIP2 checkpoints are not supported; use a fixed-resolution SigLIP2 checkpoint "
+            "such as google/siglip2-base-patch16-224"
+        )
+    family = {"clip": "clip", "siglip": "siglip"}.get(config.model_type)
     if family is None:
         raise VideoadaptError(f"{source}: model type {config.model_type!r} is not a CLIP or SigLIP model")
     try:

@@ -14,8 +14,6 @@ import torch
 
 from videoadapt.errors import InputFileError
 
-_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archives, raw pickles
-
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: readers never see half a file."""
@@ -58,15 +56,19 @@ def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tenso
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "checkpoint file not found")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if head.startswith(_PICKLE_MAGIC):
-        raise InputFileError(
-            path,
-            "this is a pickled (torch.save) checkpoint; videoadapt only loads safetensors, because "
-            "unpickling can run arbitrary code. Convert it with safetensors.torch.save_file on a trusted machine.",
-        )
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError) as error:
+        # Only a file that is not valid safetensors is examined further: a safetensors header length can begin
+        # with the same byte as a pickle.
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if head.startswith(b"PK\x03\x04") or (
+            head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        ):
+            raise InputFileError(
+                path,
+                "this is a pickled (torch.save) checkpoint; videoadapt only loads safetensors, because "
+                "unpickling can run arbitrary code. Convert it with safetensors.torch.save_file on a trusted machine.",
+            ) from None
         raise InputFileError(path, f"not a valid safetensors file ({error})") from None

@@ -1,0 +1,193 @@
+"""Paradigms: how an image-language model (ILFM) becomes a video encoder.
+
+A paradigm knows nothing about tasks. It does one or both of two things:
+
+* **adapt the backbone** in place — unfreeze parameters (full fine-tuning, partial tuning) or insert modules into
+  the vision blocks (adapters, LoRA, prompts);
+* **add a head** after the backbone that turns per-frame features into video features (post-network tuning,
+  side-tuning, extra models, distillation's student).
+
+:func:`build_video_encoder` composes paradigms named like ``"lora+post_network"``: any number of backbone
+adaptations that do not conflict, and at most one head. A paradigm without a head of its own brings a default one
+(LoRA alone models no time, so it brings a temporal transformer). The result is a :class:`VideoEncoder`; when no
+part changes the backbone, its frame features can come from a feature cache and the backbone never runs in
+training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel
+
+
+@dataclass
+class VideoFeatures:
+    """What tasks consume: frame embeddings ``[B,T,E]`` and a video embedding ``[B,E]`` in the joint space, plus
+    patch tokens ``[B,T,P,D]`` for fine-grained tasks when the encoder keeps them."""
+
+    frames: torch.Tensor
+    video: torch.Tensor
+    patches: torch.Tensor | None = None
+
+
+class TemporalContext:
+    """Shared with modules inserted into the backbone: frames are encoded as a batch of ``B*T`` images, and a
+    temporal module inside a block needs ``T`` to fold that batch back into videos."""
+
+    def __init__(self) -> None:
+        self.frames = 1
+
+
+class VideoHead(nn.Module):
+    """Runs after the backbone: ``(frame features, video pixels) -> VideoFeatures``."""
+
+    needs_layers: bool = False  # every block's tokens (side networks)
+    needs_pixels: bool = False  # the raw video (a second stream)
+
+    def forward(self, features: FrameFeatures, video: torch.Tensor | None = None) -> VideoFeatures:
+        raise NotImplementedError
+
+
+class Paradigm:
+    """A registered transfer paradigm; options come from the preset or the command line."""
+
+    name: ClassVar[str]
+    adapts_backbone: ClassVar[bool] = False
+    trains_whole_backbone: ClassVar[bool] = False  # conflicts with every other backbone adaptation
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def adapt(self, ilfm: ImageLanguageModel, context: TemporalContext) -> None:
+        """Change ``ilfm`` in place: unfreeze parameters or insert modules (they must be trainable)."""
+
+    def head(self, ilfm: ImageLanguageModel) -> VideoHead | None:
+        """This paradigm's own head, or None."""
+        return None
+
+    def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
+        """The head used when no paradigm of the composition brings one."""
+        from videoadapt.paradigms.post_network import TemporalHead
+
+        return TemporalHead(ilfm, temporal="mean")
+
+
+class VideoEncoder(nn.Module):
+    """An ILFM adapted by paradigms, plus a head. ``forward(video)`` or ``forward(cached=features)``."""
+
+    def __init__(
+        self, ilfm: ImageLanguageModel, head: VideoHead, context: TemporalContext, paradigms: list[Paradigm]
+    ) -> None:
+        super().__init__()
+        self.ilfm = ilfm
+        self.head = head
+        self.context = context
+        self.paradigm_names = [p.name for p in paradigms]
+        self.backbone_frozen = not any(p.requires_grad for m in ilfm.vision_modules() for p in m.parameters())
+
+    @property
+    def cacheable(self) -> bool:
+        """True when frame features do not depend on anything trainable, so they can be computed once."""
+        return self.backbone_frozen and not self.head.needs_pixels
+
+    def train(self, mode: bool = True) -> VideoEncoder:
+        super().train(mode)
+        # A frozen backbone stays in eval mode (no dropout, no BatchNorm statistics drift), and so does every
+        # frozen BatchNorm of a partly trained one.
+        self.ilfm.train(mode and not self.backbone_frozen)
+        for module in self.ilfm.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not _trains(module):
+                module.eval()
+        return self
+
+    def encode_frames(self, video: torch.Tensor) -> FrameFeatures:
+        self.context.frames = video.shape[1]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+            return self.ilfm.encode_frames(video, all_layers=self.head.needs_layers)
+
+    def forward(self, video: torch.Tensor | None = None, cached: FrameFeatures | None = None) -> VideoFeatures:
+        if cached is None:
+            if video is None:
+                raise VideoadaptError("VideoEncoder needs a video [B,T,3,H,W] or cached frame features")
+            features = self.encode_frames(video)
+        else:
+            if not self.cacheable:
+                parts = "+".join(self.paradigm_names)
+                raise VideoadaptError(f"{parts} trains the backbone or reads pixels: cached features cannot stand in")
+            features = cached
+        return self.head(features, video)
+
+    def trainable_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return ((n, p) for n, p in self.named_parameters() if p.requires_grad)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters, plus the buffers (BatchNorm statistics) of modules that train."""
+        return {n: t.detach() for n, t in self._trainable_tensors().items()}
+
+    def _trainable_tensors(self) -> dict[str, torch.Tensor]:
+        tensors: dict[str, torch.Tensor] = dict(self.trainable_named_parameters())
+        for prefix, module in self.named_modules():
+            if _trains(module):
+                for name, buffer in module.named_buffers(recurse=False):
+                    tensors[f"{prefix}.{name}" if prefix else name] = buffer
+        return tensors
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        expected = self._trainable_tensors()
+        if set(state) != set(expected):
+            missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+            raise VideoadaptError(f"trainable state does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        with torch.no_grad():
+            for name, value in state.items():
+                expected[name].copy_(value)
+
+
+def _trains(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters(recurse=False))
+
+
+def build_video_encoder(
+    ilfm: ImageLanguageModel, spec: str, options: dict[str, dict[str, Any]] | None = None
+) -> VideoEncoder:
+    """Compose the paradigms named in ``spec`` (``"a+b"``) on ``ilfm``, which is changed in place.
+
+    ``options`` maps a paradigm name to its keyword options. Conflicts are refused with the reason.
+    """
+    from videoadapt.paradigms import paradigm_class
+
+    names = [n.strip() for n in spec.split("+") if n.strip()]
+    if not names:
+        raise VideoadaptError("empty paradigm specification")
+    if len(set(names)) != len(names):
+        raise VideoadaptError(f"{spec}: a paradigm is named twice")
+    options = options or {}
+    unknown_options = set(options) - set(names)
+    if unknown_options:
+        raise VideoadaptError(f"{spec}: options given for paradigms not in the composition: {sorted(unknown_options)}")
+    paradigms = [paradigm_class(n)(**options.get(n, {})) for n in names]
+    adapting = [p for p in paradigms if p.adapts_backbone]
+    whole = [p for p in adapting if p.trains_whole_backbone]
+    if whole and len(adapting) > 1:
+        others = ", ".join(p.name for p in adapting if p is not whole[0])
+        raise VideoadaptError(
+            f"{spec}: {whole[0].name} already trains every backbone parameter; {others} would add nothing to train"
+        )
+    for parameter in ilfm.parameters():
+        parameter.requires_grad_(False)
+    context = TemporalContext()
+    for paradigm in adapting:
+        paradigm.adapt(ilfm, context)
+    heads = [(p, h) for p in paradigms if (h := p.head(ilfm)) is not None]
+    if len(heads) > 1:
+        raise VideoadaptError(
+            f"{spec}: {heads[0][0].name} and {heads[1][0].name} both put a module after the backbone; keep one"
+        )
+    head = heads[0][1] if heads else paradigms[0].default_head(ilfm)
+    return VideoEncoder(ilfm, head, context, paradigms)
