@@ -24,6 +24,11 @@ CASES = [
     ("partial_tuning", {"partial_tuning": {"subset": "norm"}}),
     ("partial_tuning", {"partial_tuning": {"subset": "last_blocks", "blocks": 1}}),
     ("partial_tuning+post_network", {}),
+    ("adapter", {"adapter": {"variant": "st_adapter", "before": ["attention", "mlp"]}}),
+    ("adapter", {"adapter": {"variant": "aim"}}),
+    ("adapter", {"adapter": {"variant": "adaptformer", "blocks": 1}}),
+    ("adapter+post_network", {"adapter": {"variant": "st_adapter"}}),
+    ("adapter+partial_tuning", {"adapter": {"variant": "aim"}, "partial_tuning": {"subset": "norm"}}),
 ]
 
 
@@ -53,8 +58,8 @@ def test_paradigm_contract(kind, spec, options, text_tower, tmp_path):
     encoder = build_video_encoder(ilfm, spec, options).train()
     video = video_for(ilfm)
     features = encoder(video)
-    embed = ilfm.dims.embed_dim
-    assert features.frames.shape == (2, 3, embed) and features.video.shape == (2, embed)
+    width = encoder.head.width if hasattr(encoder.head, "width") else ilfm.dims.embed_dim
+    assert features.frames.shape == (2, 3, width) and features.video.shape == (2, width)
 
     # Exactly the declared parameters receive gradients (mean pooling on a frozen backbone has none: a linear
     # probe, where only the task head trains).
@@ -108,3 +113,30 @@ def test_conflicts_are_refused_with_a_reason(text_tower):
 
 def test_registry_lists_paradigms():
     assert {"post_network", "full_finetune", "partial_tuning"} <= set(paradigm_names())
+
+
+@pytest.mark.parametrize("variant", ["st_adapter", "aim", "adaptformer"])
+def test_adapters_start_as_the_pretrained_model(variant, text_tower):
+    # Zero-initialised branches: before training, an adapted backbone computes what the frozen one does.
+    plain = backbone("hf", text_tower)
+    video = video_for(plain)
+    with torch.no_grad():
+        expected = plain.encode_frames(video).embeds
+        encoder = build_video_encoder(backbone("hf", text_tower), "adapter", {"adapter": {"variant": variant}})
+        got = encoder.eval().encode_frames(video).embeds
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_st_adapter_mixes_frames_and_aim_attends_over_time(text_tower):
+    # Once trained (here: perturbed), the temporal modules make a frame's features depend on its neighbours.
+    for variant in ("st_adapter", "aim"):
+        encoder = build_video_encoder(backbone("hf", text_tower), "adapter", {"adapter": {"variant": variant}}).eval()
+        with torch.no_grad():
+            for _, parameter in encoder.trainable_named_parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+            video = video_for(encoder.ilfm, batch=1, frames=3)
+            changed = video.clone()
+            changed[:, 1] = torch.randn_like(changed[:, 1])
+            a = encoder.encode_frames(video).embeds[0, 0]
+            b = encoder.encode_frames(changed).embeds[0, 0]
+        assert not torch.allclose(a, b), f"{variant}: frame 0 ignores its neighbour, frame 1"

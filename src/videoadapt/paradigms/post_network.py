@@ -26,15 +26,26 @@ def temporal_module(name: str, width: int, **options: Any) -> nn.Module:
     raise VideoadaptError(f"unknown temporal module {name!r}; known: mean, transformer")
 
 
-class TemporalHead(VideoHead):
-    """A temporal module over the frame embeddings in the joint space."""
+SPACES = ("joint", "cls")
 
-    def __init__(self, ilfm: ImageLanguageModel, temporal: str = "transformer", **options: Any) -> None:
+
+class TemporalHead(VideoHead):
+    """A temporal module over per-frame features: the frame embeddings in the joint space (``space="joint"``), or
+    the pooled CLS tokens before the projection (``space="cls"``, width D), which classification-only designs such
+    as ST-Adapter and AIM feed to their classifier."""
+
+    def __init__(
+        self, ilfm: ImageLanguageModel, temporal: str = "transformer", space: str = "joint", **options: Any
+    ) -> None:
         super().__init__()
-        self.temporal = temporal_module(temporal, ilfm.dims.embed_dim, **options)
+        if space not in SPACES:
+            raise VideoadaptError(f"unknown feature space {space!r}; known: {', '.join(SPACES)}")
+        self.space = space
+        self.width = ilfm.dims.embed_dim if space == "joint" else ilfm.dims.width
+        self.temporal = temporal_module(temporal, self.width, **options)
 
     def forward(self, features: FrameFeatures, video: torch.Tensor | None = None) -> VideoFeatures:
-        frames, pooled = self.temporal(features.embeds)
+        frames, pooled = self.temporal(features.embeds if self.space == "joint" else features.cls)
         return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
 
 
