@@ -29,6 +29,11 @@ CASES = [
     ("adapter", {"adapter": {"variant": "adaptformer", "blocks": 1}}),
     ("adapter+post_network", {"adapter": {"variant": "st_adapter"}}),
     ("adapter+partial_tuning", {"adapter": {"variant": "aim"}, "partial_tuning": {"subset": "norm"}}),
+    ("lora", {}),
+    ("lora+post_network", {"lora": {"r": 4, "targets": ["q_proj", "k_proj", "v_proj", "out_proj"]}}),
+    ("prompt_tuning", {"prompt_tuning": {"depth": "deep", "tokens": 4}}),
+    ("prompt_tuning", {"prompt_tuning": {"depth": "shallow"}}),
+    ("prompt_tuning+lora", {}),
 ]
 
 
@@ -112,7 +117,28 @@ def test_conflicts_are_refused_with_a_reason(text_tower):
 
 
 def test_registry_lists_paradigms():
-    assert {"post_network", "full_finetune", "partial_tuning"} <= set(paradigm_names())
+    assert {"post_network", "full_finetune", "partial_tuning", "adapter", "lora", "prompt_tuning"} <= set(
+        paradigm_names()
+    )
+
+
+def test_prompts_leave_output_shapes_and_change_features(text_tower):
+    plain = backbone("hf", text_tower)
+    video = video_for(plain)
+    encoder = build_video_encoder(backbone("hf", text_tower), "prompt_tuning", {"prompt_tuning": {"tokens": 3}})
+    with torch.no_grad():
+        prompted = encoder.encode_frames(video)
+        reference = plain.encode_frames(video)
+    assert prompted.patches.shape == reference.patches.shape
+    assert not torch.allclose(prompted.embeds, reference.embeds)
+
+
+def test_lora_counts_match_the_rank(text_tower):
+    ilfm = backbone("hf", text_tower)
+    encoder = build_video_encoder(ilfm, "lora", {"lora": {"r": 4, "temporal": "mean"}})
+    width, blocks = ilfm.dims.width, ilfm.dims.layers
+    # q and v of every block: A (r x D) and B (D x r).
+    assert sum(p.numel() for _, p in encoder.trainable_named_parameters()) == blocks * 2 * 2 * 4 * width
 
 
 @pytest.mark.parametrize("variant", ["st_adapter", "aim", "adaptformer"])
