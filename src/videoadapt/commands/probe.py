@@ -14,9 +14,7 @@ _COLUMNS = ("frames", "fps", "duration", "width", "height", "codec")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to probe")
-    parser.add_argument(
-        "--json", action="store_true", help="print a JSON object (a list of them for several files)"
-    )
+    parser.add_argument("--json", action="store_true", help="print a JSON object (a list of them for several files)")
     parser.add_argument(
         "--count-frames",
         action="store_true",

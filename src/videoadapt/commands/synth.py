@@ -35,7 +35,10 @@ def _run(args: argparse.Namespace) -> int:
     with make_progress(transient=args.json) as progress:
         task = progress.add_task("synthworld", total=total, info="")
         summary = write_synthworld(
-            args.out, config, args.videos, workers=args.workers,
+            args.out,
+            config,
+            args.videos,
+            workers=args.workers,
             on_video=lambda split: progress.update(task, advance=1, info=split),
         )
     summary = {"out": str(args.out), "seed": args.seed, "config": config.to_dict(), **summary}

@@ -92,9 +92,7 @@ def preprocess(frames: np.ndarray | torch.Tensor, settings: ProcessorSettings) -
     """uint8 RGB frames ``[T,H,W,3]`` (numpy or torch) to normalised float32 ``[T,3,S,S]``."""
     video = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
     if video.dtype != torch.uint8 or video.ndim != 4 or video.shape[-1] != 3 or 0 in video.shape[1:3]:
-        raise ValueError(
-            f"frames must be uint8 [T,H,W,3] with H, W > 0, got {video.dtype} {tuple(video.shape)}"
-        )
+        raise ValueError(f"frames must be uint8 [T,H,W,3] with H, W > 0, got {video.dtype} {tuple(video.shape)}")
     if not len(video):  # interpolate rejects empty batches
         return torch.zeros((0, 3, settings.image_size, settings.image_size), dtype=torch.float32)
     video = video.permute(0, 3, 1, 2)  # [T,3,H,W]

@@ -23,4 +23,5 @@ class FullFinetune(Paradigm):
                 parameter.requires_grad_(True)
 
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
-        return TemporalHead(ilfm, temporal=self.options.get("temporal", "mean"))
+        options = {k: v for k, v in self.options.items() if k != "text"}
+        return TemporalHead(ilfm, **{"temporal": "mean", **options})

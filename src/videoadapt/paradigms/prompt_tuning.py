@@ -78,4 +78,6 @@ class PromptTuning(Paradigm):
             blocks[index] = PromptedBlock(blocks[index], prompts, prefix, count, index == 0, index == last)
 
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
-        return TemporalHead(ilfm, temporal=self.options.get("temporal", "mean"))
+        return TemporalHead(
+            ilfm, temporal=self.options.get("temporal", "mean"), space=self.options.get("space", "joint")
+        )

@@ -166,13 +166,9 @@ def video_captions(
     captions = [describe_event(action, actors, article="a")]
     for _ in range(2):
         captions.append(
-            describe_event(
-                action, actors, article=_pick(rng, ("a", "the")), rng=rng, size=bool(rng.random() < 0.5)
-            )
+            describe_event(action, actors, article=_pick(rng, ("a", "the")), rng=rng, size=bool(rng.random() < 0.5))
         )
-    captions.append(
-        f"{describe_event(action, actors, article='a', rng=rng)} {_context(distractors, size, rng)}"
-    )
+    captions.append(f"{describe_event(action, actors, article='a', rng=rng)} {_context(distractors, size, rng)}")
     return captions
 
 
@@ -253,9 +249,7 @@ def video_qa(
             )
         )
     else:
-        mc.append(
-            _multiple_choice(rng, f"what colour is the {actor.category}?", actor.colour, [], COLOUR_NAMES)
-        )
+        mc.append(_multiple_choice(rng, f"what colour is the {actor.category}?", actor.colour, [], COLOUR_NAMES))
 
     # --- open ended
     oe: list[dict[str, str]] = []
@@ -309,9 +303,7 @@ def video_qa(
     else:
         present = {t.category for t in tracks}
         absent = [s for s in allowed_shapes if s not in present]
-        oe.append(
-            {"question": f"is there a {_pick(rng, COLOUR_NAMES)} {_pick(rng, absent)}?", "answer": "no"}
-        )
+        oe.append({"question": f"is there a {_pick(rng, COLOUR_NAMES)} {_pick(rng, absent)}?", "answer": "no"})
     unique = [t for t in stable if sum(o.colour == t.colour for o in tracks) == 1]
     if unique:
         t = unique[int(rng.integers(len(unique)))]
@@ -322,17 +314,13 @@ def video_qa(
 # --- images -------------------------------------------------------------------------------------------------
 
 
-def image_caption(
-    objects: Sequence[ImageObject], rng: np.random.Generator | None = None, lead: str = ""
-) -> str:
+def image_caption(objects: Sequence[ImageObject], rng: np.random.Generator | None = None, lead: str = "") -> str:
     """E.g. "a large red star at the top left and a small blue circle at the bottom"; synonyms with ``rng``.
 
     The rng is consumed identically whatever the attributes are, so twins drawn with equal rngs differ only in
     the changed attribute's words.
     """
-    parts = [
-        f"{noun_phrase(o, article='a', size=True, rng=rng)} {POSITION_PHRASES[o.position]}" for o in objects
-    ]
+    parts = [f"{noun_phrase(o, article='a', size=True, rng=rng)} {POSITION_PHRASES[o.position]}" for o in objects]
     return lead + _join(parts)
 
 

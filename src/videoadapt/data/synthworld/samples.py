@@ -215,9 +215,7 @@ class SynthVideo:
             events=[SynthEvent.from_annotation(e) for e in ann["events"]],
             captions=list(ann["captions"]),
             qa={
-                "multiple_choice": [
-                    dict(q, options=list(q["options"])) for q in ann["qa"]["multiple_choice"]
-                ],
+                "multiple_choice": [dict(q, options=list(q["options"])) for q in ann["qa"]["multiple_choice"]],
                 "open_ended": [dict(q) for q in ann["qa"]["open_ended"]],
             },
             novel=bool(ann["novel"]),

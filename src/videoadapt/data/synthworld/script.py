@@ -153,9 +153,7 @@ def _script_actors(
         # Zooms in from nothing; the frames before (and at) the start hold no object at all.
         radius = p * radii[0]
     elif action == "rotate_clockwise":
-        step = math.radians(
-            rng.uniform(12.0, 20.0)
-        )  # < half of any symmetry period (60°), so never ambiguous
+        step = math.radians(rng.uniform(12.0, 20.0))  # < half of any symmetry period (60°), so never ambiguous
         angle = angle0[0] + p * step * steps
     elif action in COLOUR_CHANGES:
         first, last = COLOUR_CHANGES[action]

@@ -74,9 +74,7 @@ class SynthWorldConfig:
         if not (math.isfinite(self.fps) and self.fps > 0):
             problems.append(f"fps must be positive, got {self.fps}")
         if not 1 <= self.min_objects <= self.max_objects <= 4:
-            problems.append(
-                f"need 1 <= min_objects <= max_objects <= 4, got {self.min_objects}, {self.max_objects}"
-            )
+            problems.append(f"need 1 <= min_objects <= max_objects <= 4, got {self.min_objects}, {self.max_objects}")
         unknown = [s for s in self.held_out_shapes if s not in SHAPES]
         if unknown:
             problems.append(f"unknown held-out shapes {unknown}; known: {', '.join(SHAPES)}")
@@ -146,9 +144,7 @@ class SynthWorld:
 
         states = [o.states.reversed() if flip else o.states for o in script.objects]
         start, end = (
-            (cfg.frames - 1 - script.end, cfg.frames - 1 - script.start)
-            if flip
-            else (script.start, script.end)
+            (cfg.frames - 1 - script.end, cfg.frames - 1 - script.start) if flip else (script.start, script.end)
         )
         shapes = [o.shape for o in script.objects]
         frames, masks = composite(bg, shapes, states, cfg.frames)
@@ -235,9 +231,7 @@ class SynthWorld:
                     del cells[i]
                     break
         bg = background(rng, cfg.size)
-        return self._render_image(
-            f"image_{split}_{index:06d}", split, index, specs, bg, text_seed=seq, edit=None
-        )
+        return self._render_image(f"image_{split}_{index:06d}", split, index, specs, bg, text_seed=seq, edit=None)
 
     def images(self, n: int, *, split: str = "train", start: int = 0) -> Iterator[SynthImage]:
         for index in range(start, start + n):
@@ -376,9 +370,7 @@ def _fits(spec: dict[str, Any], others: list[dict[str, Any]], size: int) -> bool
     """Objects may touch a little but never overlap by more than 10% of their radii."""
     center, radius = _spec_center(spec, size), SIZES[spec["size"]] * size
     for other in others:
-        gap = float(np.hypot(*(center - _spec_center(other, size)))) - 0.9 * (
-            radius + SIZES[other["size"]] * size
-        )
+        gap = float(np.hypot(*(center - _spec_center(other, size)))) - 0.9 * (radius + SIZES[other["size"]] * size)
         if gap < 0 or other["cell"] == spec["cell"]:
             return False
     return True

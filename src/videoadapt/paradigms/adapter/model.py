@@ -77,8 +77,8 @@ class AdaptedBlock(nn.Module):
             normed = b.layer_norm2(x)
             return x + b.mlp(normed) + self.scale * self.joint(normed)
         x = x + _attend(b, b.layer_norm1(x))
-        normed = b.layer_norm2(x)
-        return x + b.mlp(normed) + self.scale * self.parallel(normed)
+        # AdaptFormer's branch reads the residual stream itself, not the LayerNorm output (official code).
+        return x + b.mlp(b.layer_norm2(x)) + self.scale * self.parallel(x)
 
 
 def inject_adapters(ilfm: ImageLanguageModel, config: AdapterConfig, context: TemporalContext) -> list[AdaptedBlock]:
