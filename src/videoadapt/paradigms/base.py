@@ -17,24 +17,31 @@ training.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 
 
 @dataclass
 class VideoFeatures:
     """What tasks consume: frame embeddings ``[B,T,E]`` and a video embedding ``[B,E]`` in the joint space, plus
-    patch tokens ``[B,T,P,D]`` for fine-grained tasks when the encoder keeps them."""
+    patch tokens ``[B,T,P,D]`` for fine-grained tasks when the encoder keeps them.
+
+    ``outputs`` holds what a head makes beyond these (e.g. Moment-DETR's decoder query states ``[B,Q,H]``), named;
+    ``losses`` holds auxiliary training losses a paradigm adds to the task loss (distillation), named, scalar. A
+    trainer adds every entry of ``losses`` to the task loss; tasks ignore both dicts unless they know a name.
+    """
 
     frames: torch.Tensor
     video: torch.Tensor
     patches: torch.Tensor | None = None
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class TemporalContext:
@@ -46,12 +53,15 @@ class TemporalContext:
 
 
 class VideoHead(nn.Module):
-    """Runs after the backbone: ``(frame features, video pixels) -> VideoFeatures``."""
+    """Runs after the backbone: ``(frame features, video pixels, query text) -> VideoFeatures``."""
 
     needs_layers: bool = False  # every block's tokens (side networks)
     needs_pixels: bool = False  # the raw video (a second stream)
+    needs_text: bool = False  # the query's text features (grounding heads that fuse video and text)
 
-    def forward(self, features: FrameFeatures, video: torch.Tensor | None = None) -> VideoFeatures:
+    def forward(
+        self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
+    ) -> VideoFeatures:
         raise NotImplementedError
 
 
@@ -112,7 +122,17 @@ class VideoEncoder(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
             return self.ilfm.encode_frames(video, all_layers=self.head.needs_layers)
 
-    def forward(self, video: torch.Tensor | None = None, cached: FrameFeatures | None = None) -> VideoFeatures:
+    def forward(
+        self,
+        video: torch.Tensor | None = None,
+        cached: FrameFeatures | None = None,
+        text: TextFeatures | None = None,
+    ) -> VideoFeatures:
+        """Encode ``video`` ``[B,T,3,H,W]`` (or use ``cached`` frame features of a frozen backbone); ``text`` is
+        one query per video, for heads that need it (``head.needs_text``)."""
+        if self.head.needs_text and text is None:
+            parts = "+".join(self.paradigm_names)
+            raise VideoadaptError(f"{parts}: this head fuses video with a text query; pass text=")
         if cached is None:
             if video is None:
                 raise VideoadaptError("VideoEncoder needs a video [B,T,3,H,W] or cached frame features")
@@ -122,7 +142,7 @@ class VideoEncoder(nn.Module):
                 parts = "+".join(self.paradigm_names)
                 raise VideoadaptError(f"{parts} trains the backbone or reads pixels: cached features cannot stand in")
             features = cached
-        return self.head(features, video)
+        return self.head(features, video, text)
 
     def trainable_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((n, p) for n, p in self.named_parameters() if p.requires_grad)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import Paradigm, VideoFeatures, VideoHead
 from videoadapt.registry import registry
 from videoadapt.temporal import MeanPool, TemporalTransformer
@@ -44,7 +44,9 @@ class TemporalHead(VideoHead):
         self.width = ilfm.dims.embed_dim if space == "joint" else ilfm.dims.width
         self.temporal = temporal_module(temporal, self.width, **options)
 
-    def forward(self, features: FrameFeatures, video: torch.Tensor | None = None) -> VideoFeatures:
+    def forward(
+        self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
+    ) -> VideoFeatures:
         frames, pooled = self.temporal(features.embeds if self.space == "joint" else features.cls)
         return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
 
