@@ -1,0 +1,102 @@
+"""Side-tuning configuration: which side network, how deep, how wide.
+
+One frozen dataclass for both designs (PEFT-style ``config``); each field says which design reads it. Options a
+design does not read are accepted and ignored, so one preset syntax covers both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from videoadapt.errors import VideoadaptError
+
+DESIGNS = ("evl", "r2_tuning")
+
+
+@dataclass(frozen=True)
+class SideTuningConfig:
+    """``design``:
+
+    * ``evl`` — EVL (Lin et al., "Frozen CLIP Models are Efficient Video Learners", ECCV 2022): a transformer
+      decoder whose learnable query token attends, layer by layer, to the last ``layers`` backbone blocks' tokens,
+      each enriched by a temporal convolution, a temporal position embedding and a temporal cross-attention;
+    * ``r2_tuning`` — R²-Tuning (Liu et al., ECCV 2024): one recurrent side block that walks the last ``layers``
+      blocks from the deepest to the shallowest, pooling each frame's tokens with (learned or text) queries and
+      refining the frame sequence with a temporal transformer layer.
+
+    ``layers``: how many of the last backbone blocks the side network reads (default: 4, or fewer when the
+    backbone is shallower; EVL's temporal cross-attention needs the input of each block it reads, so it reads
+    blocks 1..L-1 only). ``heads``: attention heads of the side network (EVL: the backbone's, 12 on ViT-B; R²: 8).
+    ``mlp_factor``: MLP expansion (4). ``dropout``: EVL's decoder-MLP dropout / R²'s projection dropout (0.5 in
+    both official configs).
+
+    EVL only: ``frames`` (rows of the temporal position table, 8 in the official 8-frame model; other clip lengths
+    interpolate it), ``temporal_conv``, ``temporal_pos_embed``, ``temporal_cross_attention`` (the official
+    ablation switches, all on).
+
+    R² only: ``width`` (side width, 256 officially), ``queries`` (learnable query tokens when no text is used),
+    ``text`` (pool with the query text's tokens instead: the head then needs ``text=``), ``tef`` (append each
+    frame's normalised start/end time to its tokens, on officially).
+    """
+
+    design: str = "evl"
+    layers: int | None = None
+    heads: int | None = None
+    mlp_factor: float = 4.0
+    dropout: float = 0.5
+    # EVL
+    frames: int = 8
+    temporal_conv: bool = True
+    temporal_pos_embed: bool = True
+    temporal_cross_attention: bool = True
+    # R²-Tuning
+    width: int = 256
+    queries: int = 4
+    text: bool = False
+    tef: bool = True
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise VideoadaptError(f"side_tuning: unknown design {self.design!r}; known: {', '.join(DESIGNS)}")
+        for name in ("layers", "heads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise VideoadaptError(f"side_tuning: {name} must be a positive integer, got {value!r}")
+        for name in ("frames", "width", "queries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise VideoadaptError(f"side_tuning: {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise VideoadaptError(f"side_tuning: dropout must be in [0, 1), got {self.dropout}")
+        if self.mlp_factor <= 0:
+            raise VideoadaptError(f"side_tuning: mlp_factor must be positive, got {self.mlp_factor}")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> SideTuningConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise VideoadaptError(f"side_tuning: unknown options {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**options)
+
+    def side_layers(self, blocks: int) -> int:
+        """How many blocks the side network reads on a backbone of ``blocks`` blocks; refuses too many."""
+        # EVL's temporal cross-attention recomputes block l's q/k from block l-1's output; block 0's input (the
+        # embeddings) is not among the cached features, so EVL can read at most the last L-1 blocks.
+        available = blocks - 1 if self.design == "evl" and self.temporal_cross_attention else blocks
+        if available < 1:
+            raise VideoadaptError(f"side_tuning: a {blocks}-block backbone leaves no block for the {self.design} side")
+        if self.layers is None:
+            return min(4, available)
+        if self.layers > available:
+            why = (
+                " (its temporal cross-attention needs each block's input, so block 0 is out)"
+                if available < blocks
+                else ""
+            )
+            raise VideoadaptError(
+                f"side_tuning: {self.design} reads {self.layers} side layers but this backbone offers {available} "
+                f"of its {blocks} blocks{why}"
+            )
+        return self.layers
