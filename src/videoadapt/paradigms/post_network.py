@@ -1,7 +1,9 @@
 """Post-network tuning (survey Sec. III-A2): the backbone stays frozen; a temporal module trained on its per-frame
 features makes the video representation. Frame features can therefore come from the feature cache.
 
-Temporal modules: ``mean`` (CLIP4Clip meanP, no parameters) and ``transformer`` (CLIP4Clip seqTransf).
+Temporal modules: ``mean`` (CLIP4Clip meanP, no parameters), ``transformer`` (CLIP4Clip seqTransf), ``qformer``
+(learnable queries reading all frames' patch tokens, BLIP-2 / Video-LLaMA) and ``moment_detr`` (Moment-DETR's
+encoder-decoder over clips and query words for temporal grounding; the head then needs the query text).
 """
 
 from __future__ import annotations
@@ -12,18 +14,29 @@ import torch
 from torch import nn
 
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, ModelDims, TextFeatures
 from videoadapt.paradigms.base import Paradigm, VideoFeatures, VideoHead
 from videoadapt.registry import registry
-from videoadapt.temporal import MeanPool, TemporalTransformer
+from videoadapt.temporal import MeanPool, MomentDETR, QFormer, TemporalTransformer
+
+TEMPORAL_MODULES = ("mean", "transformer", "qformer", "moment_detr")
 
 
-def temporal_module(name: str, width: int, **options: Any) -> nn.Module:
+def temporal_module(name: str, width: int, dims: ModelDims | None = None, /, **options: Any) -> nn.Module:
+    """A temporal module over features of ``width``. ``qformer`` and ``moment_detr`` also need the backbone's
+    ``dims`` (patch-token width, text-token width); they take the whole FrameFeatures (``takes_features``).
+    The first three are positional-only so that a module may have an option named ``width`` (the Q-Former's)."""
     if name == "mean":
         return MeanPool()
     if name == "transformer":
         return TemporalTransformer(width, **options)
-    raise VideoadaptError(f"unknown temporal module {name!r}; known: mean, transformer")
+    if name in ("qformer", "moment_detr"):
+        if dims is None:
+            raise VideoadaptError(f"temporal module {name!r} needs the backbone's dims")
+        if name == "qformer":
+            return QFormer(width, dims.width, **options)
+        return MomentDETR(width, dims.text_width, **options)
+    raise VideoadaptError(f"unknown temporal module {name!r}; known: {', '.join(TEMPORAL_MODULES)}")
 
 
 SPACES = ("joint", "cls")
@@ -42,12 +55,18 @@ class TemporalHead(VideoHead):
             raise VideoadaptError(f"unknown feature space {space!r}; known: {', '.join(SPACES)}")
         self.space = space
         self.width = ilfm.dims.embed_dim if space == "joint" else ilfm.dims.width
-        self.temporal = temporal_module(temporal, self.width, **options)
+        self.temporal = temporal_module(temporal, self.width, ilfm.dims, **options)
+        # Grounding modules fuse the query text (Moment-DETR): the encoder then refuses to run without one.
+        self.needs_text = bool(getattr(self.temporal, "needs_text", False))
 
     def forward(
         self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
     ) -> VideoFeatures:
-        frames, pooled = self.temporal(features.embeds if self.space == "joint" else features.cls)
+        inputs = features.embeds if self.space == "joint" else features.cls
+        if getattr(self.temporal, "takes_features", False):
+            frames, pooled, outputs = self.temporal(inputs, features, text)
+            return VideoFeatures(frames=frames, video=pooled, patches=features.patches, outputs=outputs)
+        frames, pooled = self.temporal(inputs)
         return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
 
 
