@@ -89,7 +89,10 @@ class ImageLanguageModel(nn.Module, ABC):
         """Encode ``[N,3,H,W]`` images into FrameFeatures without the frame axis (``cls`` ``[N,D]``, ...)."""
 
     @abstractmethod
-    def encode_text(self, texts: Sequence[str]) -> TextFeatures: ...
+    def encode_text(self, texts: Sequence[str], prefix_embeddings: torch.Tensor | None = None) -> TextFeatures:
+        """Encode texts. ``prefix_embeddings`` ``[K, text_width]``, when given, are inserted into every text's token
+        embeddings after its start token (BOS/[CLS]; at the very start where there is none) — learnable context in
+        the manner of CoOp (Zhou et al., IJCV 2022). Gradients reach them through the frozen text tower."""
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -90,23 +90,71 @@ class HFImageLanguageModel(ImageLanguageModel):
         # SigLIP: no CLS token; the attention-pooling head's output already lives in the joint space.
         return FrameFeatures(cls=out.pooler_output, patches=tokens, embeds=out.pooler_output, layers=layers)
 
-    def encode_text(self, texts: Sequence[str]) -> TextFeatures:
+    def encode_text(self, texts: Sequence[str], prefix_embeddings: torch.Tensor | None = None) -> TextFeatures:
+        """Encode ``texts``; ``prefix_embeddings`` ``[K, Dt]`` (learnable context vectors, CoOp) are inserted into
+        every text's token embeddings right after the BOS token (CLIP) or at the start (SigLIP, which has none).
+
+        With a prefix, texts are truncated to ``K`` fewer tokens, positions run over the longer sequence, the
+        attention mask covers the prefix, and CLIP still pools at its EOS token (now ``K`` positions later).
+        Gradients flow to ``prefix_embeddings`` through the (frozen) text tower; ``tokens``/``mask`` include the
+        prefix positions.
+        """
         self.check_texts(texts)
         text_model = self.model.text_model
         max_length = self.model.config.text_config.max_position_embeddings
+        extra = 0 if prefix_embeddings is None else prefix_embeddings.shape[0]
+        if extra >= max_length - 1:
+            raise VideoadaptError(f"{self.name}: a text prefix of {extra} tokens leaves no room in {max_length}")
         # SigLIP was trained on texts padded to the full length; CLIP pools at the EOS token and pads freely.
         padding = "max_length" if self.family == "siglip" else "longest"
         batch = self.tokenizer(
-            list(texts), padding=padding, truncation=True, max_length=max_length, return_tensors="pt"
+            list(texts), padding=padding, truncation=True, max_length=max_length - extra, return_tensors="pt"
         )
         device = next(self.parameters()).device
         input_ids = batch["input_ids"].to(device)
         mask = batch.get("attention_mask", torch.ones_like(batch["input_ids"])).to(device)
+        if prefix_embeddings is not None:
+            return self._encode_text_with_prefix(input_ids, mask, prefix_embeddings)
         out = text_model(input_ids=input_ids, attention_mask=mask if self.family == "clip" else None)
         embeds = out.pooler_output
         if self.family == "clip":
             embeds = self.model.text_projection(embeds)
         return TextFeatures(tokens=out.last_hidden_state, mask=mask, embeds=embeds)
+
+    def _encode_text_with_prefix(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor
+    ) -> TextFeatures:
+        """The text tower's own forward (transformers' CLIPTextModel / SiglipTextModel), recomputed from its parts
+        so that embeddings can be inserted between the token lookup and the position embeddings — as CoOp's
+        TextEncoder does on OpenAI CLIP (official KaiyangZhou/CoOp, trainers/coop.py)."""
+        text_model = self.model.text_model
+        embeddings = text_model.embeddings
+        n, k = input_ids.shape[0], prefix.shape[0]
+        tokens = embeddings.token_embedding(input_ids)
+        prefix = prefix.to(tokens.dtype).unsqueeze(0).expand(n, -1, -1)
+        at = 1 if self.family == "clip" else 0  # after CLIP's BOS; SigLIP texts have no BOS
+        x = torch.cat([tokens[:, :at], prefix, tokens[:, at:]], dim=1)
+        length = x.shape[1]
+        positions = torch.arange(length, device=x.device).unsqueeze(0)
+        x = x + embeddings.position_embedding(positions)
+        mask = torch.cat([mask[:, :at], mask.new_ones(n, k), mask[:, at:]], dim=1)
+        attention = None
+        if self.family == "clip":
+            # CLIP's text tower is causal and ignores padding: an additive [N,1,L,L] mask with both.
+            allowed = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+            allowed = allowed.unsqueeze(0) & mask.bool().unsqueeze(1)
+            attention = torch.zeros(n, 1, length, length, dtype=x.dtype, device=x.device)
+            attention = attention.masked_fill(~allowed.unsqueeze(1), torch.finfo(x.dtype).min)
+        states = text_model.final_layer_norm(text_model.encoder(inputs_embeds=x, attention_mask=attention)[0])
+        if self.family == "siglip":
+            # SigLIP pools the last position (padded to the full length, as in training).
+            return TextFeatures(tokens=states, mask=mask, embeds=text_model.head(states[:, -1]))
+        eos = text_model.eos_token_id
+        # The same EOS lookup as transformers' CLIPTextModel (old configs: the largest id), shifted by the prefix.
+        ids = input_ids.to(torch.int)
+        index = ids.argmax(dim=-1) if eos == 2 else (ids == eos).int().argmax(dim=-1)
+        pooled = states[torch.arange(n, device=states.device), index + k]
+        return TextFeatures(tokens=states, mask=mask, embeds=self.model.text_projection(pooled))
 
 
 class HashTokenizer:

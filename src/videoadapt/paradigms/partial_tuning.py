@@ -2,7 +2,11 @@
 
 ``subset="bias_norm"`` — biases and LayerNorm parameters (BitFit-like); ``subset="norm"`` — LayerNorms only;
 ``subset="last_blocks"`` with ``blocks=k`` — the last k vision blocks and what follows them (post-LayerNorm,
-projection).
+projection); ``subset="temporal_attention"`` — divided temporal attention (TimeSformer, Bertasius et al., ICML
+2021, official facebookresearch/TimeSformer lib/models/vit.py) inserted before the spatial attention of the last
+``blocks`` vision blocks (default: all), initialised from each block's own attention and first LayerNorm with a
+zero output projection, so the model starts as the image model; trained: the inserted temporal attention and
+every LayerNorm of the vision tower (the survey's partial tuning with temporal attention, Sec. III-B2).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import Paradigm, TemporalContext
 from videoadapt.registry import registry
 
-SUBSETS = ("bias_norm", "norm", "last_blocks")
+SUBSETS = ("bias_norm", "norm", "last_blocks", "temporal_attention")
 
 
 @registry.register("paradigm", "partial_tuning")
@@ -26,6 +30,9 @@ class PartialTuning(Paradigm):
         subset = self.options.get("subset", "bias_norm")
         if subset not in SUBSETS:
             raise VideoadaptError(f"partial_tuning: unknown subset {subset!r}; known: {', '.join(SUBSETS)}")
+        if subset == "temporal_attention":
+            _insert_temporal_attention(ilfm, context, self.options.get("blocks"))
+            return
         if subset == "last_blocks":
             blocks = ilfm.vision_blocks()
             k = int(self.options.get("blocks", 2))
@@ -44,6 +51,28 @@ class PartialTuning(Paradigm):
                 for name, parameter in child.named_parameters(recurse=False):
                     if norm or (subset == "bias_norm" and name == "bias"):
                         parameter.requires_grad_(True)
+
+
+def _insert_temporal_attention(ilfm: ImageLanguageModel, context: TemporalContext, blocks: int | None) -> None:
+    from videoadapt.temporal.divided_attention import TemporalThenSpatialBlock
+
+    layers = ilfm.vision_blocks()
+    k = len(layers) if blocks is None else int(blocks)
+    if not 1 <= k <= len(layers):
+        raise VideoadaptError(f"partial_tuning: blocks must be in 1..{len(layers)}, got {k}")
+    if any(isinstance(b, TemporalThenSpatialBlock) for b in layers):
+        raise VideoadaptError("partial_tuning: this backbone already has temporal attention")
+    for index in range(len(layers) - k, len(layers)):
+        if not all(hasattr(layers[index], part) for part in ("layer_norm1", "self_attn")):
+            raise VideoadaptError(f"partial_tuning: {type(layers[index]).__name__} is not a CLIP-style block")
+        wrapped = TemporalThenSpatialBlock(layers[index], ilfm.dims.num_patches, context)
+        wrapped.temporal.requires_grad_(True)
+        layers[index] = wrapped
+    # Every LayerNorm of the vision tower trains too (the temporal LayerNorms are among them).
+    for module in ilfm.vision_modules():
+        for child in module.modules():
+            if isinstance(child, nn.LayerNorm):
+                child.requires_grad_(True)
 
 
 def _after_blocks(ilfm: ImageLanguageModel) -> set[int]:

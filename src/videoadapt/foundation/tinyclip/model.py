@@ -164,9 +164,14 @@ class TinyCLIP(ImageLanguageModel):
             cls=pooled, patches=tokens[:, 1:], embeds=self.visual_projection(pooled), layers=layers or None
         )
 
-    def encode_text(self, texts: Sequence[str]) -> TextFeatures:
+    def encode_text(self, texts: Sequence[str], prefix_embeddings: torch.Tensor | None = None) -> TextFeatures:
+        """``prefix_embeddings`` ``[K,384]``: learnable context inserted after MiniLM's ``[CLS]`` (CoOp); the
+        sentence embedding then mean-pools over the prefix positions too."""
         self.check_texts(texts)
-        states, mask = self.text_tower.tokens(texts)
+        if prefix_embeddings is None:
+            states, mask = self.text_tower.tokens(texts)
+        else:
+            states, mask = self.text_tower.tokens_with_prefix(texts, prefix_embeddings)
         embeds = self.text_projection(self.text_tower.mean_pool(states, mask).float())
         return TextFeatures(tokens=states, mask=mask, embeds=embeds)
 

@@ -53,13 +53,30 @@ class MiniLMTextTower(nn.Module):
 
     @torch.no_grad()
     def tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tokens_with_prefix(texts, None)
+
+    def tokens_with_prefix(
+        self, texts: Sequence[str], prefix_embeddings: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states ``[N,L,384]`` and mask ``[N,L]``; ``prefix_embeddings`` ``[K,384]`` (CoOp context
+        vectors) are inserted after the ``[CLS]`` token's word embedding, before BERT adds positions and token
+        types, and the mask grows to cover them. Not under ``no_grad``: gradients reach the prefix through the
+        frozen MiniLM."""
+        extra = 0 if prefix_embeddings is None else prefix_embeddings.shape[0]
+        if extra >= self.max_length - 1:
+            raise VideoadaptError(f"MiniLM: a text prefix of {extra} tokens leaves no room in {self.max_length}")
         batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(texts), padding=True, truncation=True, max_length=self.max_length - extra, return_tensors="pt"
         )
         device = next(self.encoder.parameters()).device
-        mask = batch["attention_mask"].to(device)
-        states = self.encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
-        return states, mask
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        if prefix_embeddings is None:
+            return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+        words = self.encoder.get_input_embeddings()(ids)
+        prefix = prefix_embeddings.to(words.dtype).unsqueeze(0).expand(ids.shape[0], -1, -1)
+        words = torch.cat([words[:, :1], prefix, words[:, 1:]], dim=1)
+        mask = torch.cat([mask[:, :1], mask.new_ones(ids.shape[0], extra), mask[:, 1:]], dim=1)
+        return self.encoder(inputs_embeds=words, attention_mask=mask).last_hidden_state, mask
 
     @staticmethod
     def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

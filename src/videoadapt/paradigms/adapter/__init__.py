@@ -1,6 +1,6 @@
-"""Adapters (survey Sec. III-B4): small modules inserted into the frozen vision blocks — ST-Adapter, AIM and
-AdaptFormer. Same roles as PEFT's tuner folders: ``config`` (what), ``layer`` (the inserted modules), ``model``
-(injection)."""
+"""Adapters (survey Sec. III-B4): small modules inserted into the frozen vision blocks — ST-Adapter, AIM,
+AdaptFormer and ZeroI2V's mergeable linear adapters with STDHA. Same roles as PEFT's tuner folders: ``config``
+(what), ``layer`` (the inserted modules), ``model`` (injection)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.adapter.config import AdapterConfig
-from videoadapt.paradigms.adapter.model import AdaptedBlock, inject_adapters
+from videoadapt.paradigms.adapter.model import AdaptedBlock, inject_adapters, merge_linear_adapters
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
 from videoadapt.paradigms.post_network import TemporalHead
 from videoadapt.registry import registry
@@ -33,4 +33,4 @@ class Adapter(Paradigm):
         return TemporalHead(ilfm, **{"temporal": "mean", **self.head_options})
 
 
-__all__ = ["AdaptedBlock", "Adapter", "AdapterConfig", "inject_adapters"]
+__all__ = ["AdaptedBlock", "Adapter", "AdapterConfig", "inject_adapters", "merge_linear_adapters"]

@@ -58,3 +58,62 @@ class BottleneckAdapter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.fc2(self.act(self.fc1(x)))
         return x + out if self.skip else out
+
+
+class LinearAdapter(nn.Module):
+    """ZeroI2V's linear adapter: ``x + scale * fc2(dropout(fc1(x)))``, no activation, so that after training it is
+    the affine map ``(I + s W2 W1) x + s (W2 b1 + b2)`` and merges into a neighbouring Linear layer (official
+    leexinhao/ZeroI2V vit_zero_clip.py ``LinearAdapter``; merging: tools/weight_reparam.py).
+
+    fc1 starts as the official ``_init_weights`` (truncated normal, std 0.02), fc2 at zero: the identity at first."""
+
+    def __init__(self, dim: int, width: int, scale: float, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, width)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(width, dim)
+        self.scale = scale
+        nn.init.trunc_normal_(self.fc1.weight, std=0.02)
+        nn.init.zeros_(self.fc1.bias)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * self.fc2(self.dropout(self.fc1(x)))
+
+    @torch.no_grad()
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, c)`` with ``adapter(x) = A x + c`` in eval mode, in float64 for an exact merge."""
+        w1, b1 = self.fc1.weight.double(), self.fc1.bias.double()
+        w2, b2 = self.fc2.weight.double(), self.fc2.bias.double()
+        eye = torch.eye(w2.shape[0], dtype=torch.float64, device=w2.device)
+        return eye + self.scale * (w2 @ w1), self.scale * (w2 @ b1 + b2)
+
+
+def shifted_attention(attention: nn.Module, x: torch.Tensor, frames: int, shift_div: int) -> torch.Tensor:
+    """Self-attention of a frozen CLIP/SigLIP attention module (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``)
+    over ``[B*T, N, D]`` frame tokens, with ZeroI2V's STDHA: after the key/value projections, channels
+    ``[0, D//shift_div)`` come from frame t-1 and ``[D//shift_div, 2*D//shift_div)`` from frame t+1, the first and
+    last frames keeping their own (official mmaction/models/common/stdha.py, ``TemporalShift``, ``divide_head=False``,
+    which shifts channels of the projected k and v before the heads are split). No parameters."""
+    bt, n, d = x.shape
+    heads = attention.num_heads
+    q, k, v = attention.q_proj(x), attention.k_proj(x), attention.v_proj(x)
+    fold = d // shift_div
+    if frames > 1 and fold > 0:
+        k, v = (_shift_channels(t, frames, fold) for t in (k, v))
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(bt, n, heads, d // heads).transpose(1, 2)
+
+    # scaled_dot_product_attention's default scale is head_dim ** -0.5, the scale CLIP and SigLIP use.
+    out = nn.functional.scaled_dot_product_attention(split(q), split(k), split(v))
+    return attention.out_proj(out.transpose(1, 2).reshape(bt, n, d))
+
+
+def _shift_channels(t: torch.Tensor, frames: int, fold: int) -> torch.Tensor:
+    bt, n, d = t.shape
+    x = t.view(bt // frames, frames, n, d)
+    back = torch.cat([x[:, :1, :, :fold], x[:, :-1, :, :fold]], dim=1)  # frame t reads frame t-1
+    ahead = torch.cat([x[:, 1:, :, fold : 2 * fold], x[:, -1:, :, fold : 2 * fold]], dim=1)  # ... and t+1
+    return torch.cat([back, ahead, x[..., 2 * fold :]], dim=-1).view(bt, n, d)

@@ -15,10 +15,11 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.adapter.config import VARIANTS, AdapterConfig
-from videoadapt.paradigms.adapter.layer import BottleneckAdapter, STAdapter
+from videoadapt.paradigms.adapter.layer import BottleneckAdapter, LinearAdapter, STAdapter, shifted_attention
 from videoadapt.paradigms.base import TemporalContext
 
 BLOCK_PARTS = ("layer_norm1", "self_attn", "layer_norm2", "mlp")
+LINEAR_PLACES = ("attention_in", "attention_out", "mlp_in", "mlp_out")
 
 
 def _attend(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -46,26 +47,82 @@ class AdaptedBlock(nn.Module):
             if unknown or not config.before:
                 raise VideoadaptError(f"adapter: ST-Adapter goes before 'attention' and/or 'mlp', got {config.before}")
             self.before = nn.ModuleDict({p: STAdapter(dim, width, config.kernel, grid, context) for p in config.before})
+        elif config.variant == "linear":
+            self.linear = nn.ModuleDict(
+                {p: LinearAdapter(dim, width, self.scale, config.dropout) for p in LINEAR_PLACES}
+            )
         elif config.variant == "aim":
             self.temporal = BottleneckAdapter(dim, width, skip=False)
             self.spatial = BottleneckAdapter(dim, width, skip=True)
             self.joint = BottleneckAdapter(dim, width, skip=False)
         else:
             self.parallel = BottleneckAdapter(dim, width, skip=False, activation="relu")
+        self.register_parameter("temporal_embedding", None)  # ZeroI2V: set on the first adapted block
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.stdha:
+            return shifted_attention(self.block.self_attn, x, self.context.frames, self.config.stdha)
+        return _attend(self.block, x)
+
+    def _add_temporal_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.context.frames
+        table = self.temporal_embedding
+        if table is None:
+            return x
+        if t > table.shape[0]:
+            raise VideoadaptError(f"adapter: temporal_embedding holds {table.shape[0]} frames, the video has {t}")
+        bt, n, d = x.shape
+        return (x.view(bt // t, t, n, d) + table[:t, None, :].to(x.dtype)).view(bt, n, d)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the linear adapters into the block's frozen Linear layers (eval-mode function unchanged).
+
+        An adapter ``a(x) = A x + c`` before a Linear ``W x + b`` gives ``W A x + (W c + b)``; after it,
+        ``A W x + (A b + c)``. ``attention_in`` feeds q, k and v (STDHA shifts k/v channels after the projection,
+        which commutes with this); ``attention_out`` follows ``out_proj``; ``mlp_in`` feeds ``fc1``; ``mlp_out``
+        follows ``fc2``."""
+        if self.config.variant != "linear":
+            raise VideoadaptError(f"adapter: only linear adapters merge, not {self.config.variant!r}")
+        attention, mlp = self.block.self_attn, self.block.mlp
+        for place, layers, before in (
+            ("attention_in", [attention.q_proj, attention.k_proj, attention.v_proj], True),
+            ("attention_out", [attention.out_proj], False),
+            ("mlp_in", [mlp.fc1], True),
+            ("mlp_out", [mlp.fc2], False),
+        ):
+            if place not in self.linear:
+                continue
+            a, c = self.linear[place].affine()
+            for layer in layers:
+                if layer.bias is None:
+                    raise VideoadaptError(f"adapter: cannot merge into {type(layer).__name__} without a bias")
+                w, b = layer.weight.double(), layer.bias.double()
+                new_w, new_b = (w @ a, w @ c + b) if before else (a @ w, a @ b + c)
+                layer.weight.copy_(new_w.to(layer.weight.dtype))
+                layer.bias.copy_(new_b.to(layer.bias.dtype))
+            del self.linear[place]
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: Any = None, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         b = self.block
-        x = hidden_states
+        x = self._add_temporal_embedding(hidden_states)
         variant = self.config.variant
         if variant == "st_adapter":
             if "attention" in self.before:
                 x = self.before["attention"](x)
-            x = x + _attend(b, b.layer_norm1(x))
+            x = x + self._attend(b.layer_norm1(x))
             if "mlp" in self.before:
                 x = self.before["mlp"](x)
             return x + b.mlp(b.layer_norm2(x))
+        if variant == "linear":
+            # ZeroI2V: x + S(attn(T_in(ln_1(x)))); x + MLP_out(mlp(MLP_in(ln_2(x)))). Merged places are identities.
+            def place(name: str, t: torch.Tensor) -> torch.Tensor:
+                return self.linear[name](t) if name in self.linear else t
+
+            x = x + place("attention_out", self._attend(place("attention_in", b.layer_norm1(x))))
+            return x + place("mlp_out", b.mlp(place("mlp_in", b.layer_norm2(x))))
         if variant == "aim":
             # Temporal adaptation: the block's own (frozen) attention, applied across the frames of each token.
             bt, n, d = x.shape
@@ -73,10 +130,10 @@ class AdaptedBlock(nn.Module):
             xt = x.view(bt // t, t, n, d).transpose(1, 2).reshape(-1, t, d)
             xt = self.temporal(_attend(b, b.layer_norm1(xt)))
             x = x + xt.view(bt // t, n, t, d).transpose(1, 2).reshape(bt, n, d)
-            x = x + self.spatial(_attend(b, b.layer_norm1(x)))
+            x = x + self.spatial(self._attend(b.layer_norm1(x)))
             normed = b.layer_norm2(x)
             return x + b.mlp(normed) + self.scale * self.joint(normed)
-        x = x + _attend(b, b.layer_norm1(x))
+        x = x + self._attend(b.layer_norm1(x))
         # AdaptFormer's branch reads the residual stream itself, not the LayerNorm output (official code).
         return x + b.mlp(b.layer_norm2(x)) + self.scale * self.parallel(x)
 
@@ -98,4 +155,28 @@ def inject_adapters(ilfm: ImageLanguageModel, config: AdapterConfig, context: Te
             parameter.requires_grad_(not name.startswith("block."))
         blocks[index] = block
         adapted.append(block)
+    if config.stdha is not None and config.stdha < 2:
+        raise VideoadaptError(f"adapter: stdha (ZeroI2V's shift_div) must be >= 2, got {config.stdha}")
+    if config.temporal_embedding:
+        # ZeroI2V's temporal embedding (zeros, trained), on the first adapted block's input.
+        adapted[0].temporal_embedding = nn.Parameter(torch.zeros(int(config.temporal_embedding), dims.width))
+    if config.train_post_norm:
+        for module in ilfm.vision_modules():
+            for name, child in module.named_modules():
+                if name.split(".")[-1] in ("post_layernorm", "ln_post"):
+                    child.requires_grad_(True)
     return adapted
+
+
+def merge_linear_adapters(ilfm: ImageLanguageModel) -> int:
+    """Fold every linear (ZeroI2V) adapter of ``ilfm`` into the frozen weights; returns how many blocks merged.
+
+    Afterwards the blocks compute the same function (in eval mode) without adapter parameters; STDHA needs none,
+    and the temporal embedding (``T x D``) and trained post-LayerNorm stay, as in the official reparameterisation.
+    """
+    merged = 0
+    for block in ilfm.vision_blocks():
+        if isinstance(block, AdaptedBlock) and block.config.variant == "linear" and len(block.linear):
+            block.merge()
+            merged += 1
+    return merged
