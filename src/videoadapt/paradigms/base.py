@@ -58,6 +58,15 @@ class VideoHead(nn.Module):
     needs_layers: bool = False  # every block's tokens (side networks)
     needs_pixels: bool = False  # the raw video (a second stream)
     needs_text: bool = False  # the query's text features (grounding heads that fuse video and text)
+    # Named inputs beyond video and text that ``forward`` takes as keyword arguments and VideoEncoder passes through
+    # (a detector's boxes for extra_models' structure stream, precomputed teacher features for distillation).
+    extra_inputs: tuple[str, ...] = ()
+
+    @property
+    def needs_frames(self) -> bool:
+        """Whether this call needs the backbone's frame features. A head that can do without them now (a distilled
+        student at inference) says False: the backbone does not run and ``forward`` receives ``features=None``."""
+        return True
 
     def forward(
         self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
@@ -107,6 +116,13 @@ class VideoEncoder(nn.Module):
         """True when frame features do not depend on anything trainable, so they can be computed once."""
         return self.backbone_frozen and not self.head.needs_pixels
 
+    @property
+    def cache_with_pixels(self) -> bool:
+        """True when the frame features of the frozen backbone can come from the cache but the head also reads the
+        pixels (a second stream beside a frozen ILFM, a pixel student beside its frozen teacher): pass both,
+        ``forward(video, cached=features)``."""
+        return self.backbone_frozen and self.head.needs_pixels
+
     def train(self, mode: bool = True) -> VideoEncoder:
         super().train(mode)
         # A frozen backbone stays in eval mode (no dropout, no BatchNorm statistics drift), and so does every
@@ -127,22 +143,30 @@ class VideoEncoder(nn.Module):
         video: torch.Tensor | None = None,
         cached: FrameFeatures | None = None,
         text: TextFeatures | None = None,
+        **extras: Any,
     ) -> VideoFeatures:
-        """Encode ``video`` ``[B,T,3,H,W]`` (or use ``cached`` frame features of a frozen backbone); ``text`` is
-        one query per video, for heads that need it (``head.needs_text``)."""
+        """Encode ``video`` ``[B,T,3,H,W]`` (or use ``cached`` frame features of a frozen backbone; a head that
+        reads pixels takes both, see :attr:`cache_with_pixels`); ``text`` is one query per video, for heads that
+        need it (``head.needs_text``); ``extras`` are the named inputs some heads take (``head.extra_inputs``)."""
+        parts = "+".join(self.paradigm_names)
         if self.head.needs_text and text is None:
-            parts = "+".join(self.paradigm_names)
             raise VideoadaptError(f"{parts}: this head fuses video with a text query; pass text=")
+        unexpected = sorted(set(extras) - set(self.head.extra_inputs))
+        if unexpected:
+            takes = ", ".join(self.head.extra_inputs) or "none"
+            raise VideoadaptError(f"{parts}: unexpected inputs {unexpected}; this head takes: {takes}")
         if cached is None:
             if video is None:
                 raise VideoadaptError("VideoEncoder needs a video [B,T,3,H,W] or cached frame features")
-            features = self.encode_frames(video)
+            features = self.encode_frames(video) if self.head.needs_frames else None
         else:
-            if not self.cacheable:
-                parts = "+".join(self.paradigm_names)
-                raise VideoadaptError(f"{parts} trains the backbone or reads pixels: cached features cannot stand in")
+            if not self.cacheable and not (self.cache_with_pixels and video is not None):
+                hint = "; pass video= along with cached=" if self.cache_with_pixels else ""
+                raise VideoadaptError(
+                    f"{parts} trains the backbone or reads pixels: cached features cannot stand in{hint}"
+                )
             features = cached
-        return self.head(features, video, text)
+        return self.head(features, video, text, **extras)
 
     def trainable_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((n, p) for n, p in self.named_parameters() if p.requires_grad)

@@ -1,0 +1,285 @@
+"""Fine-tuning with extra models (survey Sec. III-B3): a second model runs beside the image-language model and
+its outputs are fused into the image model's frame stream.
+
+The survey names two families, one ``stream`` each:
+
+* ``"motion"`` (default): dynamic signals from a video network — CoSD (Gu et al., "Collaborative Static and
+  Dynamic Vision-Language Streams for Spatio-Temporal Video Grounding", CVPR 2023) adds SlowFast features, CoSTA
+  (Liang et al., AAAI 2024) 3D-CNN features, both fused with the image stream by cross-attention. Here the second
+  stream is a small 3D CNN over frame differences (:class:`videoadapt.temporal.motion.MotionEncoder`, trained from
+  scratch: no pretrained video network ships offline), and the image model's frame embeddings read its tokens
+  through zero-initialised cross-attention (:class:`videoadapt.temporal.fusion.CrossStreamFusion`). The stream
+  reads pixels (``needs_pixels``); when the image model stays frozen its frame features may still come from the
+  feature cache: ``encoder(video, cached=features)``.
+* ``"structure"``: the structural outputs of another model — boxes (and optionally labels, scores, masks) of a
+  detector or segmenter for each frame, the survey's second family ("detection results, segmentation masks, and
+  motion saliency maps"; e.g. NetTrack [42] builds on Grounding-DINO's detections). They come in at call time as
+  named inputs, ``encoder(video, boxes=boxes)`` (or ``encoder(cached=features, boxes=boxes)``): ``boxes``
+  ``[B,T,K,4]`` normalised ``(x1, y1, x2, y2)``, ``masks`` ``[B,T,K,H,W]``, ``labels`` ``[B,T,K]`` (class ids),
+  ``scores`` ``[B,T,K]`` — those declared by the ``inputs`` option, each of which must then be given — and the
+  optional ``valid`` ``[B,T,K]`` (False for padding). Each object becomes a token (box geometry, pooled mask,
+  label, score, time), and the frame embeddings read all objects of the clip through the same zero-initialised
+  cross-attention. This stream reads no pixels, so with a frozen image model the whole encoder runs from the
+  feature cache.
+
+Because every fusion branch starts at zero, an untrained head returns the plain image-model stream (its frames and,
+with ``temporal="mean"``, their mean): the extra model only adds what training finds useful. The image model may
+be adapted at the same time (``adapter+extra_models``, ``lora+extra_models``): this paradigm brings the head.
+
+Options: ``stream``, ``temporal`` ("mean" | "transformer", after fusion), ``temporal_layers`` (1),
+``fusion_layers`` (1), ``heads`` (4), ``max_frames`` (64); motion: ``channels`` ([16, 32, 64]), ``grid`` (2, motion
+tokens per frame side); structure: ``inputs`` (["boxes"]; any of boxes, masks, labels, scores), ``num_labels``
+(needed with labels), ``mask_grid`` (4, masks are average-pooled to this grid).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
+from videoadapt.paradigms.base import Paradigm, VideoFeatures, VideoHead
+from videoadapt.paradigms.post_network import temporal_module
+from videoadapt.registry import registry
+from videoadapt.temporal.fusion import CrossStreamFusion
+from videoadapt.temporal.motion import MotionEncoder
+
+STREAMS = ("motion", "structure")
+TEMPORALS = ("mean", "transformer")
+COMMON_OPTIONS = ("stream", "temporal", "temporal_layers", "fusion_layers", "heads", "max_frames")
+STREAM_OPTIONS = {"motion": ("channels", "grid"), "structure": ("inputs", "num_labels", "mask_grid")}
+STRUCTURE_EMBEDDED = ("boxes", "masks", "labels", "scores")
+STRUCTURE_INPUTS = (*STRUCTURE_EMBEDDED, "valid")
+
+
+class TwoStreamHead(VideoHead):
+    """The image model's frame embeddings ``[B,T,E]`` read a second stream's tokens ``[B,M,E]`` (cross-stream
+    fusion), then a temporal module makes the video embedding."""
+
+    def __init__(
+        self,
+        ilfm: ImageLanguageModel,
+        temporal: str = "mean",
+        temporal_layers: int = 1,
+        fusion_layers: int = 1,
+        heads: int = 4,
+    ) -> None:
+        super().__init__()
+        if temporal not in TEMPORALS:
+            raise VideoadaptError(f"extra_models: unknown temporal {temporal!r}; known: {', '.join(TEMPORALS)}")
+        self.width = ilfm.dims.embed_dim
+        self.fusion = CrossStreamFusion(self.width, layers=int(fusion_layers), heads=int(heads))
+        options = {"layers": int(temporal_layers)} if temporal == "transformer" else {}
+        self.temporal = temporal_module(temporal, self.width, **options)
+
+    def fuse(self, features: FrameFeatures, tokens: torch.Tensor, padding: torch.Tensor | None) -> VideoFeatures:
+        frames = self.fusion(features.embeds, tokens.to(features.embeds.dtype), padding)
+        frames, pooled = self.temporal(frames)
+        return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
+
+
+class MotionHead(TwoStreamHead):
+    """Image stream + motion stream (3D CNN over frame differences), fused by cross-attention."""
+
+    needs_pixels = True
+
+    def __init__(
+        self,
+        ilfm: ImageLanguageModel,
+        channels: tuple[int, ...] = (16, 32, 64),
+        grid: int = 2,
+        max_frames: int = 64,
+        **options: Any,
+    ) -> None:
+        super().__init__(ilfm, **options)
+        self.motion = MotionEncoder(self.width, tuple(int(c) for c in channels), int(grid), int(max_frames))
+
+    def forward(
+        self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
+    ) -> VideoFeatures:
+        if video is None:
+            raise VideoadaptError("extra_models(stream='motion') reads the pixels: pass the video")
+        tokens = self.motion(video)  # [B,T,G*G,E]
+        return self.fuse(features, tokens.flatten(1, 2), None)
+
+
+class StructureEncoder(nn.Module):
+    """Per-object tokens from another model's outputs, plus one learned "no object" token so that a clip without
+    any detection still has something to attend to (all-padded attention would be undefined).
+
+    ``inputs`` declares which outputs are embedded (each has its own parameters, and each must then be given, so
+    that the trainable parameters are exactly those that learn): ``boxes``, ``masks``, ``labels`` (needs
+    ``num_labels``), ``scores``; at least one of boxes and masks."""
+
+    def __init__(
+        self,
+        width: int,
+        inputs: tuple[str, ...] = ("boxes",),
+        num_labels: int = 0,
+        mask_grid: int = 4,
+        max_frames: int = 64,
+    ) -> None:
+        super().__init__()
+        unknown = sorted(set(inputs) - set(STRUCTURE_EMBEDDED))
+        if unknown or not inputs:
+            raise VideoadaptError(
+                f"extra_models: unknown structure inputs {unknown}; known: {', '.join(STRUCTURE_EMBEDDED)}"
+            )
+        if not {"boxes", "masks"} & set(inputs):
+            raise VideoadaptError("extra_models: the structure inputs need boxes and/or masks to place the objects")
+        if "labels" in inputs and num_labels <= 0:
+            raise VideoadaptError("extra_models: inputs include labels; set num_labels (the detector's classes)")
+        self.inputs = tuple(i for i in STRUCTURE_EMBEDDED if i in inputs)
+        self.embed = nn.ModuleDict()
+        if "boxes" in inputs:
+            # Box geometry: corners, centre and size, so that the MLP need not learn subtraction first.
+            self.embed["boxes"] = nn.Sequential(nn.Linear(8, width), nn.GELU(), nn.Linear(width, width))
+        if "masks" in inputs:
+            self.embed["masks"] = nn.Sequential(
+                nn.Linear(mask_grid * mask_grid, width), nn.GELU(), nn.Linear(width, width)
+            )
+        if "labels" in inputs:
+            self.embed["labels"] = nn.Embedding(num_labels, width)
+        if "scores" in inputs:
+            self.embed["scores"] = nn.Linear(1, width)
+        self.time = nn.Parameter(torch.zeros(max_frames, width))
+        self.empty = nn.Parameter(torch.zeros(1, width))
+        nn.init.normal_(self.time, std=0.02)
+        nn.init.normal_(self.empty, std=0.02)
+        self.mask_grid = mask_grid
+        self.max_frames = max_frames
+
+    def forward(
+        self,
+        shape: tuple[int, int],
+        boxes: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        scores: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``shape`` = (B, T) of the frames. Returns tokens ``[B,1+T*K,W]`` and padding ``[B,1+T*K]``."""
+        b, t = shape
+        given = {"boxes": boxes, "masks": masks, "labels": labels, "scores": scores}
+        missing = [name for name in self.inputs if given[name] is None]
+        if missing:
+            raise VideoadaptError(
+                f"extra_models(stream='structure') fuses another model's per-frame outputs and is missing {missing}: "
+                "pass boxes= [B,T,K,4] (normalised x1,y1,x2,y2) and the other declared inputs "
+                f"({', '.join(self.inputs)}) to the encoder, e.g. encoder(video, boxes=boxes)"
+            )
+        extra = [name for name, value in given.items() if value is not None and name not in self.inputs]
+        if extra:
+            raise VideoadaptError(
+                f"extra_models: {extra} given but the head embeds only {list(self.inputs)}; "
+                "add them to the extra_models option inputs"
+            )
+        if t > self.max_frames:
+            raise VideoadaptError(f"extra_models: built for at most {self.max_frames} frames, got {t}")
+        name = "boxes" if boxes is not None else "masks"
+        reference = given[name]
+        assert reference is not None
+        if reference.ndim < 3 or tuple(reference.shape[:2]) != (b, t):
+            raise VideoadaptError(
+                f"extra_models: {name} must start with [B,T,K] = [{b},{t},K] to fit the frames, "
+                f"got {tuple(reference.shape)}"
+            )
+        k = reference.shape[2]
+        dtype = self.time.dtype
+        tokens = self.time[:t].view(1, t, 1, -1).expand(b, t, k, -1)
+        if boxes is not None:
+            _check("boxes", boxes, (b, t, k, 4))
+            x1, y1, x2, y2 = boxes.to(dtype).unbind(-1)
+            geometry = torch.stack([x1, y1, x2, y2, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+            tokens = tokens + self.embed["boxes"](geometry)
+        if masks is not None:
+            if masks.ndim != 5 or tuple(masks.shape[:3]) != (b, t, k):
+                raise VideoadaptError(
+                    f"extra_models: masks must be [B,T,K,H,W] = [{b},{t},{k},H,W], got {tuple(masks.shape)}"
+                )
+            pooled = F.adaptive_avg_pool2d(masks.to(dtype).flatten(0, 2), self.mask_grid).flatten(1)
+            tokens = tokens + self.embed["masks"](pooled).view(b, t, k, -1)
+        if scores is not None:
+            _check("scores", scores, (b, t, k))
+            tokens = tokens + self.embed["scores"](scores.to(dtype).unsqueeze(-1))
+        if labels is not None:
+            _check("labels", labels, (b, t, k))
+            if valid is not None:
+                labels = labels.masked_fill(~valid.bool(), 0)  # padding may carry any id, e.g. -1
+            classes = self.embed["labels"].num_embeddings
+            if labels.min() < 0 or labels.max() >= classes:
+                raise VideoadaptError(f"extra_models: labels must be in 0..{classes - 1}")
+            tokens = tokens + self.embed["labels"](labels.long())
+        present = torch.ones(b, t, k, dtype=torch.bool, device=tokens.device)
+        if valid is not None:
+            _check("valid", valid, (b, t, k))
+            present = valid.bool().to(tokens.device)
+        tokens = torch.cat([self.empty.expand(b, 1, -1), tokens.reshape(b, t * k, -1)], dim=1)
+        padding = torch.cat([present.new_zeros(b, 1), ~present.flatten(1)], dim=1)
+        return tokens, padding
+
+
+def _check(name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(tensor.shape) != shape:
+        dims = ",".join(str(s) for s in shape)
+        raise VideoadaptError(
+            f"extra_models: {name} must have shape [{dims}] to fit the frames, got {tuple(tensor.shape)}"
+        )
+
+
+class StructureHead(TwoStreamHead):
+    """Image stream + tokens of another model's per-frame structure (boxes, labels, scores, masks)."""
+
+    extra_inputs = STRUCTURE_INPUTS
+
+    def __init__(
+        self,
+        ilfm: ImageLanguageModel,
+        inputs: tuple[str, ...] | list[str] = ("boxes",),
+        num_labels: int = 0,
+        mask_grid: int = 4,
+        max_frames: int = 64,
+        **options: Any,
+    ) -> None:
+        super().__init__(ilfm, **options)
+        if isinstance(inputs, str):
+            inputs = (inputs,)
+        self.structure = StructureEncoder(self.width, tuple(inputs), int(num_labels), int(mask_grid), int(max_frames))
+
+    def forward(
+        self,
+        features: FrameFeatures,
+        video: torch.Tensor | None = None,
+        text: TextFeatures | None = None,
+        **structure: torch.Tensor | None,
+    ) -> VideoFeatures:
+        b, t = features.embeds.shape[:2]
+        tokens, padding = self.structure((b, t), **structure)
+        return self.fuse(features, tokens, padding.to(features.embeds.device))
+
+
+@registry.register("paradigm", "extra_models")
+class ExtraModels(Paradigm):
+    name = "extra_models"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.stream = options.get("stream", "motion")
+        if self.stream not in STREAMS:
+            raise VideoadaptError(f"extra_models: unknown stream {self.stream!r}; known: {', '.join(STREAMS)}")
+        known = COMMON_OPTIONS + STREAM_OPTIONS[self.stream]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise VideoadaptError(
+                f"extra_models(stream={self.stream!r}): unknown options {unknown}; known: {', '.join(known)}"
+            )
+
+    def head(self, ilfm: ImageLanguageModel) -> VideoHead:
+        options = {k: v for k, v in self.options.items() if k != "stream"}
+        if self.stream == "motion":
+            return MotionHead(ilfm, **options)
+        return StructureHead(ilfm, **options)

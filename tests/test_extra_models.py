@@ -1,0 +1,229 @@
+"""Fine-tuning with extra models: a motion stream (3D CNN over frame differences) or another model's per-frame
+structure (boxes, labels, scores, masks), fused into the image stream by zero-initialised cross-attention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.hf import from_architecture
+from videoadapt.foundation.tinyclip import TinyCLIP, TinyCLIPConfig
+from videoadapt.paradigms import build_video_encoder
+from videoadapt.temporal.motion import frame_differences
+from videoadapt.utils.safe_io import load_tensors, save_tensors
+
+SMALL_TINY = TinyCLIPConfig(width=64, layers=2, heads=2, embed_dim=32, stem_channels=(16, 32), text_head_hidden=0)
+SMALL_MOTION = {"channels": [8, 16], "grid": 2}
+STRUCTURE = {"stream": "structure", "inputs": ["boxes", "labels", "scores"], "num_labels": 5}
+
+CASES = [
+    ("extra_models", {"extra_models": SMALL_MOTION}),
+    ("extra_models", {"extra_models": {**SMALL_MOTION, "temporal": "transformer", "fusion_layers": 2}}),
+    ("extra_models", {"extra_models": STRUCTURE}),
+    ("adapter+extra_models", {"adapter": {"variant": "st_adapter"}, "extra_models": SMALL_MOTION}),
+    ("lora+extra_models", {"lora": {"r": 2}, "extra_models": SMALL_MOTION}),
+    ("lora+extra_models", {"lora": {"r": 2}, "extra_models": STRUCTURE}),
+]
+
+
+@pytest.fixture(scope="module")
+def text_tower():
+    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
+
+    return MiniLMTextTower()
+
+
+def backbone(kind: str, text_tower):
+    torch.manual_seed(0)
+    if kind == "tiny":
+        return TinyCLIP(SMALL_TINY, text_tower=text_tower).eval()
+    return from_architecture("clip-tiny")
+
+
+def video_for(ilfm, batch: int = 2, frames: int = 3) -> torch.Tensor:
+    size = ilfm.processor.image_size
+    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def detections(batch: int = 2, frames: int = 3, objects: int = 4) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    corner = torch.rand(batch, frames, objects, 2, generator=g) * 0.5
+    boxes = torch.cat([corner, corner + 0.1 + 0.4 * torch.rand(batch, frames, objects, 2, generator=g)], dim=-1)
+    valid = torch.ones(batch, frames, objects, dtype=torch.bool)
+    valid[:, :, -1] = False  # padding
+    return {
+        "boxes": boxes,
+        "labels": torch.randint(0, 5, (batch, frames, objects), generator=g).masked_fill(~valid, -1),
+        "scores": torch.rand(batch, frames, objects, generator=g),
+        "valid": valid,
+    }
+
+
+def perturb(encoder) -> None:
+    with torch.no_grad():
+        for _, parameter in encoder.trainable_named_parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+
+
+@pytest.mark.parametrize("kind", ["tiny", "hf"])
+@pytest.mark.parametrize("spec,options", CASES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CASES)])
+def test_extra_models_contract(kind, spec, options, text_tower, tmp_path):
+    ilfm = backbone(kind, text_tower)
+    encoder = build_video_encoder(ilfm, spec, options).train()
+    structure = options["extra_models"].get("stream") == "structure"
+    extras = detections() if structure else {}
+    video = video_for(ilfm)
+    features = encoder(video, **extras)
+    e = ilfm.dims.embed_dim
+    assert features.frames.shape == (2, 3, e) and features.video.shape == (2, e)
+    assert features.losses == {}
+
+    # Exactly the declared parameters receive gradients; the image model's own weights only through an adaptation.
+    features.video.square().sum().backward()
+    for name, parameter in encoder.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None, f"{name} is declared trainable but got no gradient"
+        else:
+            assert parameter.grad is None, f"{name} is frozen but got a gradient"
+    adapted = "+" in spec
+    assert encoder.backbone_frozen == (not adapted)
+
+    # A frozen image model: its features come from the cache (with the pixels for the motion stream).
+    encoder.eval()
+    with torch.no_grad():
+        live = encoder(video, **extras)
+        if encoder.cacheable:
+            assert structure
+            cached = encoder(cached=ilfm.encode_frames(video), **extras)
+            torch.testing.assert_close(cached.video, live.video)
+        elif encoder.cache_with_pixels:
+            assert not structure
+            cached = encoder(video, cached=ilfm.encode_frames(video))
+            torch.testing.assert_close(cached.video, live.video)
+        else:
+            assert adapted
+
+    save_tensors(tmp_path / "trainable.safetensors", encoder.trainable_state_dict())
+    restored = build_video_encoder(backbone(kind, text_tower), spec, options)
+    restored.load_trainable_state_dict(load_tensors(tmp_path / "trainable.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(restored.eval()(video, **extras).video, live.video)
+
+
+@pytest.mark.parametrize("kind", ["tiny", "hf"])
+@pytest.mark.parametrize("stream", ["motion", "structure"])
+def test_untrained_fusion_returns_the_image_stream(kind, stream, text_tower):
+    ilfm = backbone(kind, text_tower)
+    options = SMALL_MOTION if stream == "motion" else STRUCTURE
+    encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": options}).eval()
+    video = video_for(ilfm)
+    extras = detections() if stream == "structure" else {}
+    with torch.no_grad():
+        expected = ilfm.encode_frames(video).embeds
+        got = encoder(video, **extras)
+    torch.testing.assert_close(got.frames, expected)
+    torch.testing.assert_close(got.video, expected.mean(dim=1))
+
+
+def test_motion_stream_sees_other_frames_and_only_motion(text_tower):
+    ilfm = backbone("hf", text_tower)
+    encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": SMALL_MOTION}).eval()
+    perturb(encoder)
+    video = video_for(ilfm, batch=1)
+    changed = video.clone()
+    changed[:, 2] = torch.randn_like(changed[:, 2])
+    with torch.no_grad():
+        a = encoder(video).frames[0, 0]
+        b = encoder(changed).frames[0, 0]
+        # Frame 0's image features are the same in both; only the motion stream carries the change of frame 2.
+        assert not torch.allclose(a, b)
+        # The stream reads differences: a constant offset on every frame is invisible to it.
+        motion = encoder.head.motion
+        torch.testing.assert_close(motion(video + 0.5), motion(video))
+    assert torch.equal(frame_differences(video)[:, 0], torch.zeros_like(video[:, 0]))
+
+
+def test_structure_tokens_follow_the_boxes_and_ignore_padding(text_tower):
+    ilfm = backbone("hf", text_tower)
+    encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": STRUCTURE})
+    encoder.eval()
+    perturb(encoder)
+    video = video_for(ilfm)
+    extras = detections()
+    cached = ilfm.encode_frames(video)
+    with torch.no_grad():
+        base = encoder(cached=cached, **extras).video
+        padded = {**extras, "boxes": extras["boxes"].clone()}
+        padded["boxes"][:, :, -1] = torch.rand_like(padded["boxes"][:, :, -1])  # only padding moves
+        torch.testing.assert_close(encoder(cached=cached, **padded).video, base)
+        moved = {**extras, "boxes": extras["boxes"].clone()}
+        moved["boxes"][:, :, 0] = moved["boxes"][:, :, 0].flip(-1)
+        assert not torch.allclose(encoder(cached=cached, **moved).video, base)
+        # No detection at all in a clip is fine: the learned "no object" token is always there.
+        empty = {**extras, "valid": torch.zeros_like(extras["valid"])}
+        assert torch.isfinite(encoder(cached=cached, **empty).video).all()
+    # Masks alone (a segmenter's output) are enough, and every declared branch learns.
+    segments = build_video_encoder(ilfm, "extra_models", {"extra_models": {"stream": "structure", "inputs": ["masks"]}})
+    segments.train()(cached=cached, masks=torch.rand(2, 3, 4, 16, 16)).video.square().sum().backward()
+    assert all(p.grad is not None for _, p in segments.trainable_named_parameters())
+
+
+def test_fused_stream_trains(text_tower):
+    # A few steps on a fixed batch move the fused video embeddings towards a target: the extra model learns.
+    ilfm = backbone("hf", text_tower)
+    encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": SMALL_MOTION}).train()
+    video = video_for(ilfm)
+    cached = ilfm.encode_frames(video)
+    target = torch.randn(2, ilfm.dims.embed_dim, generator=torch.Generator().manual_seed(3))
+    optimizer = torch.optim.Adam([p for _, p in encoder.trainable_named_parameters()], lr=1e-2)
+    history = []
+    for _ in range(8):
+        loss = (encoder(video, cached=cached).video - target).square().mean()
+        history.append(float(loss.detach()))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert history[-1] < 0.9 * history[0], history
+
+
+def test_extra_models_errors_are_clear(text_tower):
+    with pytest.raises(VideoadaptError, match="unknown stream 'flow'; known: motion, structure"):
+        build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "flow"}})
+    with pytest.raises(VideoadaptError, match="unknown options \\['num_labels'\\]"):
+        build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": {"num_labels": 3}})
+    with pytest.raises(VideoadaptError, match="unknown temporal"):
+        build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": {"temporal": "lstm"}})
+    with pytest.raises(VideoadaptError, match="both put a module after the backbone"):
+        build_video_encoder(backbone("hf", text_tower), "post_network+extra_models")
+
+    ilfm = backbone("hf", text_tower)
+    structure = build_video_encoder(ilfm, "extra_models", {"extra_models": {"stream": "structure"}})
+    video = video_for(ilfm)
+    with pytest.raises(VideoadaptError, match="pass boxes= \\[B,T,K,4\\]"):
+        structure(video)
+    with pytest.raises(VideoadaptError, match="boxes must start with \\[B,T,K\\]"):
+        structure(video, boxes=torch.rand(2, 5, 4, 4))
+    with pytest.raises(VideoadaptError, match="add them to the extra_models option inputs"):
+        structure(video, **detections())
+    with pytest.raises(VideoadaptError, match="set num_labels"):
+        build_video_encoder(
+            backbone("hf", text_tower),
+            "extra_models",
+            {"extra_models": {"stream": "structure", "inputs": ["boxes", "labels"]}},
+        )
+    with pytest.raises(VideoadaptError, match="boxes and/or masks"):
+        build_video_encoder(
+            backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "structure", "inputs": ["scores"]}}
+        )
+    with pytest.raises(VideoadaptError, match="unexpected inputs \\['box'\\]"):
+        structure(video, box=torch.rand(2, 3, 4, 4))
+
+    motion = build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": SMALL_MOTION})
+    with pytest.raises(VideoadaptError, match="pass video= along with cached="):
+        motion(cached=ilfm.encode_frames(video))
+    with pytest.raises(VideoadaptError, match="this head takes: none"):
+        motion(video, boxes=torch.rand(2, 3, 4, 4))
+    adapted = build_video_encoder(backbone("hf", text_tower), "lora+extra_models", {"extra_models": SMALL_MOTION})
+    with pytest.raises(VideoadaptError, match="cached features cannot stand in$"):
+        adapted(video, cached=ilfm.encode_frames(video))
