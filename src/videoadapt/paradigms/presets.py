@@ -135,6 +135,111 @@ LORA_R8 = _register(
     )
 )
 
+MOMENT_DETR = _register(
+    Preset(
+        "moment-detr",
+        "post_network",
+        {
+            "post_network": {
+                "temporal": "moment_detr",
+                "hidden": 256,
+                "heads": 8,
+                "encoder_layers": 2,
+                "decoder_layers": 2,
+                "ffn": 1024,
+                "queries": 10,
+                "dropout": 0.1,
+                "input_dropout": 0.5,
+                "n_input_proj": 2,
+                "tef": True,
+                "normalize": True,
+                "contrastive_align": False,
+            }
+        },
+        source=(
+            "Moment-DETR (Lei et al., NeurIPS 2021), official jayleicn/moment_detr model.py / transformer.py, "
+            "defaults of config.py (hidden 256, 8 heads, 2+2 post-LN layers, FFN 1024, 10 queries, dropout 0.1, "
+            "input_dropout 0.5, n_input_proj 2, ctx_mode video_tef, sine positions, no text positions, no "
+            "contrastive alignment). Inputs here: CLIP ViT-B/16 frame embeddings (512) + tef (2) = 514-d clips "
+            "instead of the paper's SlowFast+CLIP 2818-d (the released run_on_video checkpoint also uses 514), and "
+            "the CLIP text tower's 512-d token states as the official clip_text_features. Trainable: "
+            "input_vid_proj (LN 514: 1,028 + 514x256+256 = 131,840; LN 256: 512 + 65,792) = 199,172; "
+            "input_txt_proj (LN 512: 1,024 + 131,328; 512 + 65,792) = 198,656; encoder 2 x (attention 263,168 + "
+            "FFN 263,168 + 262,400 + 2 LN 1,024) = 1,579,520; decoder 2 x (2 attentions 526,336 + FFN 525,568 + 3 LN "
+            "1,536) = 2,106,880 + final LN 512; query_embed 10x256 = 2,560; span_embed 65,792 + 65,792 + 514 = "
+            "132,098; class_embed 514; saliency_proj 257. Total 4,220,169 (the official module also holds an "
+            "unused 8,704-parameter txt_position_embed, not built here)."
+        ),
+    )
+)
+
+EVL = _register(
+    Preset(
+        "evl",
+        "side_tuning",
+        {
+            "side_tuning": {
+                "design": "evl",
+                "layers": 4,
+                "heads": 12,
+                "mlp_factor": 4.0,
+                "dropout": 0.5,
+                "frames": 8,
+                "temporal_conv": True,
+                "temporal_pos_embed": True,
+                "temporal_cross_attention": True,
+            }
+        },
+        source=(
+            "EVL (Lin et al., ECCV 2022), official OpenGVLab/efficient-video-recognition model.py (EVLDecoder, "
+            "TemporalCrossAttention, EVLTransformer) and scripts/train_k400_vitb16_8f_dec4x768.sh: a 4-layer side "
+            "decoder of width 768, 12 heads, MLP 4x (dropout 0.5) over the last 4 frozen blocks. Per layer: "
+            "decoder (q/k/v/out 4 x 590,592 + MLP 2,362,368 + 2,360,064 + 3 LN 4,608 = 7,089,408) + depthwise "
+            "temporal Conv1d k=3 (2,304 + 768) + temporal positions 8x768 = 6,144 + cross-attention tables w1, w2 "
+            "2 x 729 x 768 = 1,119,744 -> 8,218,368; x4 = 32,873,472, + query token 768 = 32,874,240, + the "
+            "LayerNorm of EVL's final projection 1,536 = 32,875,776 (its Dropout(0.5) + Linear 768x400+400 = "
+            "307,600 is the task's classifier). Features: the 768-d normalised query token."
+        ),
+    )
+)
+
+# ZeroI2V ViT-B/16 K400 (official leexinhao/ZeroI2V: configs/recognition/vit_zero_clip/
+# vit_zero_base_clip_k400_16x8x1.py and backbones/vit_zero_clip.py; the README's K400 ViT-B/16 result and the
+# checkpoint tools/weight_reparam.py merges use 8 frames, "k400_8x16x1_div12"):
+#   4 linear adapters per block (num_tadapter=2: T_Adapter_in, S_Adapter, MLP_Adapter, MLP_Adapter_out),
+#   each 768->192 (mlp_ratio 0.25) ->768 with biases: 768*192 + 192 + 192*768 + 768 = 295,872
+#   x 4 x 12 blocks                                                                     = 14,201,856
+#   temporal_embedding, 8 frames x 768                                                  =      6,144
+#   ln_post (weight + bias)                                                             =      1,536
+#   trainable excluding the 400-way classifier                                          = 14,209,536
+# STDHA (shift_div=12, divide_head=False: 1 of 12 heads looks back, 1 forward) adds no parameters; adapter_scale
+# 0.5; dropout 0.1 inside each adapter; I3D head on the frame-averaged CLS (768-d).
+ZEROI2V = _register(
+    Preset(
+        "zeroi2v",
+        "adapter",
+        {
+            "adapter": {
+                "variant": "linear",
+                "width": 192,
+                "scale": 0.5,
+                "dropout": 0.1,
+                "stdha": 12,
+                "temporal_embedding": 8,
+                "train_post_norm": True,
+                "space": "cls",
+            }
+        },
+        source=(
+            "ZeroI2V (Li et al., ECCV 2024), official leexinhao/ZeroI2V vit_zero_clip.py: STDHA (shift_div 12: one "
+            "head's keys/values from frame t-1, one from t+1, zero parameters) and four linear adapters per block "
+            "(before/after attention, before/after MLP; 768->192->768, scale 0.5), mergeable into the frozen "
+            "weights after training (merge_linear_adapters); plus an 8-frame temporal embedding and ln_post: "
+            "12 x 4 x 295,872 + 8 x 768 + 1,536 = 14,209,536; frame CLS averaged, linear classifier on 768-d."
+        ),
+    )
+)
+
 
 def preset_names() -> list[str]:
     return registry.names("preset")

@@ -1,6 +1,10 @@
 """Reusable temporal modules: they turn per-frame features ``[B,T,D]`` into video features."""
 
+from videoadapt.temporal.fusion import CrossStreamFusion
+from videoadapt.temporal.moment_detr import MomentDETR
+from videoadapt.temporal.motion import MotionEncoder
 from videoadapt.temporal.pooling import MeanPool
+from videoadapt.temporal.qformer import QFormer
 from videoadapt.temporal.transformer import TemporalTransformer
 
-__all__ = ["MeanPool", "TemporalTransformer"]
+__all__ = ["CrossStreamFusion", "MeanPool", "MomentDETR", "MotionEncoder", "QFormer", "TemporalTransformer"]
