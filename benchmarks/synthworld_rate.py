@@ -1,6 +1,6 @@
 """SynthWorld generation rates: videos/s in memory (one process) and written to disk, on this machine.
 
-    python benchmarks/synthworld_rate.py [--videos N] [--size 64] [--frames 16] [--workers K] [--json]
+python benchmarks/synthworld_rate.py [--videos N] [--size 64] [--frames 16] [--workers K] [--json]
 """
 
 from __future__ import annotations

@@ -177,8 +177,21 @@ def test_specs(spec, expected):
 
 @pytest.mark.parametrize(
     "spec",
-    ["", "uniform", "uniform:x", "uniform:0", "uniform:8:shuffle", "dense:8y4", "dense:", "all:3", "fps:2:min=3",
-     "fps:-1", "timestamps:", "timestamps:a,b", "nope:1"],
+    [
+        "",
+        "uniform",
+        "uniform:x",
+        "uniform:0",
+        "uniform:8:shuffle",
+        "dense:8y4",
+        "dense:",
+        "all:3",
+        "fps:2:min=3",
+        "fps:-1",
+        "timestamps:",
+        "timestamps:a,b",
+        "nope:1",
+    ],
 )
 def test_bad_specs_raise_one_error_type(spec):
     with pytest.raises(SamplerSpecError, match="sampler spec") as caught:

@@ -67,9 +67,14 @@ def test_configurable_geometry_and_rate():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"size": 16}, {"frames": 4}, {"fps": 0.0}, {"min_objects": 3, "max_objects": 2},
-     {"held_out_shapes": ("dodecahedron",)}, {"held_out_shapes": ("square", "triangle", "star", "cross", "heart",
-                                                                 "hourglass")}],
+    [
+        {"size": 16},
+        {"frames": 4},
+        {"fps": 0.0},
+        {"min_objects": 3, "max_objects": 2},
+        {"held_out_shapes": ("dodecahedron",)},
+        {"held_out_shapes": ("square", "triangle", "star", "cross", "heart", "hourglass")},
+    ],
 )
 def test_invalid_config_is_rejected_with_a_reason(kwargs):
     with pytest.raises(SynthWorldConfigError):

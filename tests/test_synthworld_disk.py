@@ -89,8 +89,9 @@ def test_missing_split_is_an_input_error(tmp_path):
 
 def test_cli_json_output_matches_the_files(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["synth", "--out", str(out), "--videos", "10", "--seed", "2", "--size", "48", "--frames", "8",
-                 "--json"])
+    code = main(
+        ["synth", "--out", str(out), "--videos", "10", "--seed", "2", "--size", "48", "--frames", "8", "--json"]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["config"]["seed"] == 2 and summary["config"]["frames"] == 8
