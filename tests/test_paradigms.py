@@ -34,6 +34,11 @@ CASES = [
     ("prompt_tuning", {"prompt_tuning": {"depth": "deep", "tokens": 4}}),
     ("prompt_tuning", {"prompt_tuning": {"depth": "shallow"}}),
     ("prompt_tuning+lora", {}),
+    ("side_tuning", {}),
+    ("distillation", {}),
+    ("distillation", {"distillation": {"student": "small"}}),
+    ("extra_models", {}),
+    ("lora+extra_models", {"extra_models": {"stream": "structure"}}),
 ]
 
 
@@ -56,13 +61,23 @@ def video_for(ilfm, batch: int = 2, frames: int = 3) -> torch.Tensor:
     return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
+def head_inputs(encoder, video: torch.Tensor) -> dict:
+    """The named inputs a head declares: a detector's boxes for the structure stream (two per frame)."""
+    inputs = {}
+    if "boxes" in encoder.head.extra_inputs:
+        corners = torch.rand(*video.shape[:2], 2, 2, 2, generator=torch.Generator().manual_seed(2))
+        inputs["boxes"] = torch.cat([corners.amin(dim=3), corners.amax(dim=3)], dim=-1)  # x1<x2, y1<y2
+    return inputs
+
+
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 @pytest.mark.parametrize("spec,options", CASES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CASES)])
 def test_paradigm_contract(kind, spec, options, text_tower, tmp_path):
     ilfm = backbone(kind, text_tower)
     encoder = build_video_encoder(ilfm, spec, options).train()
     video = video_for(ilfm)
-    features = encoder(video)
+    inputs = head_inputs(encoder, video)
+    features = encoder(video, **inputs)
     width = encoder.head.width if hasattr(encoder.head, "width") else ilfm.dims.embed_dim
     assert features.frames.shape == (2, 3, width) and features.video.shape == (2, width)
 
@@ -81,10 +96,12 @@ def test_paradigm_contract(kind, spec, options, text_tower, tmp_path):
 
     # Frozen paradigms: the live backbone and the feature cache give the same output.
     encoder.eval()
-    if encoder.cacheable:
+    if encoder.cacheable or encoder.cache_with_pixels:
         with torch.no_grad():
-            live = encoder(video)
-            cached = encoder(cached=ilfm.encode_frames(video))
+            live = encoder(video, **inputs)
+            frame_features = ilfm.encode_frames(video, all_layers=encoder.head.needs_layers)
+            pixels = video if encoder.cache_with_pixels else None
+            cached = encoder(pixels, cached=frame_features, **inputs)
         torch.testing.assert_close(live.video, cached.video)
 
     # Only the trainable parts are saved, and they load back.
@@ -92,7 +109,7 @@ def test_paradigm_contract(kind, spec, options, text_tower, tmp_path):
     restored = build_video_encoder(backbone(kind, text_tower), spec, options)
     restored.load_trainable_state_dict(load_tensors(tmp_path / "trainable.safetensors"))
     with torch.no_grad():
-        torch.testing.assert_close(restored.eval()(video).video, encoder(video).video)
+        torch.testing.assert_close(restored.eval()(video, **inputs).video, encoder(video, **inputs).video)
 
 
 def test_frozen_backbone_is_cacheable_and_trains_no_backbone(text_tower):
@@ -116,10 +133,10 @@ def test_conflicts_are_refused_with_a_reason(text_tower):
         build_video_encoder(backbone("hf", text_tower), "post_network", {"lora": {"r": 8}})
 
 
-def test_registry_lists_paradigms():
-    assert {"post_network", "full_finetune", "partial_tuning", "adapter", "lora", "prompt_tuning"} <= set(
-        paradigm_names()
-    )
+def test_registry_lists_the_nine_paradigms_of_the_survey():
+    frozen = {"distillation", "post_network", "side_tuning"}
+    adapted = {"full_finetune", "partial_tuning", "extra_models", "adapter", "lora", "prompt_tuning"}
+    assert set(paradigm_names()) == frozen | adapted
 
 
 def test_prompts_leave_output_shapes_and_change_features(text_tower):
