@@ -166,3 +166,17 @@ def test_safetensors_whose_header_length_looks_like_a_pickle_still_loads(tmp_pat
     else:
         pytest.fail("no header length starting with a pickle opcode was produced")
     assert torch.equal(load_tensors(path)["k" * length], torch.ones(1))
+
+
+def test_flops_see_inside_the_fused_transformer_layer():
+    # In eval mode under no_grad, nn.TransformerEncoderLayer takes a fused fast path the counter cannot see into;
+    # counting must switch it off, or a temporal transformer would look free. One layer at width W over T tokens:
+    # in-projection 3W², out-projection W², MLP 2·4W² per token, plus the attention products 2·T·W per token.
+    from videoadapt.bench.cost import count_flops
+    from videoadapt.temporal import TemporalTransformer
+
+    width, frames = 64, 5
+    module = TemporalTransformer(width, layers=1, heads=4).eval()
+    expected = frames * (3 + 1 + 8) * width * width + 2 * frames * frames * width
+    assert count_flops(lambda: module(torch.randn(2, frames, width)), [module]) == 2 * expected
+    assert all(p.requires_grad for p in module.parameters())  # restored after counting

@@ -11,7 +11,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -44,10 +44,26 @@ def _attention_ops() -> dict[Any, Callable[..., int]]:
     return ops
 
 
-def count_flops(fn: Callable[[], Any]) -> float:
-    """Multiply-accumulates of one call of ``fn`` (fvcore convention), as a float count."""
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_attention_ops()) as counter:
-        fn()
+def count_flops(fn: Callable[[], Any], modules: Sequence[nn.Module] = ()) -> float:
+    """Multiply-accumulates of one call of ``fn`` (fvcore convention), as a float count.
+
+    ``modules`` are the modules ``fn`` runs. While counting, their parameters stop requiring gradients (the
+    counter's module tracker asserts on views of trainable parameters made under no_grad, such as expanded
+    learned queries), and PyTorch's fused ``nn.TransformerEncoderLayer`` fast path is switched off: the counter
+    does not see inside that fused kernel and would count a temporal transformer as free.
+    """
+    parameters = [p for m in modules for p in m.parameters() if p.requires_grad]
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        for parameter in parameters:
+            parameter.requires_grad_(False)
+        torch.backends.mha.set_fastpath_enabled(False)
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_attention_ops()) as counter:
+            fn()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+        for parameter in parameters:
+            parameter.requires_grad_(True)
     return counter.get_total_flops() / 2
 
 

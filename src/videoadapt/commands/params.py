@@ -53,7 +53,9 @@ def count(backbone: str, spec: str, frames: int, classes: int, flops: bool = Tru
         encoder.eval()
         # Grounding heads (Moment-DETR) fuse a query text; it is encoded once, outside the counted video path.
         text = ilfm.encode_text(["a query"]) if encoder.head.needs_text else None
-        result["gflops_per_view"] = count_flops(lambda: classifier(encoder(video, text=text).video)) / 1e9
+        result["gflops_per_view"] = (
+            count_flops(lambda: classifier(encoder(video, text=text).video), modules=[encoder, classifier]) / 1e9
+        )
         result["flop_convention"] = "fvcore: one multiply-add = one FLOP; one view = one clip of --frames frames"
     return result
 

@@ -38,7 +38,7 @@ def profile_backbone(spec: str, frames: int, repeats: int = 5) -> dict:
     def forward() -> None:
         model.encode_images(images)
 
-    macs = count_flops(forward)
+    macs = count_flops(forward, modules=[model])
     seconds = time_call(forward, repeats=repeats)
     peak = matmul_flops_per_second()
     achieved = 2 * macs / seconds
