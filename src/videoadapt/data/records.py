@@ -1,0 +1,117 @@
+"""The items of a video-text data set, whatever its source: what readers produce and tasks consume.
+
+A reader of a benchmark's own annotation files (``data/formats/``) or the SynthWorld adapter returns a
+:class:`TaskData`: the items of one split for one task, the label or answer vocabulary, and a
+:class:`VideoSource` that turns a :class:`VideoRef` into frames. Items refer to videos by id; the same id always
+means the same clip, which is what the feature cache keys on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from videoadapt.data.sampling import Sampler
+from videoadapt.errors import VideoadaptError
+
+TASKS = ("recognition", "retrieval", "qa", "captioning")
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """One clip: an id unique within its data set, the file when it is on disk, and an optional time window in
+    seconds (Kinetics' csv gives ``time_start``/``time_end`` of the clip within its YouTube video)."""
+
+    video_id: str
+    path: Path | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ClassificationItem:
+    """Action recognition: a clip and its class index into :attr:`TaskData.classes`."""
+
+    video: VideoRef
+    label: int
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    """Retrieval and captioning: a clip and all its reference captions (MSR-VTT has 20 per video)."""
+
+    video: VideoRef
+    captions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """VideoQA. Multiple choice: ``candidates`` and ``answer_index`` (``answer`` is the right candidate's text).
+    Open-ended: ``answer`` from :attr:`TaskData.answers` and no candidates."""
+
+    question_id: str
+    video: VideoRef
+    question: str
+    answer: str
+    candidates: tuple[str, ...] | None = None
+    answer_index: int | None = None
+
+    @property
+    def multiple_choice(self) -> bool:
+        return self.candidates is not None
+
+
+Item = ClassificationItem | CaptionItem | QAItem
+
+
+class VideoSource(Protocol):
+    """Frames of a clip: uint8 ``[T,H,W,3]`` picked by ``sampler`` (all frames when None)."""
+
+    def frames(self, ref: VideoRef, sampler: Sampler | None = None) -> np.ndarray: ...
+
+
+class FileSource:
+    """Clips on disk, decoded with :func:`videoadapt.data.video.read_video` (bounded time, clear errors)."""
+
+    def frames(self, ref: VideoRef, sampler: Sampler | None = None) -> np.ndarray:
+        from videoadapt.data.video import read_video
+
+        if ref.path is None:
+            raise VideoadaptError(f"video {ref.video_id!r} has no file path")
+        return read_video(ref.path, sampler).frames
+
+
+@dataclass
+class TaskData:
+    """The items of one split of one task, with the vocabularies its heads and metrics need.
+
+    ``origin`` names the annotation file (or ``synthworld:seed=S``) so that errors can say where an item came from.
+    """
+
+    task: str
+    split: str
+    items: list[Item]
+    source: VideoSource
+    origin: str
+    classes: list[str] | None = None
+    answers: list[str] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise VideoadaptError(f"{self.origin}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if not self.items:
+            raise VideoadaptError(f"{self.origin}: split {self.split!r} of task {self.task} has no items")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def videos(self) -> list[VideoRef]:
+        """Distinct clips in item order (a video with several questions or captions appears once)."""
+        seen: dict[str, VideoRef] = {}
+        for item in self.items:
+            seen.setdefault(item.video.video_id, item.video)
+        return list(seen.values())
