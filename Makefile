@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: demo test lint bench
 
 $(STAMP): pyproject.toml
+	# pycocoevalcap's PTB tokenizer and METEOR run on Java: install a headless runtime where there is none.
+	command -v java >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
