@@ -1,0 +1,103 @@
+"""Readers of standard video-text benchmarks and of SynthWorld, behind one call.
+
+>>> data = load_task_data("synth", "train", "recognition", videos=200)          # SynthWorld, in memory
+>>> data = load_task_data("synth:/data/sw", "val", "qa", qa="open_ended")      # a set written by `videoadapt synth`
+>>> data = load_task_data("msrvtt:/data/MSRVTT", "test", "retrieval", video_dir="/data/MSRVTT/videos/all")
+
+Spec grammar (``data``)::
+
+    synth              SynthWorld generated in memory (options seed=0, videos=2000, size=64, frames=16)
+    synth:DIR          a SynthWorld set on disk (same as synthworld:DIR)
+    NAME:PATH          benchmark NAME; PATH is its annotation folder or file (see each format, docs/datasets.md)
+
+Options common to the benchmark formats: ``video_dir`` (where the clips are; default a conventional subfolder of
+the annotation folder), ``skip_bad`` (skip and count bad items instead of raising), ``skip_missing`` (drop items
+whose video file is not found instead of keeping the expected path). Unknown options are an error listing the
+accepted ones; option values given as strings (from a command line) are converted to the option's type.
+Splits are ``train``, ``val`` and ``test`` for every format (mapped to the benchmark's own split names).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from videoadapt.data.formats import (  # noqa: F401  (importing a module registers its format)
+    kinetics,
+    msrvtt,
+    msvd,
+    nextqa,
+    ssv2,
+    synthworld,
+    videoqa,
+)
+from videoadapt.data.records import TaskData
+from videoadapt.errors import VideoadaptError
+from videoadapt.registry import registry
+
+__all__ = ["format_names", "load_task_data", "parse_spec"]
+
+SYNTH_ALIAS = "synth"
+
+
+def format_names() -> list[str]:
+    """Registered format names (the NAME of ``NAME:PATH``); ``synth`` is an alias of ``synthworld``."""
+    return registry.names("format")
+
+
+def parse_spec(data: str) -> tuple[str, str | None]:
+    """``(format name, path or None)`` of a data spec; unknown names raise listing the known ones."""
+    if not isinstance(data, str) or not data.strip():
+        raise VideoadaptError(f"empty data spec {data!r}; expected synth, synth:DIR or NAME:PATH")
+    name, sep, path = data.strip().partition(":")
+    name = name.strip().lower()
+    if name == SYNTH_ALIAS:
+        name = "synthworld"
+    known = format_names()
+    if name not in known:
+        raise VideoadaptError(
+            f"unknown data format {name!r} in {data!r}; known: synth, synth:DIR, "
+            + ", ".join(f"{n}:PATH" for n in known if n != "synthworld")
+        )
+    if not sep or not path.strip():
+        if name != "synthworld":
+            raise VideoadaptError(f"data spec {data!r} needs a path: {name}:PATH")
+        return name, None
+    return name, path.strip()
+
+
+def load_task_data(data: str, split: str, task: str, **options: Any) -> TaskData:
+    """The items of ``split`` for ``task`` from the data set ``data`` (see the module docstring for the grammar).
+
+    Raises :class:`VideoadaptError` for an unknown format, task, split or option, and
+    :class:`~videoadapt.errors.InputFileError` naming the file (and row or item) for bad annotation files.
+    """
+    name, path = parse_spec(data)
+    reader = registry.get("format", name)
+    return reader(path, split, task, **_coerce_options(name, reader, options))
+
+
+def _coerce_options(name: str, reader: Any, options: dict[str, Any]) -> dict[str, Any]:
+    parameters = {
+        p.name: p for p in inspect.signature(reader).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        raise VideoadaptError(
+            f"format {name!r} does not take option(s) {', '.join(unknown)}; options: {', '.join(sorted(parameters))}"
+        )
+    out = {}
+    for key, value in options.items():
+        default = parameters[key].default
+        if isinstance(value, str) and isinstance(default, bool):
+            lowered = value.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise VideoadaptError(f"option {key}={value!r} of format {name!r} must be true or false")
+            value = lowered in ("true", "1", "yes")
+        elif isinstance(value, str) and isinstance(default, int) and not isinstance(default, bool):
+            try:
+                value = int(value)
+            except ValueError:
+                raise VideoadaptError(f"option {key}={value!r} of format {name!r} must be an integer") from None
+        out[key] = value
+    return out

@@ -1,0 +1,264 @@
+"""SynthWorld as a data set for all four tasks, generated in memory (``synth``) or read from disk (``synth:DIR``).
+
+In memory, ``load_task_data("synth", split, task, seed=0, videos=2000, size=64, frames=16)`` draws the split's
+videos of ``SynthWorld(SynthWorldConfig(seed, size, frames))`` with ``split_sizes(videos)`` (80/10/10), and the
+:class:`SynthSource` regenerates a clip's frames from its id when asked (cheap and deterministic, so nothing is
+kept in memory). On disk, ``DIR`` is a set written by ``videoadapt synth``::
+
+    DIR/annotations/<split>.json    {"info": {..., "config": {...}}, "vocabulary": {...}, "videos": [...]}
+    DIR/videos/<split>/<id>.mp4     lossless, decodes to exactly the generated frames
+
+and clips are decoded with :class:`FileSource`. The same seed and size give the same items either way.
+
+Tasks: ``recognition`` (classes = the action vocabulary, label = ``action_id``; ``extra["reversal_pairs"]`` lists
+each time-reversal pair ``[i, j]`` of class indices and ``extra["reversal_partner"][i]`` the partner of class
+``i``, itself for bounce and collide), ``retrieval`` and ``captioning`` (all captions of a video), ``qa`` (option
+``qa="multiple_choice"`` (default): 5 candidates per question, ids ``<video>/mc<k>``; ``qa="open_ended"``: answers
+from the closed answer vocabulary, ids ``<video>/oe<k>``). Every task sets ``extra["novel"]`` (per item: the video
+shows a category held out of video training) and ``extra["config"]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from videoadapt.data.formats.common import Problems, check_split, check_task, finish, read_json
+from videoadapt.data.records import (
+    TASKS,
+    CaptionItem,
+    ClassificationItem,
+    FileSource,
+    Item,
+    QAItem,
+    TaskData,
+    VideoRef,
+    VideoSource,
+)
+from videoadapt.data.sampling import Sampler
+from videoadapt.data.synthworld import vocabulary as vocab
+from videoadapt.data.synthworld.world import SPLITS, SynthWorld, SynthWorldConfig
+from videoadapt.errors import InputFileError, VideoadaptError
+from videoadapt.registry import registry
+
+QA_KINDS = ("multiple_choice", "open_ended")
+DEFAULT_VIDEOS = 2000
+_ID = re.compile(r"^(train|val|test)_(\d+)$")
+
+
+@dataclass(frozen=True)
+class SynthSource:
+    """Frames of in-memory SynthWorld clips, regenerated from ``(config, split, index)`` by video id.
+
+    The sampler sees the whole generated clip (``config.frames`` frames at ``config.fps``), exactly as it sees a
+    decoded file, so in-memory and on-disk sets give the same frames for the same sampler.
+    """
+
+    config: SynthWorldConfig
+
+    def frames(
+        self, ref: VideoRef, sampler: Sampler | None = None, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        match = _ID.match(ref.video_id)
+        if match is None:
+            raise VideoadaptError(f"{ref.video_id!r} is not a SynthWorld video id (expected e.g. train_000012)")
+        video = SynthWorld(self.config).video(match.group(1), int(match.group(2)))
+        if sampler is None:
+            return video.frames
+        indices = np.asarray(sampler.indices(video.num_frames, video.fps, rng), dtype=np.int64).reshape(-1)
+        return video.frames[indices]
+
+
+@lru_cache(maxsize=8)
+def _annotations(config: SynthWorldConfig, split: str, count: int) -> tuple[dict[str, Any], ...]:
+    """The annotations of a split's first ``count`` videos, without frames, tracks or masks (a few KB each).
+
+    Cached because a trainer asks for the same split once per task and per epoch; generating costs ~5 ms a video.
+    """
+    world = SynthWorld(config)
+    out = []
+    for video in world.videos(split, count):
+        out.append(
+            {
+                "id": video.id,
+                "action": video.action,
+                "action_id": video.action_id,
+                "captions": list(video.captions),
+                "qa": video.qa,
+                "novel": video.novel,
+                "reversed": video.reversed,
+            }
+        )
+    return tuple(out)
+
+
+def _reversal(actions: list[str], partners: dict[str, str]) -> tuple[list[list[int]], list[int]]:
+    partner = [actions.index(partners[a]) for a in actions]
+    pairs = [[i, j] for i, j in enumerate(partner) if i < j]
+    return pairs, partner
+
+
+def _items(
+    task: str,
+    annotations: list[dict[str, Any]],
+    ref_for: Any,
+    origin: str | Path,
+    problems: Problems,
+    qa: str,
+    actions: list[str],
+    answers: list[str],
+) -> tuple[list[Item], list[bool]]:
+    items: list[Item] = []
+    novel: list[bool] = []
+    for k, ann in enumerate(annotations):
+        where = f"video {k} ({ann.get('id', '?')!r})"
+        try:
+            ref = ref_for(ann)
+            if task == "recognition":
+                if ann["action"] not in actions:
+                    problems.bad(origin, where, f"action {ann['action']!r} is not one of the {len(actions)} classes")
+                    continue
+                new: list[Item] = [ClassificationItem(ref, actions.index(ann["action"]))]
+            elif task in ("retrieval", "captioning"):
+                captions = tuple(str(c) for c in ann["captions"] if str(c).strip())
+                if not captions:
+                    problems.bad(origin, where, "video has no captions")
+                    continue
+                new = [CaptionItem(ref, captions)]
+            else:
+                new = _qa_items(ref, ann["qa"][qa], qa, answers)
+                if not new:
+                    problems.bad(origin, where, f"video has no {qa} questions")
+                    continue
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            problems.bad(origin, where, f"malformed annotation ({type(error).__name__}: {error})")
+            continue
+        items.extend(new)
+        novel.extend([bool(ann.get("novel", False))] * len(new))
+    return items, novel
+
+
+def _qa_items(ref: VideoRef, questions: list[dict[str, Any]], qa: str, answers: list[str]) -> list[Item]:
+    out: list[Item] = []
+    for k, q in enumerate(questions):
+        if qa == "multiple_choice":
+            options = tuple(str(o) for o in q["options"])
+            index = int(q["answer_index"])
+            if not 0 <= index < len(options):
+                raise ValueError(f"answer_index {index} outside the {len(options)} options")
+            out.append(QAItem(f"{ref.video_id}/mc{k}", ref, str(q["question"]), options[index], options, index))
+        else:
+            answer = str(q["answer"])
+            if answer not in answers:
+                raise ValueError(f"answer {answer!r} is not in the answer vocabulary")
+            out.append(QAItem(f"{ref.video_id}/oe{k}", ref, str(q["question"]), answer))
+    return out
+
+
+def _finish(
+    task: str,
+    split: str,
+    annotations: list[dict[str, Any]],
+    ref_for: Any,
+    source: VideoSource,
+    origin: str | Path,
+    problems: Problems,
+    qa: str,
+    actions: list[str],
+    partners: dict[str, str],
+    answers: list[str],
+    config: dict[str, Any],
+) -> TaskData:
+    items, novel = _items(task, annotations, ref_for, origin, problems, qa, actions, answers)
+    extra: dict[str, Any] = {"novel": novel, "config": config}
+    classes = answer_list = None
+    if task == "recognition":
+        classes = list(actions)
+        extra["reversal_pairs"], extra["reversal_partner"] = _reversal(actions, partners)
+    if task == "qa":
+        extra["qa"] = qa
+        if qa == "open_ended":
+            answer_list = list(answers)
+    return finish(
+        task=task,
+        split=split,
+        items=items,
+        source=source,
+        origin=origin,
+        problems=problems,
+        classes=classes,
+        answers=answer_list,
+        extra=extra,
+    )
+
+
+@registry.register("format", "synthworld")
+def load_synthworld(
+    path: str | None,
+    split: str,
+    task: str,
+    *,
+    seed: int = 0,
+    videos: int = DEFAULT_VIDEOS,
+    size: int = 64,
+    frames: int = 16,
+    qa: str = "multiple_choice",
+    skip_bad: bool = False,
+) -> TaskData:
+    """SynthWorld in memory (``path`` None: options ``seed``, ``videos``, ``size``, ``frames``) or the set written
+    by ``videoadapt synth`` in folder ``path`` (those options are then ignored: the set's own config applies)."""
+    check_task("synthworld", task, TASKS)
+    check_split("synthworld", split, SPLITS)
+    if qa not in QA_KINDS:
+        raise VideoadaptError(f"qa must be one of {', '.join(QA_KINDS)}, got {qa!r}")
+    problems = Problems(skip_bad)
+    actions, answers = list(vocab.ACTIONS), list(vocab.ANSWER_VOCAB)
+    partners = {a: vocab.partner(a) for a in actions}
+    if path is None:
+        if videos < 1:
+            raise VideoadaptError(f"videos must be at least 1, got {videos}")
+        config = SynthWorldConfig(seed=seed, size=size, frames=frames)
+        count = SynthWorld(config).split_sizes(videos)[split]
+        origin = f"synthworld:seed={seed},videos={videos},size={size},frames={frames}"
+        if count == 0:
+            raise VideoadaptError(f"{origin}: split {split!r} is empty (ask for more videos)")
+        return _finish(
+            task,
+            split,
+            list(_annotations(config, split, count)),
+            lambda ann: VideoRef(ann["id"]),
+            SynthSource(config),
+            origin,
+            problems,
+            qa,
+            actions,
+            partners,
+            answers,
+            config.to_dict(),
+        )
+
+    root = Path(path)
+    file = root / "annotations" / f"{split}.json"
+    if not root.is_dir():
+        raise InputFileError(root, "no such SynthWorld folder (write one with `videoadapt synth --out DIR`)")
+    document = read_json(file)
+    if not isinstance(document, dict) or not isinstance(document.get("videos"), list):
+        raise InputFileError(file, "not a SynthWorld annotation file (expected an object with a 'videos' list)")
+    vocabulary = document.get("vocabulary") or {}
+    # The file's own vocabulary, so that a set stays readable by what it says about itself.
+    actions = list(vocabulary.get("actions", actions))
+    partners = dict(vocabulary.get("partners", partners))
+    answers = list(vocabulary.get("answers", answers))
+    config = dict((document.get("info") or {}).get("config") or {})
+
+    def ref_for(ann: dict[str, Any]) -> VideoRef:
+        return VideoRef(str(ann["id"]), root / str(ann["file"]))
+
+    return _finish(
+        task, split, document["videos"], ref_for, FileSource(), file, problems, qa, actions, partners, answers, config
+    )
