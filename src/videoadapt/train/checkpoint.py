@@ -92,3 +92,37 @@ def load_checkpoint(directory: str | Path) -> TrainingState:
         optimizer = _unflatten_optimizer(load_tensors(directory / OPTIMIZER), meta["optimizer"])
     torch.set_rng_state(torch.tensor(meta["rng"], dtype=torch.uint8))
     return TrainingState(meta["step"], load_tensors(directory / MODEL), optimizer, meta.get("extra", {}))
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every random generator a training step draws from, as JSON: torch (CPU and each CUDA device), numpy's
+    global generator and Python's ``random``. Restoring them makes dropout and any unseeded draw repeat exactly."""
+    import random
+
+    import numpy as np
+
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, python_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state().tolist(),
+        "numpy": {"kind": kind, "keys": keys.tolist(), "pos": position, "has_gauss": has_gauss, "gauss": gauss},
+        "python": {"version": version, "state": list(internal), "gauss": python_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
