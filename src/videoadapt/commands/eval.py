@@ -1,0 +1,46 @@
+"""`videoadapt eval`: score a trained run folder on a split of its data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from videoadapt.commands import Command
+from videoadapt.registry import registry
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run folder written by `videoadapt train`")
+    parser.add_argument("--split", default="test", help="split of the run's data (default test)")
+    parser.add_argument("--batch-size", type=int, help="clips per batch (default: the run's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from videoadapt.train.trainer import evaluate_run
+
+    result = evaluate_run(args.run, args.split, batch_size=args.batch_size, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['task']} on {result['split']} ({result['items']} items) — {args.run}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result["metrics"].items():
+        table.add_row(name, f"{value:.2f}")
+    Console().print(table)
+    return 0
+
+
+registry.register("command", "eval")(
+    Command(
+        help="evaluate a trained run on a split (metrics of its task)",
+        add_arguments=add_arguments,
+        run=run,
+        description="Rebuild the model of run folder RUN (config.yaml, vocabulary.json, model.safetensors), "
+        "predict every item of SPLIT and print the task's metrics; also written to RUN/eval-SPLIT.json.",
+    )
+)

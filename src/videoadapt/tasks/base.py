@@ -1,0 +1,224 @@
+"""The task interface: what is predicted from VideoFeatures (and TextFeatures), how it is learnt and scored.
+
+A task knows nothing about paradigms. The trainer hands it the items of a batch (to collate their targets), the
+:class:`~videoadapt.paradigms.base.VideoFeatures` that the paradigm's encoder made of their videos, and a
+:class:`TextEncoder` for any text it needs (class names, captions, questions); the task answers with a loss, with
+per-item predictions, and finally with metrics. Its trainable part is a :class:`TaskHead`.
+
+    task = task_class("recognition")(classifier="text")
+    head = task.build_head(ilfm, encoder, train_data)           # nn.Module, with its vocabulary in head.spec
+    targets = task.targets(items, train_data, rngs, train=True)  # labels, captions, questions ...
+    loss = task.loss(head, encoder(video), targets, text)
+    predictions = task.predict(head, encoder(video), targets, text)   # one per item, in order
+    task.evaluate(all_predictions, data)                         # {"top1": ..., ...}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videoadapt.data.records import Item, TaskData
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
+from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+
+
+class TextEncoder:
+    """The ILFM's text tower as a task sees it: ``__call__(texts) -> TextFeatures`` and ``embeds(texts) -> [N,E]``.
+
+    When no text parameter trains (every paradigm except full fine-tuning with ``text=True``), the tower is a
+    fixed function, so embeddings are memoised per string: class prompts, captions and candidate answers repeat
+    every epoch and MiniLM would otherwise dominate the step time of a frozen-feature run. The frozen tower always
+    runs in eval mode (no dropout), whatever mode the vision side trains in.
+    """
+
+    def __init__(self, ilfm: ImageLanguageModel, memoize: bool | None = None) -> None:
+        self.ilfm = ilfm
+        self.trainable = any(p.requires_grad for m in ilfm.text_modules() for p in m.parameters())
+        self.memoize = (not self.trainable) if memoize is None else memoize
+        self._memo: dict[str, torch.Tensor] = {}
+        self.calls = 0  # texts actually sent through the tower (tests and benchmarks read it)
+
+    def _frozen_mode(self) -> None:
+        if not self.trainable:
+            for module in self.ilfm.text_modules():
+                module.eval()
+
+    def __call__(self, texts: Sequence[str]) -> TextFeatures:
+        self._frozen_mode()
+        self.calls += len(texts)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
+            return self.ilfm.encode_text(list(texts))
+
+    def embeds(self, texts: Sequence[str]) -> torch.Tensor:
+        """Pooled embeddings ``[N,E]`` in the joint space (not normalised)."""
+        texts = list(texts)
+        if not self.memoize:
+            return self(texts).embeds
+        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if missing:
+            with torch.no_grad():
+                new = self(missing).embeds.float()
+            for text, row in zip(missing, new, strict=True):
+                self._memo[text] = row
+        return torch.stack([self._memo[t] for t in texts])
+
+
+class TaskHead(nn.Module):
+    """A task's trainable module. ``spec`` is everything beyond tensors needed to rebuild it (class names, answer
+    vocabulary, word list, mode): JSON, saved as the run's ``vocabulary.json``."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.spec = spec
+
+
+class Task:
+    """A registered task. Options come from the config's ``model.head`` section (e.g. ``classifier: text``)."""
+
+    name: ClassVar[str]
+    monitor: ClassVar[str]  # validation metric for early stopping and the best checkpoint (higher is better)
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def option(self, key: str, default: Any) -> Any:
+        return self.options.get(key, default)
+
+    # --- samples ------------------------------------------------------------------------------------------------
+
+    def check_item(self, item: Item, data: TaskData) -> str | None:
+        """Why ``item`` cannot be used with this task (None when it can); the trainer raises naming the item or,
+        with ``skip_bad``, skips and counts it."""
+        return None
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        """Collate what the loss and predictions need besides the video. ``rngs`` (training only; one generator per
+        item, seeded by the trainer from the item and the epoch) draw the random choices (which caption of a
+        video), so that a resumed run, or one split over more processes, repeats them exactly."""
+        raise NotImplementedError
+
+    # --- model --------------------------------------------------------------------------------------------------
+
+    def build_head(
+        self,
+        ilfm: ImageLanguageModel,
+        encoder: VideoEncoder,
+        data: TaskData,
+        spec: dict[str, Any] | None = None,
+    ) -> TaskHead:
+        """The head for ``data`` (vocabularies taken from it), or, when ``spec`` is given (restoring a saved run),
+        the head that ``spec`` describes."""
+        raise NotImplementedError
+
+    def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        """One prediction per item of the batch, in order (anything :meth:`evaluate` understands)."""
+        raise NotImplementedError
+
+    def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
+        """Metrics of ``predictions`` (one per item of ``data``, in order)."""
+        raise NotImplementedError
+
+
+# --- helpers shared by task heads ---------------------------------------------------------------------------
+
+
+def feature_widths(encoder: VideoEncoder, frames: int = 8) -> tuple[int, int]:
+    """``(frame width, video width)`` of what ``encoder`` outputs, found by running it once on a blank clip.
+
+    Heads differ (joint space E, CLS width D, a side network's own width), and no attribute says which for all of
+    them, so a probe is the one answer that is always right. It runs in eval mode without gradients and is
+    remembered on the encoder; the trainer calls it first with the run's frame count (some heads have one
+    temporal position per frame).
+    """
+    cached = getattr(encoder, "_task_feature_widths", None)
+    if cached is not None:
+        return cached
+    size = encoder.ilfm.processor.image_size
+    was_training = encoder.training
+    parameter = next(encoder.parameters())
+    video = torch.zeros(1, frames, 3, size, size, device=parameter.device)
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            out = encoder(video)
+    except VideoadaptError as error:
+        raise VideoadaptError(f"cannot run the video encoder on its own to size the task head: {error}") from None
+    finally:
+        encoder.train(was_training)
+    widths = (int(out.frames.shape[-1]), int(out.video.shape[-1]))
+    encoder._task_feature_widths = widths  # type: ignore[attr-defined]
+    return widths
+
+
+def projection(width: int, embed_dim: int) -> nn.Module:
+    """Into the joint space when the encoder's features are elsewhere (CLS width, a side network's width)."""
+    return nn.Identity() if width == embed_dim else nn.Linear(width, embed_dim, bias=False)
+
+
+def cosine_logits(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """``scale * cos(a_i, b_j)``: ``a`` ``[N,E]``, ``b`` ``[M,E]`` -> ``[N,M]``."""
+    return scale * F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+
+
+def ilfm_logit_scale(ilfm: ImageLanguageModel) -> float:
+    """The ILFM's contrastive temperature as a plain number, capped at 100 as in CLIP."""
+    return float(min(float(ilfm.logit_scale.detach().float()), 100.0))
+
+
+def check_spec(spec: dict[str, Any], task: str, keys: Sequence[str]) -> None:
+    missing = [k for k in keys if k not in spec]
+    if missing:
+        raise VideoadaptError(f"{task}: saved head description lacks {', '.join(missing)}; was it written by {task}?")
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather rows of every process with gradients flowing back to their owner (CLIP4Clip's AllGather): the
+    backward sums each copy's gradient over processes with an all-reduce (every backend has one, unlike
+    reduce-scatter) and keeps this process's rows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        import torch.distributed as dist
+
+        rank, longest = dist.get_rank(), max(sizes)
+        padded = torch.zeros((longest, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        padded[: len(x)] = x
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.rank, ctx.sizes = rank, sizes
+        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None
+
+
+def gather_across_processes(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[n_r, ...]`` of every process concatenated in rank order, differentiable; ``x`` itself in a single
+    process. Contrastive losses use it so that a batch split over processes still sees all of its negatives, and
+    the gradient equals the single-process one (each process computes the same global loss; DDP averages)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not torch.is_grad_enabled():
+        return x
+    size = torch.tensor([len(x)], device=x.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    return _GatherRows.apply(x, [int(s) for s in sizes])

@@ -1,0 +1,223 @@
+"""Video captioning: a small transformer decoder over the video's frame tokens; BLEU-4, METEOR, ROUGE-L, CIDEr.
+
+The decoder (``layers`` 2, ``width`` 256, ``heads`` 4 by default) cross-attends to the encoder's frame features
+``[B,T,W]`` (projected to its width, plus learnt frame positions) and predicts words of its own word-level
+vocabulary, built from the training captions (words seen at least ``min_count`` times; saved in the run's
+``vocabulary.json``). Training is teacher forcing with cross-entropy (one caption per video per step, drawn anew
+each epoch, as in SwinBERT and CLIP4Caption); decoding is greedy or beam search (``beam_size``), at most
+``max_length`` words, with the length normalisation of GNMT (``length_penalty``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videoadapt.data.records import CaptionItem, Item, TaskData
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+from videoadapt.registry import registry
+from videoadapt.tasks.base import Task, TaskHead, TextEncoder, check_spec, feature_widths
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+class WordTokenizer:
+    """Lower-cased words (punctuation dropped, as the PTB tokenizer of the metrics drops it), ids into ``words``."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise VideoadaptError(f"captioning vocabulary must start with {SPECIALS}")
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.pad, self.bos, self.eos, self.unk = (self.index[s] for s in SPECIALS)
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        return _WORD.findall(text.lower())
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_count: int = 1) -> WordTokenizer:
+        counts = Counter(w for c in captions for w in cls.split(c))
+        # Sorted by frequency, then alphabetically: the same captions always give the same ids.
+        kept = [w for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
+        return cls([*SPECIALS, *kept])
+
+    def encode(self, text: str, max_length: int) -> list[int]:
+        ids = [self.index.get(w, self.unk) for w in self.split(text)][: max_length - 1]
+        return [self.bos, *ids, self.eos]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out = []
+        for i in ids:
+            if i == self.eos:
+                break
+            if i not in (self.pad, self.bos):
+                out.append(self.words[i])
+        return " ".join(out)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+class CaptionHead(TaskHead):
+    def __init__(self, spec: dict[str, Any], frame_width: int) -> None:
+        super().__init__(spec)
+        self.tokenizer = WordTokenizer(spec["words"])
+        width, heads, layers = int(spec["width"]), int(spec["heads"]), int(spec["layers"])
+        self.max_length = int(spec["max_length"])
+        self.memory_proj = nn.Sequential(nn.Linear(frame_width, width), nn.LayerNorm(width))
+        self.frame_pos = nn.Parameter(torch.zeros(int(spec["max_frames"]), width))
+        self.embed = nn.Embedding(len(self.tokenizer), width, padding_idx=self.tokenizer.pad)
+        self.word_pos = nn.Parameter(torch.zeros(self.max_length + 1, width))
+        nn.init.normal_(self.frame_pos, std=0.02)
+        nn.init.normal_(self.word_pos, std=0.02)
+        layer = nn.TransformerDecoderLayer(
+            width, heads, 4 * width, dropout=float(spec["dropout"]), batch_first=True, norm_first=True
+        )
+        self.decoder = nn.TransformerDecoder(layer, layers)
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, len(self.tokenizer))
+
+    def memory(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.shape[1] > self.frame_pos.shape[0]:
+            raise VideoadaptError(
+                f"captioning: {frames.shape[1]} frame tokens but the decoder has {self.frame_pos.shape[0]} frame "
+                "positions (model.head.max_frames)"
+            )
+        return self.memory_proj(frames.float()) + self.frame_pos[: frames.shape[1]]
+
+    def forward(self, memory: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-word logits ``[B,L,V]`` for ``tokens`` ``[B,L]`` given ``memory`` ``[B,T,width]``."""
+        length = tokens.shape[1]
+        x = self.embed(tokens) + self.word_pos[:length]
+        # Boolean like the padding mask: PyTorch warns about (and slows down on) mixed mask types.
+        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)
+        x = self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=tokens == self.tokenizer.pad)
+        return self.out(self.norm(x))
+
+    @torch.no_grad()
+    def generate(self, frames: torch.Tensor, beam_size: int = 1, length_penalty: float = 0.6) -> list[list[int]]:
+        memory = self.memory(frames)
+        if beam_size <= 1:
+            return self._greedy(memory)
+        return [self._beam(memory[i : i + 1], beam_size, length_penalty) for i in range(len(memory))]
+
+    def _greedy(self, memory: torch.Tensor) -> list[list[int]]:
+        tokens = torch.full((len(memory), 1), self.tokenizer.bos, dtype=torch.long, device=memory.device)
+        done = torch.zeros(len(memory), dtype=torch.bool, device=memory.device)
+        for _ in range(self.max_length):
+            step = self(memory, tokens)[:, -1].argmax(-1)
+            step = torch.where(done, torch.full_like(step, self.tokenizer.eos), step)
+            tokens = torch.cat([tokens, step[:, None]], dim=1)
+            done |= step == self.tokenizer.eos
+            if bool(done.all()):
+                break
+        return [row[1:].tolist() for row in tokens]
+
+    def _beam(self, memory: torch.Tensor, beam_size: int, length_penalty: float) -> list[int]:
+        """Beam search for one video; finished hypotheses are ranked by ``log p / ((5 + len) / 6) ** alpha``."""
+        eos = self.tokenizer.eos
+        beams = [([self.tokenizer.bos], 0.0)]
+        finished: list[tuple[list[int], float]] = []
+        for _ in range(self.max_length):
+            tokens = torch.tensor([b[0] for b in beams], device=memory.device)
+            logp = F.log_softmax(self(memory.expand(len(beams), -1, -1), tokens)[:, -1].float(), dim=-1)
+            scores = torch.tensor([b[1] for b in beams], device=memory.device)[:, None] + logp
+            top = scores.flatten().topk(min(beam_size * 2, scores.numel()))
+            candidates = []
+            for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                row, word = divmod(flat, logp.shape[1])
+                sequence = [*beams[row][0], word]
+                if word == eos:
+                    finished.append((sequence, score / ((5 + len(sequence) - 1) / 6) ** length_penalty))
+                else:
+                    candidates.append((sequence, score))
+                if len(candidates) == beam_size:
+                    break
+            beams = candidates
+            if not beams or len(finished) >= beam_size:
+                break
+        finished += [(s, v / ((5 + len(s) - 1) / 6) ** length_penalty) for s, v in beams]
+        best = max(finished, key=lambda f: f[1])[0]
+        return best[1:]
+
+
+@registry.register("task", "captioning")
+class Captioning(Task):
+    name = "captioning"
+    monitor = "CIDEr"
+
+    def check_item(self, item: Item, data: TaskData) -> str | None:
+        if not isinstance(item, CaptionItem):
+            return f"not a caption item ({type(item).__name__})"
+        if not any(c.strip() for c in item.captions):
+            return "video has no captions"
+        return None
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        captions = [[c for c in item.captions if c.strip()] for item in items]  # type: ignore[union-attr]
+        if train:
+            rngs = rngs if rngs is not None else [np.random.default_rng(i) for i in range(len(captions))]
+            return {"texts": [c[int(r.integers(len(c)))] for c, r in zip(captions, rngs, strict=True)]}
+        return {"references": captions}
+
+    def build_head(
+        self,
+        ilfm: ImageLanguageModel,
+        encoder: VideoEncoder,
+        data: TaskData,
+        spec: dict[str, Any] | None = None,
+    ) -> CaptionHead:
+        frame_width, _ = feature_widths(encoder)
+        if spec is None:
+            captions = [c for item in data.items for c in getattr(item, "captions", ())]
+            tokenizer = WordTokenizer.build(captions, int(self.option("min_count", 1)))
+            spec = {
+                "words": tokenizer.words,
+                "width": int(self.option("width", 256)),
+                "heads": int(self.option("heads", 4)),
+                "layers": int(self.option("layers", 2)),
+                "dropout": float(self.option("dropout", 0.1)),
+                "max_length": int(self.option("max_length", 24)),
+                "max_frames": int(self.option("max_frames", 64)),
+            }
+        check_spec(spec, self.name, ("words", "width", "heads", "layers", "dropout", "max_length", "max_frames"))
+        return CaptionHead(spec, frame_width)
+
+    def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        tokenizer: WordTokenizer = head.tokenizer  # type: ignore[assignment]
+        encoded = [tokenizer.encode(t, head.max_length) for t in targets["texts"]]  # type: ignore[arg-type]
+        longest = max(len(e) for e in encoded)
+        tokens = torch.full((len(encoded), longest), tokenizer.pad, dtype=torch.long, device=features.frames.device)
+        for row, ids in enumerate(encoded):
+            tokens[row, : len(ids)] = torch.tensor(ids)
+        logits = head(head.memory(features.frames), tokens[:, :-1])  # type: ignore[operator]
+        return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten(), ignore_index=tokenizer.pad)
+
+    def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        beam = int(self.option("beam_size", 1))
+        penalty = float(self.option("length_penalty", 0.6))
+        ids = head.generate(features.frames, beam_size=beam, length_penalty=penalty)  # type: ignore[operator]
+        return [head.tokenizer.decode(row) for row in ids]  # type: ignore[union-attr]
+
+    def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
+        from videoadapt.metrics.captioning import caption_metrics
+
+        items: list[CaptionItem] = list(data.items)  # type: ignore[arg-type]
+        # Keyed by position, not video id: a data set may list a video twice, and the metric must see each item.
+        predicted = {str(i): p for i, p in enumerate(predictions)}
+        references = {str(i): [c for c in item.captions if c.strip()] for i, item in enumerate(items)}
+        return {k: float(v) for k, v in caption_metrics(predicted, references).items()}

@@ -1,0 +1,153 @@
+"""Video question answering, multiple choice or open-ended (which one follows the data: items with candidates are
+multiple choice).
+
+* **Multiple choice** (MSRVTT-MC, SynthWorld ``qa=multiple_choice``): each candidate is written after the question
+  (``"{question} {candidate}"``), encoded by the text tower, and scored by its cosine similarity with the video
+  embedding times a temperature; cross-entropy over the candidates. This is how CLIP4Clip-style retrieval models
+  answer MSRVTT-MC, and it works zero-shot from the first step.
+* **Open-ended** (MSRVTT-QA, MSVD-QA, SynthWorld ``qa=open_ended``): classification over the answer vocabulary of
+  the training split (TaskData.answers), from the video embedding fused with the question's text embedding
+  (``[v, q, v*q]`` through a two-layer MLP, as the "FrozenBiLM"-free baselines of the survey's Table V do).
+  Accuracy after VQA answer normalisation; a test answer outside the vocabulary simply cannot be predicted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videoadapt.data.records import Item, QAItem, TaskData
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+from videoadapt.registry import registry
+from videoadapt.tasks.base import Task, TaskHead, TextEncoder, check_spec, feature_widths, ilfm_logit_scale, projection
+
+MODES = ("multiple_choice", "open_ended")
+
+
+class QAHead(TaskHead):
+    def __init__(self, spec: dict[str, Any], width: int, embed_dim: int) -> None:
+        super().__init__(spec)
+        self.project = projection(width, embed_dim)
+        if spec["mode"] == "multiple_choice":
+            self.log_scale = nn.Parameter(torch.tensor(math.log(float(spec["logit_scale"]))))
+        else:
+            hidden = int(spec["hidden"])
+            self.classifier = nn.Sequential(
+                nn.Linear(3 * embed_dim, hidden),
+                nn.GELU(),
+                nn.Dropout(float(spec.get("dropout", 0.1))),
+                nn.Linear(hidden, len(spec["answers"])),
+            )
+
+    def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Multiple choice: ``text`` ``[B,K,E]`` candidates -> logits ``[B,K]``. Open-ended: ``text`` ``[B,E]``
+        questions -> logits ``[B,answers]``."""
+        video = F.normalize(self.project(video).float(), dim=-1)
+        text = F.normalize(text.float().to(video.device), dim=-1)
+        if self.spec["mode"] == "multiple_choice":
+            return self.log_scale.exp().clamp(max=100.0) * torch.einsum("be,bke->bk", video, text)
+        return self.classifier(torch.cat([video, text, video * text], dim=-1))
+
+
+@registry.register("task", "qa")
+class QuestionAnswering(Task):
+    name = "qa"
+    monitor = "accuracy"
+
+    def check_item(self, item: Item, data: TaskData) -> str | None:
+        if not isinstance(item, QAItem):
+            return f"not a QA item ({type(item).__name__})"
+        if not item.question.strip():
+            return "empty question"
+        if item.multiple_choice:
+            if item.answer_index is None or not 0 <= item.answer_index < len(item.candidates or ()):
+                return f"answer_index {item.answer_index} is outside the {len(item.candidates or ())} candidates"
+        elif data.split == "train" and item.answer not in (data.answers or []):
+            # Only training needs the answer in the vocabulary; at test time it is simply a wrong prediction.
+            return f"answer {item.answer!r} is not in the answer vocabulary"
+        return None
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        qa: list[QAItem] = list(items)  # type: ignore[arg-type]
+        out: dict[str, Any] = {"questions": [q.question for q in qa]}
+        if qa and qa[0].multiple_choice:
+            out["candidates"] = [list(q.candidates or ()) for q in qa]
+            out["labels"] = torch.tensor([q.answer_index for q in qa], dtype=torch.long)
+        else:
+            index = {a: i for i, a in enumerate(data.answers or [])}
+            out["labels"] = torch.tensor([index.get(q.answer, -100) for q in qa], dtype=torch.long)
+        return out
+
+    def build_head(
+        self,
+        ilfm: ImageLanguageModel,
+        encoder: VideoEncoder,
+        data: TaskData,
+        spec: dict[str, Any] | None = None,
+    ) -> QAHead:
+        _, width = feature_widths(encoder)
+        if spec is None:
+            first = data.items[0]
+            mode = "multiple_choice" if isinstance(first, QAItem) and first.multiple_choice else "open_ended"
+            spec = {"mode": mode, "logit_scale": ilfm_logit_scale(ilfm)}
+            if mode == "open_ended":
+                if not data.answers:
+                    raise VideoadaptError(f"{data.origin}: open-ended QA needs the answer vocabulary (answers)")
+                spec.update(
+                    answers=list(data.answers),
+                    hidden=int(self.option("hidden", 512)),
+                    dropout=float(self.option("dropout", 0.1)),
+                )
+            else:
+                spec["template"] = str(self.option("template", "{question} {candidate}"))
+        check_spec(spec, self.name, ("mode", "logit_scale"))
+        return QAHead(spec, width, ilfm.dims.embed_dim)
+
+    def _logits(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        if head.spec["mode"] == "multiple_choice":
+            if "candidates" not in targets:
+                raise VideoadaptError("qa: this head answers multiple-choice questions but the items are open-ended")
+            template = head.spec.get("template", "{question} {candidate}")
+            pairs = [
+                template.format(question=q, candidate=c)
+                for q, cands in zip(targets["questions"], targets["candidates"], strict=True)
+                for c in cands
+            ]
+            counts = {len(c) for c in targets["candidates"]}
+            if len(counts) != 1:
+                raise VideoadaptError(f"qa: a batch mixes questions with {sorted(counts)} candidates")
+            embeds = text.embeds(pairs).reshape(len(targets["questions"]), counts.pop(), -1)
+            return head(features.video, embeds)
+        if "candidates" in targets:
+            raise VideoadaptError("qa: this head answers open-ended questions but the items are multiple choice")
+        return head(features.video, text.embeds(targets["questions"]))
+
+    def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        logits = self._logits(head, features, targets, text)
+        return F.cross_entropy(logits, targets["labels"].to(logits.device), ignore_index=-100)
+
+    def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        best = self._logits(head, features, targets, text).argmax(dim=-1).tolist()
+        if head.spec["mode"] == "multiple_choice":
+            return best
+        return [head.spec["answers"][i] for i in best]
+
+    def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
+        from videoadapt.metrics import qa
+
+        items: list[QAItem] = list(data.items)  # type: ignore[arg-type]
+        if items[0].multiple_choice:
+            result = qa.multiple_choice_accuracy(list(predictions), [q.answer_index for q in items])
+        else:
+            result = qa.open_ended_accuracy([str(p) for p in predictions], [q.answer for q in items])
+        return {k: float(v) for k, v in result.items()}

@@ -1,0 +1,126 @@
+"""Text-video retrieval: a video embedding and a caption embedding meet in the joint space; R@1/5/10, MdR, MnR and
+R@sum in both directions.
+
+Training follows CLIP4Clip (Luo et al., 2022): one caption per video per step (drawn anew each epoch), symmetric
+InfoNCE over the global batch (gathered across processes): cross-entropy of the text-to-video and video-to-text
+similarity matrices with the diagonal as targets. The temperature (``temperature``) is ``learnable`` (initialised
+at the ILFM's logit scale, kept at most 100 as in CLIP), ``ilfm`` (the ILFM's, fixed) or a number (fixed). A video
+feature outside the joint space is projected into it by a learnt linear map.
+
+Evaluation scores every caption against every video (MSR-VTT's 1k-A test has one caption per video; SynthWorld
+and MSVD have several, so text-to-video counts each caption as a query, and video-to-text ranks a video's best
+caption).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videoadapt.data.records import CaptionItem, Item, TaskData
+from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+from videoadapt.registry import registry
+from videoadapt.tasks.base import (
+    Task,
+    TaskHead,
+    TextEncoder,
+    check_spec,
+    feature_widths,
+    gather_across_processes,
+    ilfm_logit_scale,
+    projection,
+)
+
+MAX_SCALE = 100.0
+
+
+class RetrievalHead(TaskHead):
+    def __init__(self, spec: dict[str, Any], width: int, embed_dim: int) -> None:
+        super().__init__(spec)
+        self.project = projection(width, embed_dim)
+        log_scale = torch.tensor(math.log(float(spec["logit_scale"])))
+        if spec["temperature"] == "learnable":
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp().clamp(max=MAX_SCALE)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(video).float(), dim=-1)
+
+
+def contrastive_loss(video: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of matching rows: ``video`` and ``text`` ``[B,E]``, normalised."""
+    logits = scale * text @ video.T
+    target = torch.arange(len(video), device=video.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+@registry.register("task", "retrieval")
+class Retrieval(Task):
+    name = "retrieval"
+    monitor = "Rsum"
+
+    def check_item(self, item: Item, data: TaskData) -> str | None:
+        if not isinstance(item, CaptionItem):
+            return f"not a caption item ({type(item).__name__})"
+        if not any(c.strip() for c in item.captions):
+            return "video has no captions"
+        return None
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        captions = [[c for c in item.captions if c.strip()] for item in items]  # type: ignore[union-attr]
+        if train:
+            rngs = rngs if rngs is not None else [np.random.default_rng(i) for i in range(len(captions))]
+            return {"texts": [c[int(r.integers(len(c)))] for c, r in zip(captions, rngs, strict=True)]}
+        return {"captions": captions}
+
+    def build_head(
+        self,
+        ilfm: ImageLanguageModel,
+        encoder: VideoEncoder,
+        data: TaskData,
+        spec: dict[str, Any] | None = None,
+    ) -> RetrievalHead:
+        _, width = feature_widths(encoder)
+        if spec is None:
+            temperature = self.option("temperature", "learnable")
+            scale = ilfm_logit_scale(ilfm)
+            if temperature not in ("learnable", "ilfm"):
+                scale, temperature = float(temperature), "fixed"
+            spec = {"temperature": temperature, "logit_scale": scale}
+        check_spec(spec, self.name, ("temperature", "logit_scale"))
+        return RetrievalHead(spec, width, ilfm.dims.embed_dim)
+
+    def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        video = head(features.video)
+        texts = F.normalize(text.embeds(targets["texts"]).float().to(video.device), dim=-1)
+        # Under several processes, the negatives are the whole global batch, as in one process.
+        video, texts = gather_across_processes(video), gather_across_processes(texts)
+        return contrastive_loss(video, texts, head.scale())  # type: ignore[operator]
+
+    def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        video = head(features.video).cpu()
+        out = []
+        for row, captions in zip(video, targets["captions"], strict=True):
+            out.append({"video": row, "texts": F.normalize(text.embeds(captions).float(), dim=-1).cpu()})
+        return out
+
+    def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
+        from videoadapt.metrics import retrieval_metrics
+
+        videos = torch.stack([p["video"] for p in predictions])
+        texts = torch.cat([p["texts"] for p in predictions])
+        owner = torch.cat([torch.full((len(p["texts"]),), i, dtype=torch.long) for i, p in enumerate(predictions)])
+        return {k: float(v) for k, v in retrieval_metrics(texts @ videos.T, owner).items()}

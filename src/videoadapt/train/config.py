@@ -1,0 +1,145 @@
+"""Run configuration: three sections, ``model`` / ``data`` / ``run`` (LAVIS style), loaded with omegaconf.
+
+Precedence, lowest first: the defaults below, a YAML file (``--config``), the command-line flags (``--task``,
+``--paradigm``, ...), then dotted overrides (``run.lr=1e-3 data.frames=8``). Keys outside the defaults are refused
+with the path of the key, except inside the free-form option maps (``model.options``, ``model.head``,
+``data.options``), whose keys belong to a paradigm, a task head or a data format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from videoadapt.errors import VideoadaptError
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "backbone": "tiny",  # --backbone spec (videoadapt.foundation.loading)
+        "paradigm": "post_network",  # a composition "a+b"; ignored when preset is set
+        "preset": None,  # a registered preset (videoadapt.paradigms.presets)
+        "options": {},  # per-paradigm options {paradigm: {key: value}}
+        "head": {},  # task head options (classifier, temperature, beam_size, ...)
+    },
+    "data": {
+        "source": "synth",  # load_task_data spec: synth, synth:DIR, msrvtt:PATH, ...
+        "options": {},  # reader options (videos, size, qa, video_dir, ...)
+        "frames": 8,  # frames per clip
+        "train_sampler": None,  # default uniform:FRAMES:random
+        "eval_sampler": None,  # default uniform:FRAMES
+        "train_split": "train",
+        "val_split": "val",  # null: no validation (no early stopping; the last weights are kept)
+        "skip_bad": False,  # skip and count bad items instead of stopping with an error
+    },
+    "run": {
+        "task": "recognition",
+        "seed": 0,
+        "epochs": 1,
+        "max_steps": None,  # optimizer steps; stops earlier than epochs when set
+        "batch_size": 8,  # global batch per micro-step (split across processes)
+        "grad_accum": 1,  # micro-steps per optimizer step
+        "lr": 1e-3,
+        "weight_decay": 0.01,
+        "betas": [0.9, 0.999],
+        "warmup_steps": 0,
+        "min_lr_ratio": 0.0,  # cosine decays to lr * min_lr_ratio
+        "clip_grad": 1.0,  # max gradient norm; null: no clipping
+        "precision": "no",  # "no" or "bf16" (autocast)
+        "cpu": False,  # force CPU even where an accelerator is present
+        "checkpoint_every": 100,  # optimizer steps between checkpoints (0: only at the end)
+        "eval_every": 1,  # epochs between validations (0: never)
+        "patience": None,  # validations without improvement before stopping early
+        "monitor": None,  # validation metric for early stopping (default: the task's)
+        "cache": False,  # frozen backbone: extract frame features once, never run the backbone in training
+        "cache_dir": None,  # default RUN/cache
+        "num_workers": 0,  # DataLoader workers decoding clips
+        "log_every": 10,  # optimizer steps between log.csv rows
+        "progress": True,
+        "eval_batch_size": None,  # default batch_size
+    },
+}
+
+FREE_FORM = (("model", "options"), ("model", "head"), ("data", "options"))
+
+
+def load_config(
+    path: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+) -> Any:
+    """The resolved run config (an omegaconf DictConfig) from defaults, a YAML file, flags and overrides."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    config = OmegaConf.create(DEFAULTS)
+    OmegaConf.set_struct(config, True)
+    for section, key in FREE_FORM:
+        OmegaConf.set_struct(config[section][key], False)
+    layers = []
+    try:
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise VideoadaptError(f"{path}: config file not found")
+            layers.append(OmegaConf.load(path))
+        if flags:
+            layers.append(OmegaConf.create({k: v for k, v in _nest(flags).items()}))
+        if overrides:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise VideoadaptError(f"overrides must look like section.key=value, got {bad}")
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        for layer in layers:
+            config = OmegaConf.merge(config, layer)
+    except OmegaConfBaseException as error:
+        raise VideoadaptError(f"bad config{f' {path}' if path else ''}: {error}".splitlines()[0]) from None
+    check_config(config)
+    return config
+
+
+def _nest(flags: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def check_config(config: Any) -> None:
+    run = config.run
+    if int(run.batch_size) < 1 or int(run.grad_accum) < 1:
+        raise VideoadaptError("run.batch_size and run.grad_accum must be >= 1")
+    if run.precision not in ("no", "bf16"):
+        raise VideoadaptError(f"run.precision must be 'no' or 'bf16', got {run.precision!r}")
+    if int(config.data.frames) < 1:
+        raise VideoadaptError("data.frames must be >= 1")
+    if run.patience is not None and int(run.patience) < 1:
+        raise VideoadaptError("run.patience must be >= 1 (or null)")
+
+
+def to_plain(config: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    from omegaconf import OmegaConf
+
+    from videoadapt.utils.safe_io import atomic_write_bytes
+
+    atomic_write_bytes(path, OmegaConf.to_yaml(config, resolve=True).encode())
+
+
+def sampler_specs(config: Any) -> tuple[str, str]:
+    """``(train sampler, eval sampler)`` specs: TSN segments, a random frame of each in training."""
+    frames = int(config.data.frames)
+    train = config.data.train_sampler or f"uniform:{frames}:random"
+    evaluation = config.data.eval_sampler or f"uniform:{frames}"
+    return str(train), str(evaluation)

@@ -1,0 +1,777 @@
+"""One training loop for every task x paradigm, on Accelerate.
+
+AdamW with linear warm-up and cosine decay, gradient accumulation, bf16 autocast, checkpoints every N optimizer
+steps that resume *exactly* (trainable weights, optimizer state, schedule, every RNG, the position in the data),
+validation with early stopping, a progress bar, ``log.csv`` and ``metrics.json``. With a frozen backbone and
+``run.cache`` the frame features are extracted once and the backbone never runs during training.
+
+The same code runs on one CPU process, or under ``accelerate launch`` on several processes or GPUs: the global
+batch (``run.batch_size``) is split across processes, so a run's result does not depend on how many there are
+(up to floating-point summation order; retrieval gathers the in-batch negatives of every process).
+
+Run folder::
+
+    RUN/config.yaml            the resolved config (model / data / run)
+    RUN/model.safetensors      trainable encoder weights (``encoder.*``) and the task head (``head.*``);
+                               the best on validation when there is one, else the last
+    RUN/vocabulary.json        the head's description: class names, answer vocabulary, caption words, mode
+    RUN/metrics.json           training summary, validation history, best metrics
+    RUN/log.csv                step, epoch, loss, lr, clips_per_s, elapsed_s
+    RUN/checkpoints/last/      model.safetensors, optimizer.safetensors, state.json (see train/checkpoint.py)
+    RUN/cache/<split>/         frame features of a frozen backbone (run.cache)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from videoadapt.data.records import TaskData
+from videoadapt.data.sampling import sampler_from_spec
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+from videoadapt.tasks import Task, TaskHead, TextEncoder, build_task, feature_widths
+from videoadapt.train import checkpoint as ckpt
+from videoadapt.train.config import sampler_specs, save_config, to_plain
+from videoadapt.train.data import Batch, BatchBuilder, EpochPlan, batch_loader
+from videoadapt.train.schedule import lr_at, schedule_state
+from videoadapt.utils.safe_io import load_json, load_tensors, save_json, save_tensors
+
+CONFIG, WEIGHTS, VOCABULARY, METRICS, LOG = (
+    "config.yaml",
+    "model.safetensors",
+    "vocabulary.json",
+    "metrics.json",
+    "log.csv",
+)
+LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "elapsed_s")
+
+
+class TrainingInterrupted(VideoadaptError):
+    """Training stopped on an error; the message says which step, which checkpoint holds the state, and why."""
+
+
+# --- the model a step runs ----------------------------------------------------------------------------------
+
+
+def select_rows(features: VideoFeatures, rows: torch.Tensor) -> VideoFeatures:
+    """Features of the items of a batch when several items share a clip (QA: many questions per video)."""
+    videos = features.video.shape[0]
+    if len(rows) == videos and bool((rows == torch.arange(videos, device=rows.device)).all()):
+        return features
+
+    def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+        return x.index_select(0, rows) if x is not None and x.ndim and x.shape[0] == videos else x
+
+    outputs = {k: pick(v) for k, v in features.outputs.items()}
+    return VideoFeatures(pick(features.frames), pick(features.video), pick(features.patches), outputs, features.losses)
+
+
+class TaskModel(nn.Module):
+    """Encoder + task head behind one ``forward``, which is what DDP wraps: ``forward(batch)`` is the training loss
+    (task loss plus every auxiliary loss the paradigm reports), ``predict(batch)`` the task's predictions."""
+
+    def __init__(self, encoder: VideoEncoder, head: TaskHead, task: Task, text: TextEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.task = task
+        self.text = text
+
+    def features(self, batch: Batch) -> VideoFeatures:
+        if self.encoder.head.needs_text:
+            raise VideoadaptError(
+                f"{'+'.join(self.encoder.paradigm_names)}: this encoder fuses the video with a text query, which "
+                f"task {self.task.name} does not supply (grounding heads belong to grounding tasks)"
+            )
+        # Cached features stand in for the backbone; a head that also reads pixels gets both.
+        video = batch.video if (batch.cached is None or self.encoder.cache_with_pixels) else None
+        return select_rows(self.encoder(video=video, cached=batch.cached), batch.rows)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        if not len(batch):
+            # Every item of this process's share was skipped: a zero that still touches every trainable parameter,
+            # so that the gradient all-reduce of the other processes does not wait forever.
+            return sum(p.sum() * 0 for p in self.parameters() if p.requires_grad)  # type: ignore[return-value]
+        features = self.features(batch)
+        loss = self.task.loss(self.head, features, batch.targets, self.text)
+        for extra in features.losses.values():
+            loss = loss + extra
+        return loss
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Any]:
+        if not len(batch):
+            return []
+        return self.task.predict(self.head, self.features(batch), batch.targets, self.text)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        state = {f"encoder.{k}": v for k, v in self.encoder.trainable_state_dict().items()}
+        state.update({f"head.{k}": v.detach() for k, v in self.head.state_dict().items()})
+        return state
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+        head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+        self.encoder.load_trainable_state_dict(encoder)
+        missing, unexpected = self.head.load_state_dict(head, strict=False)
+        if missing or unexpected:
+            raise VideoadaptError(f"task head weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+
+def build_encoder(config: Any, ilfm: ImageLanguageModel | None = None) -> VideoEncoder:
+    """The ILFM named by ``model.backbone`` adapted by ``model.preset`` or ``model.paradigm``."""
+    from videoadapt.foundation.loading import load_backbone
+    from videoadapt.paradigms import build_video_encoder, load_paradigms
+    from videoadapt.registry import registry
+
+    ilfm = ilfm if ilfm is not None else load_backbone(str(config.model.backbone))
+    if config.model.preset:
+        load_paradigms()
+        return registry.get("preset", str(config.model.preset)).build(ilfm)
+    return build_video_encoder(ilfm, str(config.model.paradigm), to_plain(config.model.options))
+
+
+def build_model(
+    config: Any, data: TaskData, spec: dict[str, Any] | None = None, ilfm: ImageLanguageModel | None = None
+) -> TaskModel:
+    """Encoder, task and head for ``config``; ``spec`` (a saved ``vocabulary.json``) rebuilds a trained head."""
+    encoder = build_encoder(config, ilfm)
+    feature_widths(encoder, int(config.data.frames))
+    task = build_task(str(config.run.task), **to_plain(config.model.head))
+    head = task.build_head(encoder.ilfm, encoder, data, spec)
+    return TaskModel(encoder, head, task, TextEncoder(encoder.ilfm))
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+
+def load_split(config: Any, split: str) -> TaskData:
+    from videoadapt.data.formats import load_task_data
+
+    options = to_plain(config.data.options)
+    if bool(config.data.skip_bad):
+        # The reader skips (and counts) malformed annotation rows too, not only the trainer bad clips.
+        options.setdefault("skip_bad", True)
+    return load_task_data(str(config.data.source), split, str(config.run.task), **options)
+
+
+def check_items(task: Task, data: TaskData, skip_bad: bool) -> TaskData:
+    """Refuse (naming the item) or, with ``skip_bad``, drop and count the items the task cannot use."""
+    kept, reasons = [], []
+    for index, item in enumerate(data.items):
+        reason = task.check_item(item, data)
+        if reason is None:
+            kept.append(item)
+            continue
+        name = getattr(item, "question_id", None) or item.video.video_id
+        message = f"{data.origin}: {data.split} item {index} ({name!r}): {reason}"
+        if not skip_bad:
+            raise VideoadaptError(f"{message} (set data.skip_bad=true to skip bad items)")
+        reasons.append(message)
+    if not reasons:
+        return data
+    if not kept:
+        raise VideoadaptError(f"{data.origin}: every item of split {data.split!r} is bad, e.g. {reasons[0]}")
+    extra = dict(data.extra)
+    extra["skipped_by_task"] = {"count": len(reasons), "reasons": reasons[:5]}
+    return TaskData(data.task, data.split, kept, data.source, data.origin, data.classes, data.answers, extra)
+
+
+def open_cache(
+    ilfm: ImageLanguageModel,
+    data: TaskData,
+    sampler_spec: str,
+    directory: Path,
+    all_layers: bool,
+    accelerator: Any = None,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> Any:
+    """Frame features of ``data``'s clips under ``directory``: extracted on first use (every process encodes its
+    share), reused as they are afterwards when backbone, sampler and videos match (videoadapt.data.feature_cache)."""
+    from videoadapt.data.feature_cache import extract_features
+
+    return extract_features(
+        ilfm,
+        data,
+        sampler_spec,
+        directory,
+        all_layers=all_layers,
+        accelerator=accelerator,
+        skip_bad=skip_bad,
+        progress=progress,
+    )
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch: int = 0  # next micro-batch within the epoch
+
+
+class Trainer:
+    """Train ``config`` into the run folder ``out``. ``fit()`` returns (and writes) the run's metrics."""
+
+    def __init__(
+        self,
+        config: Any,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        ilfm: ImageLanguageModel | None = None,
+        accelerator: Any = None,
+    ) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.config = config
+        self.out = Path(out)
+        self.resume = resume
+        self._ilfm = ilfm
+        run = config.run
+        self.accelerator = accelerator or Accelerator(
+            # Without a GPU, say so: Accelerate otherwise ignores a torchrun / `accelerate launch --multi_gpu`
+            # environment on a CPU-only machine and every process trains alone (measured with accelerate 1.15).
+            cpu=bool(run.cpu) or not torch.cuda.is_available(),
+            mixed_precision=str(run.precision),
+            # Some heads leave part of the encoder unused for a task (frame tokens of a recognition run).
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        self.world = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
+        if int(run.batch_size) % self.world:
+            raise VideoadaptError(f"run.batch_size {run.batch_size} must be a multiple of the {self.world} processes")
+        self.checkpoint_dir = self.out / "checkpoints" / "last"
+        self.cache_extractions = 0
+
+    # --- setup ---
+
+    def setup(self) -> None:
+        from accelerate.utils import set_seed
+
+        config, run = self.config, self.config.run
+        found = ckpt.find_checkpoint(self.checkpoint_dir)
+        if found is not None and not self.resume:
+            raise VideoadaptError(f"{self.out} already holds a training checkpoint; pass --resume or use a new --out")
+        if self.resume and found is None:
+            raise VideoadaptError(f"{self.out}: no checkpoint to resume from in {self.checkpoint_dir}")
+        set_seed(int(run.seed))
+        self.task = build_task(str(run.task), **to_plain(config.model.head))
+        skip_bad = bool(config.data.skip_bad)
+        self.train_data = check_items(self.task, load_split(config, str(config.data.train_split)), skip_bad)
+        self.val_data = None
+        if config.data.val_split and int(run.eval_every) > 0:
+            self.val_data = check_items(self.task, load_split(config, str(config.data.val_split)), skip_bad)
+        self.model = build_model(config, self.train_data, ilfm=self._ilfm)
+        self.task = self.model.task
+        train_spec, eval_spec = sampler_specs(config)
+        encoder = self.model.encoder
+        # A frozen backbone's features come from the cache; a head that also reads pixels (a pixel student beside
+        # its frozen teacher) gets both, decoded with the same sampler as the cached features.
+        self.use_cache = bool(run.cache) and (encoder.cacheable or encoder.cache_with_pixels)
+        if bool(run.cache) and not self.use_cache and self.accelerator.is_main_process:
+            print(
+                f"videoadapt train: run.cache ignored: {'+'.join(encoder.paradigm_names)} trains the backbone",
+                file=sys.stderr,
+            )
+        self.cache_root = Path(run.cache_dir) if run.cache_dir else self.out / "cache"
+        processor = encoder.ilfm.processor
+        self.train_builder = BatchBuilder(
+            self.train_data,
+            self.task,
+            processor,
+            # Cached features were sampled once, deterministically; a random training sampler cannot apply.
+            sampler_from_spec(eval_spec if self.use_cache else train_spec),
+            train=True,
+            seed=int(run.seed),
+            cache=self._cache(self.train_data, eval_spec) if self.use_cache else None,
+            pixels=not self.use_cache or encoder.cache_with_pixels,
+            skip_bad=skip_bad,
+        )
+        self.eval_spec = eval_spec
+        # Validation features too are extracted now, so that no epoch, and no validation, runs the backbone.
+        self.val_cache = self._cache(self.val_data, eval_spec) if self.use_cache and self.val_data is not None else None
+        self.plan = EpochPlan(len(self.train_data), int(run.batch_size), int(run.seed))
+        if len(self.plan) < int(run.grad_accum):
+            raise VideoadaptError(
+                f"{self.train_data.origin}: {len(self.train_data)} training items make {len(self.plan)} batches of "
+                f"{run.batch_size}, fewer than one optimizer step of {run.grad_accum} batches; lower run.batch_size"
+            )
+        self.steps_per_epoch = len(self.plan) // int(run.grad_accum)
+        total = int(run.epochs) * self.steps_per_epoch
+        self.total_steps = min(total, int(run.max_steps)) if run.max_steps else total
+        if self.total_steps < 1:
+            raise VideoadaptError("nothing to train: run.epochs and run.max_steps give 0 optimizer steps")
+
+        decay, no_decay = [], []
+        for name, parameter in self.model.trainable_parameters():
+            # No weight decay on biases, norms, embeddings of one dimension and temperatures (as CLIP does).
+            (decay if parameter.ndim >= 2 and "log_scale" not in name else no_decay).append(parameter)
+        if not decay and not no_decay:
+            raise VideoadaptError("nothing trains: the paradigm and the task head have no trainable parameter")
+        groups = [{"params": decay, "weight_decay": float(run.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+        self.optimizer = torch.optim.AdamW(groups, lr=float(run.lr), betas=tuple(run.betas))
+
+        self.position = Position()
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"value": None, "step": None, "metrics": None, "bad_evals": 0}
+        state = None
+        if found is not None:
+            state = ckpt.load_checkpoint(found)
+            self.model.load_trainable_state(state.model)
+            extra = state.extra
+            saved_total = extra.get("schedule", {}).get("total_steps")
+            if saved_total is not None and saved_total != self.total_steps and self.accelerator.is_main_process:
+                # Legitimate (training longer), but the cosine then continues on a stretched curve.
+                print(
+                    f"videoadapt train: resuming a run planned for {saved_total} steps with {self.total_steps}; "
+                    "the learning-rate schedule follows the new length",
+                    file=sys.stderr,
+                )
+            self.position = Position(**extra["position"])
+            self.history = list(extra.get("history", []))
+            self.best = dict(extra.get("best", self.best))
+        self.ddp_model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if state is not None:
+            if state.optimizer is not None:
+                self.optimizer.load_state_dict(state.optimizer)
+            rngs = state.extra.get("rng", [])
+            if rngs:
+                ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+        if self.accelerator.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.out / CONFIG)
+            save_json(self.out / VOCABULARY, self.model.head.spec)
+            self._start_log()
+
+    def _cache(self, data: TaskData, spec: str) -> Any:
+        encoder = self.model.encoder
+        cache = open_cache(
+            encoder.ilfm,
+            data,
+            spec,
+            self.cache_root / data.split,
+            all_layers=encoder.head.needs_layers,
+            accelerator=self.accelerator if self.world > 1 else None,
+            skip_bad=bool(self.config.data.skip_bad),
+            progress=bool(self.config.run.progress) and self.accelerator.is_main_process,
+        )
+        self.cache_extractions += int(getattr(cache, "run_stats", {}).get("encoded", 0))
+        return cache
+
+    # --- logging ---
+
+    def _start_log(self) -> None:
+        path = self.out / LOG
+        rows = []
+        if path.is_file():
+            # Rows past the checkpoint were logged by a run that then died; the resumed run logs those steps again.
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= self.position.step]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _log(self, row: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.out / LOG, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=LOG_COLUMNS).writerow(row)
+
+    # --- checkpoints ---
+
+    def save_checkpoint(self, collective: bool = True) -> None:
+        """Write ``checkpoints/last`` atomically; ``collective`` gathers every process's RNG state (False on the
+        error path, where another process may no longer answer)."""
+        from accelerate.utils import gather_object
+
+        # On the error path the generators have moved on through the failed micro-batches: use their state at the
+        # last completed step, so that even a resume after an error repeats the uninterrupted run.
+        rng = ckpt.capture_rng() if collective else getattr(self, "_step_rng", None) or ckpt.capture_rng()
+        rngs = gather_object([rng]) if collective and self.world > 1 else [rng]
+        if not self.accelerator.is_main_process:
+            return
+        run = self.config.run
+        extra = {
+            "position": vars(self.position).copy(),
+            "schedule": schedule_state(
+                self.position.step,
+                float(run.lr),
+                self.total_steps,
+                int(run.warmup_steps),
+                float(run.min_lr_ratio),
+            ),
+            "rng": rngs,
+            "history": self.history,
+            "best": self.best,
+            "world_size": self.world,
+        }
+        optimizer = self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer
+        ckpt.save_checkpoint(self.checkpoint_dir, self.position.step, self.model.trainable_state(), optimizer, extra)
+
+    def save_weights(self) -> None:
+        if self.accelerator.is_main_process:
+            save_tensors(self.out / WEIGHTS, self.model.trainable_state())
+
+    # --- evaluation ---
+
+    def validate(self) -> dict[str, float]:
+        assert self.val_data is not None
+        return evaluate_data(
+            self.model,
+            self.val_data,
+            self.eval_spec,
+            self.accelerator,
+            int(self.config.run.eval_batch_size or self.config.run.batch_size),
+            cache=self.val_cache,
+            skip_bad=bool(self.config.data.skip_bad),
+        )
+
+    def _after_validation(self, metrics: dict[str, float]) -> bool:
+        """Record a validation; keep the best weights; True when early stopping says stop."""
+        run = self.config.run
+        monitor = str(run.monitor or self.task.monitor)
+        if monitor not in metrics:
+            raise VideoadaptError(f"run.monitor {monitor!r} is not among the validation metrics {sorted(metrics)}")
+        self.history.append({"step": self.position.step, "epoch": self.position.epoch, **metrics})
+        value = metrics[monitor]
+        if self.best["value"] is None or value > self.best["value"]:
+            self.best = {"value": value, "step": self.position.step, "metrics": metrics, "bad_evals": 0}
+            self.save_weights()
+        else:
+            self.best["bad_evals"] += 1
+        return run.patience is not None and self.best["bad_evals"] >= int(run.patience)
+
+    # --- the loop ---
+
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to the end (or until early stopping); ``stop_at`` stops after that optimizer step with a
+        checkpoint, as if interrupted there (tests of exact resume)."""
+        self.setup()
+        try:
+            return self._fit(stop_at)
+        except (Exception, KeyboardInterrupt) as error:
+            if isinstance(error, TrainingInterrupted):
+                raise
+            saved = ""
+            if self.position.step > 0:
+                with contextlib.suppress(Exception):
+                    self.save_checkpoint(collective=False)
+                    saved = (
+                        f"; checkpoint {self.checkpoint_dir} holds step {self.position.step}, continue with --resume"
+                    )
+            where = f"epoch {self.position.epoch}, batch {self.position.batch}"
+            message = f"training stopped at step {self.position.step} ({where}): {error}{saved}"
+            if isinstance(error, KeyboardInterrupt):
+                print(f"videoadapt train: {message}", file=sys.stderr)
+                raise
+            raise TrainingInterrupted(message) from error
+
+    def _fit(self, stop_at: int | None) -> dict[str, Any]:
+        from videoadapt.utils.progress import make_progress
+
+        run, accelerator = self.config.run, self.accelerator
+        accum, log_every = int(run.grad_accum), max(1, int(run.log_every))
+        checkpoint_every = int(run.checkpoint_every)
+        batches_per_epoch = self.steps_per_epoch * accum
+        self.ddp_model.train()
+        start = time.perf_counter()
+        window = {"loss": 0.0, "micro": 0, "clips": 0, "t": start}
+        last_loss = math.nan
+        clips_total = 0
+        stopped_early = False
+        skipped = 0
+        progress = make_progress(disable=not (bool(run.progress) and accelerator.is_main_process))
+        with progress:
+            bar = progress.add_task(f"train {run.task}", total=self.total_steps, completed=self.position.step, info="")
+            while self.position.step < self.total_steps and not stopped_early:
+                epoch, first = self.position.epoch, self.position.batch
+                batches = [self.plan.batch(epoch, k, self.rank, self.world) for k in range(first, batches_per_epoch)]
+                loader = batch_loader(self.train_builder, batches, epoch, int(run.num_workers))
+                for k, batch in enumerate(loader, start=first):
+                    skipped += len(batch.skipped)
+                    batch = batch.to(accelerator.device)
+                    boundary = (k + 1) % accum == 0
+                    sync = (
+                        contextlib.nullcontext() if boundary or self.world == 1 else accelerator.no_sync(self.ddp_model)
+                    )
+                    with sync, accelerator.autocast():
+                        loss = self.ddp_model(batch)
+                        accelerator.backward(loss / accum)
+                    window["loss"] += float(loss.detach())
+                    window["micro"] += 1
+                    window["clips"] += len(batch) * self.world
+                    clips_total += len(batch) * self.world
+                    if not boundary:
+                        continue
+                    lr = lr_at(
+                        self.position.step,
+                        float(run.lr),
+                        self.total_steps,
+                        int(run.warmup_steps),
+                        float(run.min_lr_ratio),
+                    )
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    if run.clip_grad:
+                        accelerator.clip_grad_norm_(self.model.parameters(), float(run.clip_grad))
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.position = Position(self.position.step + 1, epoch, k + 1)
+                    step = self.position.step
+                    self._step_rng = ckpt.capture_rng()  # ~0.2 ms; what an error checkpoint records
+                    if step % log_every == 0 or step == self.total_steps:
+                        now = time.perf_counter()
+                        loss_value = window["loss"] / max(1, window["micro"])
+                        if self.world > 1:
+                            loss_value = float(
+                                accelerator.reduce(torch.tensor(loss_value, device=accelerator.device), "mean")
+                            )
+                        rate = window["clips"] / max(now - window["t"], 1e-9)
+                        last_loss = loss_value
+                        self._log(
+                            {
+                                "step": step,
+                                "epoch": epoch,
+                                "loss": f"{loss_value:.6f}",
+                                "lr": f"{lr:.6g}",
+                                "clips_per_s": f"{rate:.2f}",
+                                "elapsed_s": f"{now - start:.2f}",
+                            }
+                        )
+                        progress.update(bar, info=f"loss {loss_value:.4f} · {rate:.1f} clips/s")
+                        window = {"loss": 0.0, "micro": 0, "clips": 0, "t": now}
+                    progress.update(bar, completed=step)
+                    if checkpoint_every and step % checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if stop_at is not None and step >= stop_at:
+                        self.save_checkpoint()
+                        return {"stopped_at": step}
+                    if step >= self.total_steps:
+                        break
+                if self.position.batch >= batches_per_epoch or self.position.step >= self.total_steps:
+                    finished_epoch = self.position.batch >= batches_per_epoch
+                    validate = self.val_data is not None and (
+                        (finished_epoch and (epoch + 1) % int(run.eval_every) == 0)
+                        or self.position.step >= self.total_steps
+                    )
+                    if validate and not any(h["step"] == self.position.step for h in self.history):
+                        stopped_early = self._after_validation(self.validate())
+                        self.ddp_model.train()
+                    if finished_epoch:
+                        self.position = Position(self.position.step, epoch + 1, 0)
+                    self.save_checkpoint()
+        seconds = time.perf_counter() - start
+        if self.val_data is None:
+            self.save_weights()
+        summary = {
+            "task": str(run.task),
+            "paradigm": str(self.config.model.preset or self.config.model.paradigm),
+            "backbone": str(self.config.model.backbone),
+            "steps": self.position.step,
+            "total_steps": self.total_steps,
+            "epochs": self.position.epoch,
+            "world_size": self.world,
+            "trainable_parameters": sum(p.numel() for _, p in self.model.trainable_parameters()),
+            "train": {
+                "final_loss": last_loss,
+                "seconds": seconds,
+                "clips_per_s": clips_total / max(seconds, 1e-9),
+                "skipped_clips": skipped,
+                "skipped_items": self.train_data.extra.get("skipped_by_task", {}).get("count", 0),
+            },
+            "cache": {"used": self.use_cache, "videos_encoded": self.cache_extractions},
+            "weights": "best" if self.val_data is not None else "last",
+            "best": self.best,
+            "validation": self.history,
+            "stopped_early": stopped_early,
+        }
+        if accelerator.is_main_process:
+            save_json(self.out / METRICS, summary)
+        accelerator.wait_for_everyone()
+        return summary
+
+
+def train(
+    config: Any, out: str | Path, *, resume: bool = False, ilfm: ImageLanguageModel | None = None
+) -> dict[str, Any]:
+    """Train ``config`` into the run folder ``out`` and return its metrics (also in ``out/metrics.json``)."""
+    return Trainer(config, out, resume=resume, ilfm=ilfm).fit()
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------
+
+
+def _shards(size: int, batch_size: int, rank: int, world: int) -> Iterator[list[int]]:
+    mine = list(range(rank, size, world))
+    for start in range(0, len(mine), batch_size):
+        yield mine[start : start + batch_size]
+
+
+def evaluate_data(
+    model: TaskModel,
+    data: TaskData,
+    sampler_spec: str,
+    accelerator: Any = None,
+    batch_size: int = 16,
+    cache: Any = None,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> dict[str, float]:
+    """The task's metrics of ``model`` on ``data``; items are split across processes and predictions gathered."""
+    rank = accelerator.process_index if accelerator is not None else 0
+    world = accelerator.num_processes if accelerator is not None else 1
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    encoder = model.encoder
+    builder = BatchBuilder(
+        data,
+        model.task,
+        encoder.ilfm.processor,
+        sampler_from_spec(sampler_spec),
+        train=False,
+        cache=cache,
+        pixels=cache is None or encoder.cache_with_pixels,
+        skip_bad=skip_bad,
+    )
+    was_training = model.training
+    model.eval()
+    indexed: list[tuple[int, Any]] = []
+    autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+    try:
+        from videoadapt.utils.progress import track
+
+        batches = list(_shards(len(data), batch_size, rank, world))
+        with autocast:
+            for indices in track(batches, len(batches), f"eval {data.split}", enabled=progress):
+                batch = builder.build(indices).to(device)
+                indexed.extend(zip(batch.indices, model.predict(batch), strict=True))
+    finally:
+        model.train(was_training)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        indexed = gather_object(indexed)
+    predictions = dict(indexed)
+    if len(predictions) < len(data):
+        # Unreadable clips were skipped (skip_bad): score the items that have a prediction.
+        keep = sorted(predictions)
+        data = TaskData(
+            data.task,
+            data.split,
+            [data.items[i] for i in keep],
+            data.source,
+            data.origin,
+            data.classes,
+            data.answers,
+            data.extra,
+        )
+        ordered = [predictions[i] for i in keep]
+    else:
+        ordered = [predictions[i] for i in range(len(data))]
+    return model.task.evaluate(ordered, data)
+
+
+@dataclass
+class LoadedRun:
+    config: Any
+    model: TaskModel
+
+
+def load_run(run: str | Path, ilfm: ImageLanguageModel | None = None) -> LoadedRun:
+    """A trained run folder back as a model: config, backbone, encoder, head (from ``vocabulary.json``) and the
+    trained weights (``model.safetensors``)."""
+    from omegaconf import OmegaConf
+
+    run = Path(run)
+    for name in (CONFIG, WEIGHTS, VOCABULARY):
+        if not (run / name).is_file():
+            raise VideoadaptError(f"{run}: not a finished training run (no {name})")
+    config = OmegaConf.load(run / CONFIG)
+    spec = load_json(run / VOCABULARY)
+    placeholder = _SpecOnly(str(config.run.task))
+    model = build_model(config, placeholder, spec=spec, ilfm=ilfm)  # type: ignore[arg-type]
+    model.load_trainable_state(load_tensors(run / WEIGHTS))
+    return LoadedRun(config, model)
+
+
+class _SpecOnly:
+    """Stands for the training data when a head is rebuilt from its saved description (which has everything)."""
+
+    def __init__(self, task: str) -> None:
+        self.task, self.items, self.classes, self.answers, self.origin = task, [], None, None, "saved run"
+
+
+def evaluate_run(
+    run: str | Path,
+    split: str = "test",
+    ilfm: ImageLanguageModel | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a trained run on ``split`` of its data (written to ``RUN/eval-<split>.json``)."""
+    loaded = load_run(run, ilfm)
+    config, model = loaded.config, loaded.model
+    data = check_items(model.task, load_split(config, split), bool(config.data.skip_bad))
+    _, eval_spec = sampler_specs(config)
+    cache = None
+    if bool(config.run.cache) and (model.encoder.cacheable or model.encoder.cache_with_pixels):
+        root = Path(config.run.cache_dir) if config.run.cache_dir else Path(run) / "cache"
+        encoder = model.encoder
+        cache = open_cache(
+            encoder.ilfm,
+            data,
+            eval_spec,
+            root / split,
+            all_layers=encoder.head.needs_layers,
+            skip_bad=bool(config.data.skip_bad),
+            progress=progress,
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() and not bool(config.run.cpu) else "cpu")
+    model.to(device)
+    metrics = evaluate_data(
+        model,
+        data,
+        eval_spec,
+        None,
+        int(batch_size or config.run.eval_batch_size or config.run.batch_size),
+        cache=cache,
+        skip_bad=bool(config.data.skip_bad),
+        progress=progress,
+    )
+    result = {"run": str(run), "split": split, "items": len(data), "task": str(config.run.task), "metrics": metrics}
+    save_json(Path(run) / f"eval-{split}.json", result)
+    return result
+
+
+__all__: Sequence[str] = (
+    "LoadedRun",
+    "TaskModel",
+    "Trainer",
+    "TrainingInterrupted",
+    "build_encoder",
+    "build_model",
+    "evaluate_data",
+    "evaluate_run",
+    "load_run",
+    "train",
+)

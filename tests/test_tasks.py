@@ -1,0 +1,224 @@
+"""Tasks: every task learns on a tiny SynthWorld batch through several paradigms, heads behave as their designs say
+(frozen text classifier, symmetric InfoNCE, caption decoding), evaluation returns the metric keys, bad items are
+named. Backbone: ``hf-config:clip-tiny`` (random, 32 px, E = 16), so nothing depends on the shipped weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from videoadapt.data.formats import load_task_data
+from videoadapt.data.records import CaptionItem, ClassificationItem, TaskData
+from videoadapt.data.sampling import sampler_from_spec
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.loading import load_backbone
+from videoadapt.paradigms import build_video_encoder
+from videoadapt.tasks import TextEncoder, build_task, feature_widths, task_names
+from videoadapt.tasks.captioning import WordTokenizer
+from videoadapt.tasks.retrieval import contrastive_loss
+from videoadapt.train.data import BatchBuilder
+from videoadapt.train.trainer import TaskModel, check_items
+
+SYNTH = {"videos": 40, "size": 32, "frames": 8}
+FRAMES = 4
+PARADIGMS = {
+    "post_network": {},
+    "lora": {"lora": {"r": 2}},
+    "adapter": {"adapter": {"variant": "st_adapter", "width": 8}},
+    "side_tuning": {},
+}
+CASES = [
+    ("recognition", {}, {}),
+    ("recognition", {"classifier": "text"}, {}),
+    ("retrieval", {}, {}),
+    ("qa", {}, {}),
+    ("qa", {}, {"qa": "open_ended"}),
+    ("captioning", {"width": 32, "heads": 2, "layers": 1}, {}),
+]
+
+
+def synth(task: str, split: str = "train", **options) -> TaskData:
+    return load_task_data("synth", split, task, **SYNTH, **options)
+
+
+def model_for(task_name: str, paradigm: str, head_options: dict, data: TaskData) -> TaskModel:
+    torch.manual_seed(0)
+    ilfm = load_backbone("hf-config:clip-tiny")
+    encoder = build_video_encoder(ilfm, paradigm, PARADIGMS[paradigm])
+    feature_widths(encoder, FRAMES)
+    task = build_task(task_name, **head_options)
+    head = task.build_head(ilfm, encoder, data)
+    return TaskModel(encoder, head, task, TextEncoder(ilfm))
+
+
+def first_batch(model: TaskModel, data: TaskData, size: int = 8, train: bool = True):
+    builder = BatchBuilder(
+        data, model.task, model.encoder.ilfm.processor, sampler_from_spec(f"uniform:{FRAMES}"), train=train
+    )
+    return builder.build(list(range(size)))
+
+
+def test_tasks_are_registered():
+    assert {"recognition", "retrieval", "qa", "captioning"} <= set(task_names())
+
+
+@pytest.mark.parametrize("paradigm", list(PARADIGMS))
+@pytest.mark.parametrize(("task_name", "head_options", "data_options"), CASES)
+def test_loss_goes_down(task_name, head_options, data_options, paradigm):
+    """A few AdamW steps on one batch lower the task loss, whatever the paradigm."""
+    data = synth(task_name, **data_options)
+    model = model_for(task_name, paradigm, head_options, data)
+    batch = first_batch(model, data)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = model(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0], losses
+
+
+EXPECTED_KEYS = {
+    "recognition": {"top1", "top5", "mean_class_accuracy"},
+    "retrieval": {"t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR", "t2v_MnR", "v2t_R1", "v2t_MdR", "Rsum"},
+    "qa": {"accuracy"},
+    "captioning": {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr"},
+}
+
+
+@pytest.mark.parametrize(("task_name", "head_options", "data_options"), CASES)
+def test_predict_and_evaluate(task_name, head_options, data_options):
+    train = synth(task_name, **data_options)
+    test = synth(task_name, "test", **data_options)
+    model = model_for(task_name, "post_network", head_options, train)
+    model.eval()
+    predictions = []
+    for start in range(0, len(test), 8):
+        builder = BatchBuilder(
+            test, model.task, model.encoder.ilfm.processor, sampler_from_spec(f"uniform:{FRAMES}"), train=False
+        )
+        predictions += model.predict(builder.build(list(range(start, min(start + 8, len(test))))))
+    assert len(predictions) == len(test)
+    metrics = model.task.evaluate(predictions, test)
+    assert EXPECTED_KEYS[task_name] <= set(metrics)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+
+
+def test_text_classifier_is_frozen_cosine_of_class_prompts():
+    data = synth("recognition")
+    model = model_for("recognition", "post_network", {"classifier": "text"}, data)
+    head = model.head
+    assert not any(p.requires_grad for n, p in head.named_parameters() if "class_embeds" in n)
+    assert "class_embeds" in dict(head.named_buffers())
+    prompts = [f"a video of {c.replace('_', ' ')}." for c in data.classes]
+    expected = torch.nn.functional.normalize(model.encoder.ilfm.encode_text(prompts).embeds.float(), dim=-1)
+    torch.testing.assert_close(head.class_embeds, expected, atol=1e-5, rtol=1e-5)
+    video = torch.randn(3, model.encoder._task_feature_widths[1])
+    logits = head(video)
+    cos = torch.nn.functional.normalize(head.project(video), dim=-1) @ expected.T
+    torch.testing.assert_close(logits, head.scale * cos, atol=1e-4, rtol=1e-4)
+    # Only a projection into the joint space may train (here the features are already in it: nothing).
+    assert sum(p.numel() for p in head.parameters() if p.requires_grad) == 0
+
+
+def test_contrastive_loss_is_symmetric_infonce():
+    torch.manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    scale = torch.tensor(10.0)
+    logits = scale * t @ v.T
+    target = torch.arange(5)
+    expected = (
+        torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)
+    ) / 2
+    torch.testing.assert_close(contrastive_loss(v, t, scale), expected)
+    assert contrastive_loss(v, v, torch.tensor(100.0)) < 1e-3  # perfect alignment
+
+
+def test_retrieval_samples_one_caption_per_video_reproducibly():
+    data = synth("retrieval")
+    task = build_task("retrieval")
+    items = data.items[:6]
+    draw = lambda seed: task.targets(items, data, [np.random.default_rng([seed, i]) for i in range(6)], train=True)  # noqa: E731
+    first, again = draw(1), draw(1)
+    assert first == again
+    assert all(t in item.captions for t, item in zip(first["texts"], items, strict=True))
+    evaluation = task.targets(items, data, None, train=False)
+    assert [len(c) for c in evaluation["captions"]] == [len(i.captions) for i in items]
+
+
+def test_word_tokenizer_round_trip():
+    tokenizer = WordTokenizer.build(["A red circle moves left.", "the red square, then up!"])
+    assert tokenizer.words[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+    assert tokenizer.words[4] == "red"  # most frequent first
+    ids = tokenizer.encode("A red circle jumps", max_length=10)
+    assert ids[0] == tokenizer.bos and ids[-1] == tokenizer.eos
+    assert tokenizer.decode(ids[1:]) == "a red circle <unk>"
+    assert len(tokenizer.encode("a " * 50, max_length=10)) == 11  # bos + 9 words + eos
+
+
+def test_caption_decoding_greedy_and_beam():
+    data = synth("captioning")
+    model = model_for("captioning", "post_network", {"width": 32, "heads": 2, "layers": 1, "max_length": 6}, data)
+    model.eval()
+    frames = torch.randn(2, FRAMES, model.encoder._task_feature_widths[0])
+    greedy = model.head.generate(frames, beam_size=1)
+    beam = model.head.generate(frames, beam_size=3)
+    for rows in (greedy, beam):
+        assert len(rows) == 2
+        assert all(len(r) <= 6 for r in rows)
+    # Beam size 1 through the beam path equals greedy decoding up to the first end token.
+    single = [model.head._beam(model.head.memory(frames[i : i + 1]), 1, 0.0) for i in range(2)]
+    eos = model.head.tokenizer.eos
+    for g, s in zip(greedy, single, strict=True):
+        cut = g[: g.index(eos) + 1] if eos in g else g
+        assert s == cut
+
+
+def test_captioning_vocabulary_comes_from_training_captions():
+    data = synth("captioning")
+    model = model_for("captioning", "post_network", {"width": 32, "heads": 2, "layers": 1}, data)
+    words = set(model.head.spec["words"])
+    assert {w for item in data.items for c in item.captions for w in WordTokenizer.split(c)} <= words
+
+
+def test_bad_items_are_named_or_skipped():
+    data = synth("recognition")
+    bad = ClassificationItem(data.items[0].video, len(data.classes) + 3)
+    broken = TaskData("recognition", "train", [*data.items[:3], bad], data.source, data.origin, data.classes)
+    task = build_task("recognition")
+    with pytest.raises(VideoadaptError, match=r"item 3 .*label .* outside the .* classes"):
+        check_items(task, broken, skip_bad=False)
+    kept = check_items(task, broken, skip_bad=True)
+    assert len(kept) == 3 and kept.extra["skipped_by_task"]["count"] == 1
+
+    captions = synth("retrieval")
+    silent = CaptionItem(captions.items[1].video, ("", "  "))
+    odd = TaskData("retrieval", "train", [captions.items[0], silent], captions.source, captions.origin)
+    with pytest.raises(VideoadaptError, match=r"item 1 .*no captions"):
+        check_items(build_task("retrieval"), odd, skip_bad=False)
+
+
+def test_empty_split_is_an_error():
+    data = synth("recognition")
+    with pytest.raises(VideoadaptError, match="no items"):
+        TaskData("recognition", "train", [], data.source, data.origin, data.classes)
+
+
+def test_text_encoder_memoises_a_frozen_tower():
+    ilfm = load_backbone("hf-config:clip-tiny").requires_grad_(False)
+    text = TextEncoder(ilfm)
+    assert text.memoize
+    a = text.embeds(["a red circle", "a blue square"])
+    calls = text.calls
+    b = text.embeds(["a blue square", "a red circle"])
+    assert text.calls == calls
+    torch.testing.assert_close(a.flip(0), b)
