@@ -26,3 +26,5 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/synthworld_rate.py --json
 	$(PY) benchmarks/decode_rate.py --json
+	$(PY) benchmarks/paradigm_cost.py --json
+	$(PY) benchmarks/cache_speedup.py --json

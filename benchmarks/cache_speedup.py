@@ -1,0 +1,96 @@
+"""A training epoch of a frozen paradigm from the feature cache vs from video, in one run.
+
+    python benchmarks/cache_speedup.py [--backbone tiny] [--paradigm post_network] [--videos 500] [--json]
+
+Three trainings of one epoch on the same SynthWorld split with ``videoadapt.train.trainer.train``: (1) from video
+(every step decodes, preprocesses and runs the backbone), (2) with ``run.cache=true`` on an empty cache directory
+(extracts the features once, then trains from them), (3) the same again on the now complete cache. The speed-up is
+the loop time of (1) over the loop time of (3) (``metrics.json`` ``train.seconds``: the epoch itself, model
+building excluded); (2) also gives the one-off extraction cost. Target (issue 5): ≥ 20×.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def one_epoch(args: argparse.Namespace, out: Path, cache: bool, cache_dir: Path) -> dict:
+    from videoadapt.train.config import load_config
+    from videoadapt.train.trainer import train
+
+    overrides = [
+        "run.epochs=1",
+        f"run.batch_size={args.batch}",
+        f"run.cache={str(cache).lower()}",
+        f"run.cache_dir={cache_dir}",
+        "run.progress=false",
+        "run.checkpoint_every=0",
+        "data.val_split=null",
+        f"data.frames={args.frames}",
+        f"data.options.videos={args.videos}",
+    ]
+    flags = {
+        "run.task": "recognition",
+        "model.paradigm": args.paradigm,
+        "model.backbone": args.backbone,
+        "data.source": "synth",
+    }
+    config = load_config(flags=flags, overrides=overrides)
+    start = time.perf_counter()
+    metrics = train(config, out)
+    return {
+        "wall_s": time.perf_counter() - start,
+        "epoch_s": metrics["train"]["seconds"],
+        "clips_per_s": metrics["train"]["clips_per_s"],
+        "videos_encoded": metrics["cache"]["videos_encoded"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--paradigm", default="post_network", help="a paradigm with a frozen backbone")
+    parser.add_argument("--videos", type=int, default=500, help="SynthWorld videos in all splits (80%% train)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from videoadapt.bench.cost import machine_description
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        from_video = one_epoch(args, root / "video", cache=False, cache_dir=root / "cache")
+        extracting = one_epoch(args, root / "extract", cache=True, cache_dir=root / "cache")
+        from_cache = one_epoch(args, root / "cached", cache=True, cache_dir=root / "cache")
+    result = {
+        "benchmark": "cache_speedup",
+        "backbone": args.backbone,
+        "paradigm": args.paradigm,
+        "videos": args.videos,
+        "frames": args.frames,
+        "batch": args.batch,
+        "machine": machine_description(),
+        "epoch_from_video_s": from_video["epoch_s"],
+        "epoch_from_cache_s": from_cache["epoch_s"],
+        "speedup": from_video["epoch_s"] / from_cache["epoch_s"],
+        "extraction_s": extracting["wall_s"] - extracting["epoch_s"],
+        "videos_encoded": {"extracting": extracting["videos_encoded"], "cached": from_cache["videos_encoded"]},
+        "runs": {"from_video": from_video, "extracting": extracting, "from_cache": from_cache},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{args.paradigm} on {args.backbone}: epoch from video {result['epoch_from_video_s']:.2f} s, "
+            f"from cache {result['epoch_from_cache_s']:.3f} s: {result['speedup']:.1f}x "
+            f"(one-off extraction {result['extraction_s']:.1f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
