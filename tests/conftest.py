@@ -1,4 +1,5 @@
-"""Shared fixtures. ASL clips: 3 real camera clips (CC-BY-4.0, see tests/fixtures/asl/NOTICE.md)."""
+"""Shared fixtures. ASL clips: 3 real camera clips (CC-BY-4.0, see tests/fixtures/asl/NOTICE.md). The MiniLM text
+tower of the paradigm tests (their other shared scaffolding is in tests/paradigm_helpers.py)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,12 @@ def asl_clips() -> list[Path]:
     clips = sorted(ASL_FIXTURE_DIR.glob("*.mkv"))
     assert len(clips) == 3, f"expected 3 ASL fixture clips in {ASL_FIXTURE_DIR}"
     return clips
+
+
+@pytest.fixture(scope="session")
+def text_tower():
+    """The frozen MiniLM text tower that the small TinyCLIP backbones share: loaded once per session (it is the
+    expensive part of building one). Frozen and in eval mode whatever wraps it, so sharing it is safe."""
+    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
+
+    return MiniLMTextTower()

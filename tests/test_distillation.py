@@ -3,18 +3,20 @@ are present in training, zero where the student starts as the teacher, and go do
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
+from paradigm_helpers import assert_exactly_declared_parameters_have_gradients, make_backbone, round_trip_trainable
+from paradigm_helpers import video_for as shared_video_for
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.hf import from_architecture
-from videoadapt.foundation.tinyclip import TinyCLIP, TinyCLIPConfig
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.paradigms.distillation import distillation_loss
-from videoadapt.utils.safe_io import load_tensors, save_tensors
 
-SMALL_TINY = TinyCLIPConfig(width=64, layers=2, heads=2, embed_dim=32, stem_channels=(16, 32), text_head_hidden=0)
 LOSS_NAMES = {"distill_frame", "distill_video"}
+# Three videos by default here (the shared helper's default is two).
+video_for = functools.partial(shared_video_for, batch=3)
 
 CASES = [
     {"student": "backbone"},
@@ -24,27 +26,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def text_tower():
-    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-
-    return MiniLMTextTower()
-
-
-def backbone(kind: str, text_tower):
-    torch.manual_seed(0)
-    if kind == "tiny":
-        return TinyCLIP(SMALL_TINY, text_tower=text_tower).eval()
-    return from_architecture("clip-tiny")
-
-
-def video_for(ilfm, batch: int = 3, frames: int = 3, seed: int = 1) -> torch.Tensor:
-    size = ilfm.processor.image_size
-    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
 def build(kind, text_tower, options):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     return ilfm, build_video_encoder(ilfm, "distillation", {"distillation": dict(options)})
 
 
@@ -63,11 +46,7 @@ def test_distillation_contract(kind, options, text_tower, tmp_path):
 
     # Exactly the declared parameters receive gradients: the student's, never the teacher's.
     (features.video.square().sum() + sum(features.losses.values())).backward()
-    for name, parameter in encoder.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None, f"{name} is declared trainable but got no gradient"
-        else:
-            assert parameter.grad is None, f"{name} is frozen but got a gradient"
+    assert_exactly_declared_parameters_have_gradients(encoder)
     head = encoder.head
     teacher = head.teacher if options["student"] == "backbone" else encoder.ilfm
     assert not any(p.requires_grad for p in teacher.parameters())
@@ -94,9 +73,8 @@ def test_distillation_contract(kind, options, text_tower, tmp_path):
     assert evaluated.losses == {}
 
     # Only the trainable parts are saved, and they load back.
-    save_tensors(tmp_path / "trainable.safetensors", encoder.trainable_state_dict())
     _, restored = build(kind, text_tower, options)
-    restored.load_trainable_state_dict(load_tensors(tmp_path / "trainable.safetensors"))
+    round_trip_trainable(encoder, restored, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(restored.eval()(video).video, evaluated.video)
 
@@ -143,7 +121,7 @@ def test_distillation_losses_go_down(kind, student, text_tower):
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 def test_precomputed_teacher_features_stand_in_for_the_teacher(kind, text_tower):
     ilfm, encoder = build(kind, text_tower, {})
-    original = backbone(kind, text_tower)
+    original = make_backbone(kind, text_tower)
     encoder.train()
     encoder.ilfm.eval()
     video = video_for(ilfm)
@@ -192,9 +170,11 @@ def test_distillation_errors_are_clear(text_tower):
     with pytest.raises(VideoadaptError, match="unknown options"):
         build("hf", text_tower, {"weight": 1.0})
     with pytest.raises(VideoadaptError, match="already trains every backbone parameter"):
-        build_video_encoder(backbone("hf", text_tower), "distillation+lora")
+        build_video_encoder(make_backbone("hf", text_tower), "distillation+lora")
     with pytest.raises(VideoadaptError, match="frozen teacher"):
-        build_video_encoder(backbone("hf", text_tower), "lora+distillation", {"distillation": {"student": "small"}})
+        build_video_encoder(
+            make_backbone("hf", text_tower), "lora+distillation", {"distillation": {"student": "small"}}
+        )
     ilfm, small = build("hf", text_tower, {"student": "small"})
     video = video_for(ilfm)
     with pytest.raises(VideoadaptError, match="pass video= along with cached="):

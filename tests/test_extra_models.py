@@ -6,14 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from paradigm_helpers import (
+    assert_exactly_declared_parameters_have_gradients,
+    make_backbone,
+    perturb,
+    round_trip_trainable,
+    video_for,
+)
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.hf import from_architecture
-from videoadapt.foundation.tinyclip import TinyCLIP, TinyCLIPConfig
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.temporal.motion import frame_differences
-from videoadapt.utils.safe_io import load_tensors, save_tensors
 
-SMALL_TINY = TinyCLIPConfig(width=64, layers=2, heads=2, embed_dim=32, stem_channels=(16, 32), text_head_hidden=0)
 SMALL_MOTION = {"channels": [8, 16], "grid": 2}
 STRUCTURE = {"stream": "structure", "inputs": ["boxes", "labels", "scores"], "num_labels": 5}
 
@@ -25,25 +28,6 @@ CASES = [
     ("lora+extra_models", {"lora": {"r": 2}, "extra_models": SMALL_MOTION}),
     ("lora+extra_models", {"lora": {"r": 2}, "extra_models": STRUCTURE}),
 ]
-
-
-@pytest.fixture(scope="module")
-def text_tower():
-    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-
-    return MiniLMTextTower()
-
-
-def backbone(kind: str, text_tower):
-    torch.manual_seed(0)
-    if kind == "tiny":
-        return TinyCLIP(SMALL_TINY, text_tower=text_tower).eval()
-    return from_architecture("clip-tiny")
-
-
-def video_for(ilfm, batch: int = 2, frames: int = 3) -> torch.Tensor:
-    size = ilfm.processor.image_size
-    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
 def detections(batch: int = 2, frames: int = 3, objects: int = 4) -> dict[str, torch.Tensor]:
@@ -60,16 +44,10 @@ def detections(batch: int = 2, frames: int = 3, objects: int = 4) -> dict[str, t
     }
 
 
-def perturb(encoder) -> None:
-    with torch.no_grad():
-        for _, parameter in encoder.trainable_named_parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-
-
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 @pytest.mark.parametrize("spec,options", CASES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CASES)])
 def test_extra_models_contract(kind, spec, options, text_tower, tmp_path):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     encoder = build_video_encoder(ilfm, spec, options).train()
     structure = options["extra_models"].get("stream") == "structure"
     extras = detections() if structure else {}
@@ -81,11 +59,7 @@ def test_extra_models_contract(kind, spec, options, text_tower, tmp_path):
 
     # Exactly the declared parameters receive gradients; the image model's own weights only through an adaptation.
     features.video.square().sum().backward()
-    for name, parameter in encoder.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None, f"{name} is declared trainable but got no gradient"
-        else:
-            assert parameter.grad is None, f"{name} is frozen but got a gradient"
+    assert_exactly_declared_parameters_have_gradients(encoder)
     adapted = "+" in spec
     assert encoder.backbone_frozen == (not adapted)
 
@@ -104,9 +78,8 @@ def test_extra_models_contract(kind, spec, options, text_tower, tmp_path):
         else:
             assert adapted
 
-    save_tensors(tmp_path / "trainable.safetensors", encoder.trainable_state_dict())
-    restored = build_video_encoder(backbone(kind, text_tower), spec, options)
-    restored.load_trainable_state_dict(load_tensors(tmp_path / "trainable.safetensors"))
+    restored = build_video_encoder(make_backbone(kind, text_tower), spec, options)
+    round_trip_trainable(encoder, restored, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(restored.eval()(video, **extras).video, live.video)
 
@@ -114,7 +87,7 @@ def test_extra_models_contract(kind, spec, options, text_tower, tmp_path):
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 @pytest.mark.parametrize("stream", ["motion", "structure"])
 def test_untrained_fusion_returns_the_image_stream(kind, stream, text_tower):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     options = SMALL_MOTION if stream == "motion" else STRUCTURE
     encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": options}).eval()
     video = video_for(ilfm)
@@ -127,9 +100,9 @@ def test_untrained_fusion_returns_the_image_stream(kind, stream, text_tower):
 
 
 def test_motion_stream_sees_other_frames_and_only_motion(text_tower):
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": SMALL_MOTION}).eval()
-    perturb(encoder)
+    perturb(encoder, scale=0.1)
     video = video_for(ilfm, batch=1)
     changed = video.clone()
     changed[:, 2] = torch.randn_like(changed[:, 2])
@@ -145,10 +118,10 @@ def test_motion_stream_sees_other_frames_and_only_motion(text_tower):
 
 
 def test_structure_tokens_follow_the_boxes_and_ignore_padding(text_tower):
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": STRUCTURE})
     encoder.eval()
-    perturb(encoder)
+    perturb(encoder, scale=0.1)
     video = video_for(ilfm)
     extras = detections()
     cached = ilfm.encode_frames(video)
@@ -171,7 +144,7 @@ def test_structure_tokens_follow_the_boxes_and_ignore_padding(text_tower):
 
 def test_fused_stream_trains(text_tower):
     # A few steps on a fixed batch move the fused video embeddings towards a target: the extra model learns.
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": SMALL_MOTION}).train()
     video = video_for(ilfm)
     cached = ilfm.encode_frames(video)
@@ -189,15 +162,15 @@ def test_fused_stream_trains(text_tower):
 
 def test_extra_models_errors_are_clear(text_tower):
     with pytest.raises(VideoadaptError, match="unknown stream 'flow'; known: motion, structure"):
-        build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "flow"}})
+        build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "flow"}})
     with pytest.raises(VideoadaptError, match="unknown options \\['num_labels'\\]"):
-        build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": {"num_labels": 3}})
+        build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"num_labels": 3}})
     with pytest.raises(VideoadaptError, match="unknown temporal"):
-        build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": {"temporal": "lstm"}})
+        build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"temporal": "lstm"}})
     with pytest.raises(VideoadaptError, match="both put a module after the backbone"):
-        build_video_encoder(backbone("hf", text_tower), "post_network+extra_models")
+        build_video_encoder(make_backbone("hf", text_tower), "post_network+extra_models")
 
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     structure = build_video_encoder(ilfm, "extra_models", {"extra_models": {"stream": "structure"}})
     video = video_for(ilfm)
     with pytest.raises(VideoadaptError, match="pass boxes= \\[B,T,K,4\\]"):
@@ -208,22 +181,24 @@ def test_extra_models_errors_are_clear(text_tower):
         structure(video, **detections())
     with pytest.raises(VideoadaptError, match="set num_labels"):
         build_video_encoder(
-            backbone("hf", text_tower),
+            make_backbone("hf", text_tower),
             "extra_models",
             {"extra_models": {"stream": "structure", "inputs": ["boxes", "labels"]}},
         )
     with pytest.raises(VideoadaptError, match="boxes and/or masks"):
         build_video_encoder(
-            backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "structure", "inputs": ["scores"]}}
+            make_backbone("hf", text_tower),
+            "extra_models",
+            {"extra_models": {"stream": "structure", "inputs": ["scores"]}},
         )
     with pytest.raises(VideoadaptError, match="unexpected inputs \\['box'\\]"):
         structure(video, box=torch.rand(2, 3, 4, 4))
 
-    motion = build_video_encoder(backbone("hf", text_tower), "extra_models", {"extra_models": SMALL_MOTION})
+    motion = build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": SMALL_MOTION})
     with pytest.raises(VideoadaptError, match="pass video= along with cached="):
         motion(cached=ilfm.encode_frames(video))
     with pytest.raises(VideoadaptError, match="this head takes: none"):
         motion(video, boxes=torch.rand(2, 3, 4, 4))
-    adapted = build_video_encoder(backbone("hf", text_tower), "lora+extra_models", {"extra_models": SMALL_MOTION})
+    adapted = build_video_encoder(make_backbone("hf", text_tower), "lora+extra_models", {"extra_models": SMALL_MOTION})
     with pytest.raises(VideoadaptError, match="cached features cannot stand in$"):
         adapted(video, cached=ilfm.encode_frames(video))

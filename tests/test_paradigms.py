@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from paradigm_helpers import (
+    assert_exactly_declared_parameters_have_gradients,
+    make_backbone,
+    perturb,
+    round_trip_trainable,
+    video_for,
+)
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.hf import from_architecture
-from videoadapt.foundation.tinyclip import TinyCLIP, TinyCLIPConfig
 from videoadapt.paradigms import build_video_encoder, paradigm_names
-from videoadapt.utils.safe_io import load_tensors, save_tensors
-
-SMALL_TINY = TinyCLIPConfig(width=64, layers=2, heads=2, embed_dim=32, stem_channels=(16, 32), text_head_hidden=0)
 
 # (composition, options): every paradigm at least once, plus compositions.
 CASES = [
@@ -42,25 +44,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def text_tower():
-    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-
-    return MiniLMTextTower()
-
-
-def backbone(kind: str, text_tower):
-    torch.manual_seed(0)
-    if kind == "tiny":
-        return TinyCLIP(SMALL_TINY, text_tower=text_tower).eval()
-    return from_architecture("clip-tiny")
-
-
-def video_for(ilfm, batch: int = 2, frames: int = 3) -> torch.Tensor:
-    size = ilfm.processor.image_size
-    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
-
-
 def head_inputs(encoder, video: torch.Tensor) -> dict:
     """The named inputs a head declares: a detector's boxes for the structure stream (two per frame)."""
     inputs = {}
@@ -73,7 +56,7 @@ def head_inputs(encoder, video: torch.Tensor) -> dict:
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 @pytest.mark.parametrize("spec,options", CASES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CASES)])
 def test_paradigm_contract(kind, spec, options, text_tower, tmp_path):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     encoder = build_video_encoder(ilfm, spec, options).train()
     video = video_for(ilfm)
     inputs = head_inputs(encoder, video)
@@ -88,11 +71,7 @@ def test_paradigm_contract(kind, spec, options, text_tower, tmp_path):
         assert not features.video.requires_grad
     else:
         features.video.square().sum().backward()
-    for name, parameter in encoder.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None, f"{name} is declared trainable but got no gradient"
-        else:
-            assert parameter.grad is None, f"{name} is frozen but got a gradient"
+    assert_exactly_declared_parameters_have_gradients(encoder)
 
     # Frozen paradigms: the live backbone and the feature cache give the same output.
     encoder.eval()
@@ -105,18 +84,17 @@ def test_paradigm_contract(kind, spec, options, text_tower, tmp_path):
         torch.testing.assert_close(live.video, cached.video)
 
     # Only the trainable parts are saved, and they load back.
-    save_tensors(tmp_path / "trainable.safetensors", encoder.trainable_state_dict())
-    restored = build_video_encoder(backbone(kind, text_tower), spec, options)
-    restored.load_trainable_state_dict(load_tensors(tmp_path / "trainable.safetensors"))
+    restored = build_video_encoder(make_backbone(kind, text_tower), spec, options)
+    round_trip_trainable(encoder, restored, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(restored.eval()(video, **inputs).video, encoder(video, **inputs).video)
 
 
 def test_frozen_backbone_is_cacheable_and_trains_no_backbone(text_tower):
-    encoder = build_video_encoder(backbone("tiny", text_tower), "post_network")
+    encoder = build_video_encoder(make_backbone("tiny", text_tower), "post_network")
     assert encoder.cacheable
     assert not any(p.requires_grad for p in encoder.ilfm.parameters())
-    tuned = build_video_encoder(backbone("tiny", text_tower), "partial_tuning")
+    tuned = build_video_encoder(make_backbone("tiny", text_tower), "partial_tuning")
     assert not tuned.cacheable
     with pytest.raises(VideoadaptError, match="cached features"):
         tuned(cached=tuned.ilfm.encode_frames(video_for(tuned.ilfm)))
@@ -124,13 +102,13 @@ def test_frozen_backbone_is_cacheable_and_trains_no_backbone(text_tower):
 
 def test_conflicts_are_refused_with_a_reason(text_tower):
     with pytest.raises(VideoadaptError, match="already trains every backbone parameter"):
-        build_video_encoder(backbone("hf", text_tower), "full_finetune+partial_tuning")
+        build_video_encoder(make_backbone("hf", text_tower), "full_finetune+partial_tuning")
     with pytest.raises(VideoadaptError, match="named twice"):
-        build_video_encoder(backbone("hf", text_tower), "post_network+post_network")
+        build_video_encoder(make_backbone("hf", text_tower), "post_network+post_network")
     with pytest.raises(VideoadaptError, match="known: .*post_network"):
-        build_video_encoder(backbone("hf", text_tower), "post_netwrok")
+        build_video_encoder(make_backbone("hf", text_tower), "post_netwrok")
     with pytest.raises(VideoadaptError, match="not in the composition"):
-        build_video_encoder(backbone("hf", text_tower), "post_network", {"lora": {"r": 8}})
+        build_video_encoder(make_backbone("hf", text_tower), "post_network", {"lora": {"r": 8}})
 
 
 def test_registry_lists_the_nine_paradigms_of_the_survey():
@@ -140,9 +118,9 @@ def test_registry_lists_the_nine_paradigms_of_the_survey():
 
 
 def test_prompts_leave_output_shapes_and_change_features(text_tower):
-    plain = backbone("hf", text_tower)
+    plain = make_backbone("hf", text_tower)
     video = video_for(plain)
-    encoder = build_video_encoder(backbone("hf", text_tower), "prompt_tuning", {"prompt_tuning": {"tokens": 3}})
+    encoder = build_video_encoder(make_backbone("hf", text_tower), "prompt_tuning", {"prompt_tuning": {"tokens": 3}})
     with torch.no_grad():
         prompted = encoder.encode_frames(video)
         reference = plain.encode_frames(video)
@@ -151,7 +129,7 @@ def test_prompts_leave_output_shapes_and_change_features(text_tower):
 
 
 def test_lora_counts_match_the_rank(text_tower):
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     encoder = build_video_encoder(ilfm, "lora", {"lora": {"r": 4, "temporal": "mean"}})
     width, blocks = ilfm.dims.width, ilfm.dims.layers
     # q and v of every block: A (r x D) and B (D x r).
@@ -161,11 +139,11 @@ def test_lora_counts_match_the_rank(text_tower):
 @pytest.mark.parametrize("variant", ["st_adapter", "aim", "adaptformer"])
 def test_adapters_start_as_the_pretrained_model(variant, text_tower):
     # Zero-initialised branches: before training, an adapted backbone computes what the frozen one does.
-    plain = backbone("hf", text_tower)
+    plain = make_backbone("hf", text_tower)
     video = video_for(plain)
     with torch.no_grad():
         expected = plain.encode_frames(video).embeds
-        encoder = build_video_encoder(backbone("hf", text_tower), "adapter", {"adapter": {"variant": variant}})
+        encoder = build_video_encoder(make_backbone("hf", text_tower), "adapter", {"adapter": {"variant": variant}})
         got = encoder.eval().encode_frames(video).embeds
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -173,10 +151,11 @@ def test_adapters_start_as_the_pretrained_model(variant, text_tower):
 def test_st_adapter_mixes_frames_and_aim_attends_over_time(text_tower):
     # Once trained (here: perturbed), the temporal modules make a frame's features depend on its neighbours.
     for variant in ("st_adapter", "aim"):
-        encoder = build_video_encoder(backbone("hf", text_tower), "adapter", {"adapter": {"variant": variant}}).eval()
+        encoder = build_video_encoder(
+            make_backbone("hf", text_tower), "adapter", {"adapter": {"variant": variant}}
+        ).eval()
+        perturb(encoder, scale=0.05)
         with torch.no_grad():
-            for _, parameter in encoder.trainable_named_parameters():
-                parameter.add_(0.05 * torch.randn_like(parameter))
             video = video_for(encoder.ilfm, batch=1, frames=3)
             changed = video.clone()
             changed[:, 1] = torch.randn_like(changed[:, 1])

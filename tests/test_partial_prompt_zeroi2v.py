@@ -8,15 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from videoadapt.foundation.hf import from_architecture
-from videoadapt.foundation.tinyclip import TinyCLIP, TinyCLIPConfig
+from paradigm_helpers import (
+    assert_exactly_declared_parameters_have_gradients,
+    make_backbone,
+    perturb,
+    round_trip_trainable,
+    video_for,
+)
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.paradigms.adapter import merge_linear_adapters
 from videoadapt.paradigms.adapter.layer import LinearAdapter
 from videoadapt.paradigms.prompt_tuning import encode_with_context
-from videoadapt.utils.safe_io import load_tensors, save_tensors
 
-SMALL_TINY = TinyCLIPConfig(width=64, layers=2, heads=2, embed_dim=32, stem_channels=(16, 32), text_head_hidden=0)
 ZEROI2V_SMALL = {"variant": "linear", "stdha": 4, "temporal_embedding": 4, "train_post_norm": True}
 TEXTS = ["archery.", "playing the guitar."]
 
@@ -31,37 +34,10 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def text_tower():
-    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-
-    return MiniLMTextTower()
-
-
-def backbone(kind: str, text_tower):
-    torch.manual_seed(0)
-    if kind == "tiny":
-        return TinyCLIP(SMALL_TINY, text_tower=text_tower).eval()
-    return from_architecture("clip-tiny" if kind == "hf" else "siglip-tiny")
-
-
-def video_for(ilfm, batch: int = 2, frames: int = 3, seed: int = 1) -> torch.Tensor:
-    size = ilfm.processor.image_size
-    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def perturb(encoder, scale: float = 0.05) -> None:
-    """Stand-in for training: move every trainable parameter off its (often zero) initialisation."""
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for _, parameter in encoder.trainable_named_parameters():
-            parameter.add_(scale * torch.randn_like(parameter))
-
-
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 @pytest.mark.parametrize("spec,options", CASES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CASES)])
 def test_contract(kind, spec, options, text_tower, tmp_path):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     encoder = build_video_encoder(ilfm, spec, options).train()
     video = video_for(ilfm)
     features = encoder(video)
@@ -72,16 +48,11 @@ def test_contract(kind, spec, options, text_tower, tmp_path):
         loss = loss + encode_with_context(ilfm, TEXTS).embeds.square().sum()
     loss.backward()
     assert dict(encoder.trainable_named_parameters())
-    for name, parameter in encoder.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None, f"{name} is declared trainable but got no gradient"
-        else:
-            assert parameter.grad is None, f"{name} is frozen but got a gradient"
+    assert_exactly_declared_parameters_have_gradients(encoder)
 
     encoder.eval()
-    save_tensors(tmp_path / "trainable.safetensors", encoder.trainable_state_dict())
-    restored = build_video_encoder(backbone(kind, text_tower), spec, options)
-    restored.load_trainable_state_dict(load_tensors(tmp_path / "trainable.safetensors"))
+    restored = build_video_encoder(make_backbone(kind, text_tower), spec, options)
+    round_trip_trainable(encoder, restored, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(restored.eval()(video).video, encoder(video).video)
 
@@ -91,10 +62,10 @@ def test_contract(kind, spec, options, text_tower, tmp_path):
 
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 def test_temporal_attention_starts_as_the_image_model_then_mixes_frames(kind, text_tower):
-    plain = backbone(kind, text_tower)
+    plain = make_backbone(kind, text_tower)
     video = video_for(plain)
     options = {"partial_tuning": {"subset": "temporal_attention"}}
-    encoder = build_video_encoder(backbone(kind, text_tower), "partial_tuning", options).eval()
+    encoder = build_video_encoder(make_backbone(kind, text_tower), "partial_tuning", options).eval()
     with torch.no_grad():
         torch.testing.assert_close(encoder.encode_frames(video).embeds, plain.encode_frames(video).embeds)
 
@@ -103,7 +74,7 @@ def test_temporal_attention_starts_as_the_image_model_then_mixes_frames(kind, te
         module = encoder.get_submodule(name.rsplit(".", 1)[0])
         assert ".temporal." in name or isinstance(module, nn.LayerNorm), name
 
-    perturb(encoder)
+    perturb(encoder, scale=0.05, seed=3)
     changed = video.clone()
     changed[:, 1] = torch.randn_like(changed[:, 1])
     with torch.no_grad():
@@ -116,13 +87,13 @@ def test_temporal_attention_starts_as_the_image_model_then_mixes_frames(kind, te
 
 @pytest.mark.parametrize("depth", ["deep", "shallow"])
 def test_propagated_prompts_are_causal(depth, text_tower):
-    video = video_for(backbone("hf", text_tower), batch=1, frames=3)
+    video = video_for(make_backbone("hf", text_tower), batch=1, frames=3)
     earlier, later = video.clone(), video.clone()
     earlier[:, 0] = torch.randn_like(earlier[:, 0])
     later[:, 2] = torch.randn_like(later[:, 2])
     for propagation in ("shared", "propagated"):
         options = {"prompt_tuning": {"depth": depth, "propagation": propagation, "tokens": 2}}
-        encoder = build_video_encoder(backbone("hf", text_tower), "prompt_tuning", options).eval()
+        encoder = build_video_encoder(make_backbone("hf", text_tower), "prompt_tuning", options).eval()
         with torch.no_grad():
             base, after_earlier, after_later = (encoder.encode_frames(v).embeds[0, 1] for v in (video, earlier, later))
         # Frame 1 never depends on frame 2; on frame 0 only when prompts propagate.
@@ -132,7 +103,7 @@ def test_propagated_prompts_are_causal(depth, text_tower):
 
 @pytest.mark.parametrize("kind", ["tiny", "hf", "siglip"])
 def test_text_prefix_api(kind, text_tower):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     texts = ["a dog runs", "cat", "a person is playing the guitar"]
     width = ilfm.dims.text_width
     with torch.no_grad():
@@ -148,7 +119,7 @@ def test_text_prefix_api(kind, text_tower):
 
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 def test_coop_context_changes_text_and_alone_trains(kind, text_tower):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     with torch.no_grad():
         plain = ilfm.encode_text(TEXTS).embeds
     encoder = build_video_encoder(ilfm, "prompt_tuning", {"prompt_tuning": {"text_context": 16}})
@@ -166,11 +137,11 @@ def test_coop_context_changes_text_and_alone_trains(kind, text_tower):
 
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 def test_zeroi2v_merges_into_the_frozen_weights(kind, text_tower):
-    plain_count = sum(p.numel() for p in backbone(kind, text_tower).parameters())
-    ilfm = backbone(kind, text_tower)
+    plain_count = sum(p.numel() for p in make_backbone(kind, text_tower).parameters())
+    ilfm = make_backbone(kind, text_tower)
     encoder = build_video_encoder(ilfm, "adapter", {"adapter": ZEROI2V_SMALL}).eval()
     # An adapted model starts as the image model except for STDHA's shifted heads.
-    perturb(encoder)
+    perturb(encoder, scale=0.05, seed=3)
     video = video_for(ilfm)
     with torch.no_grad():
         before = encoder(video).video
@@ -186,7 +157,7 @@ def test_stdha_mixes_frames_at_zero_parameters(text_tower):
     counts, dependent = {}, {}
     for stdha in (None, 4):
         options = {"adapter": {"variant": "linear", "stdha": stdha}}
-        encoder = build_video_encoder(backbone("hf", text_tower), "adapter", options).eval()
+        encoder = build_video_encoder(make_backbone("hf", text_tower), "adapter", options).eval()
         counts[stdha] = sum(p.numel() for p in encoder.parameters())
         video = video_for(encoder.ilfm, batch=1)
         changed = video.clone()

@@ -7,14 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from paradigm_helpers import (
+    assert_exactly_declared_parameters_have_gradients,
+    make_backbone,
+    round_trip_trainable,
+    video_for,
+)
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.hf import from_architecture
-from videoadapt.foundation.tinyclip import TinyCLIP, TinyCLIPConfig
 from videoadapt.paradigms import build_video_encoder
-from videoadapt.utils.safe_io import load_tensors, save_tensors
 
-# The small TinyCLIP of tests/test_paradigms.py.
-SMALL_TINY = TinyCLIPConfig(width=64, layers=2, heads=2, embed_dim=32, stem_channels=(16, 32), text_head_hidden=0)
 QFORMER = {"temporal": "qformer", "queries": 4, "layers": 2, "heads": 2, "width": 16}
 MOMENT_DETR = {
     "temporal": "moment_detr",
@@ -32,25 +33,6 @@ CASES = {
     "moment_detr-align": {**MOMENT_DETR, "contrastive_align": True, "contrastive_dim": 8, "n_input_proj": 1},
 }
 B, T = 2, 3
-
-
-@pytest.fixture(scope="module")
-def text_tower():
-    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-
-    return MiniLMTextTower()
-
-
-def backbone(kind: str, text_tower):
-    torch.manual_seed(0)
-    if kind == "tiny":
-        return TinyCLIP(SMALL_TINY, text_tower=text_tower).eval()
-    return from_architecture("clip-tiny")
-
-
-def video_for(ilfm, batch: int = B, frames: int = T) -> torch.Tensor:
-    size = ilfm.processor.image_size
-    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
 def queries_for(ilfm, batch: int = B):
@@ -81,7 +63,7 @@ def expected_outputs(name: str, options: dict, ilfm, text) -> dict[str, tuple[in
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_head_contract(kind, name, text_tower, tmp_path):
     options = CASES[name]
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     encoder = build_video_encoder(ilfm, "post_network", {"post_network": options}).train()
     assert encoder.cacheable and encoder.head.needs_text == name.startswith("moment_detr")
     video, text = video_for(ilfm), queries_for(ilfm)
@@ -99,11 +81,7 @@ def test_head_contract(kind, name, text_tower, tmp_path):
     loss.backward()
     trainable = dict(encoder.trainable_named_parameters())
     assert trainable and all(n.startswith("head.temporal.") for n in trainable)
-    for parameter_name, parameter in encoder.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None, f"{parameter_name} is declared trainable but got no gradient"
-        else:
-            assert parameter.grad is None, f"{parameter_name} is frozen but got a gradient"
+    assert_exactly_declared_parameters_have_gradients(encoder)
     if name.startswith("qformer"):
         assert encoder.head.temporal.query_tokens.grad.abs().sum() > 0
 
@@ -117,9 +95,8 @@ def test_head_contract(kind, name, text_tower, tmp_path):
         torch.testing.assert_close(value, cached.outputs[key])
 
     # Only the trainable parts are saved, and they load back.
-    save_tensors(tmp_path / "trainable.safetensors", encoder.trainable_state_dict())
-    restored = build_video_encoder(backbone(kind, text_tower), "post_network", {"post_network": options}).eval()
-    restored.load_trainable_state_dict(load_tensors(tmp_path / "trainable.safetensors"))
+    restored = build_video_encoder(make_backbone(kind, text_tower), "post_network", {"post_network": options}).eval()
+    round_trip_trainable(encoder, restored, tmp_path)
     with torch.no_grad():
         again = restored(video, text=text)
     torch.testing.assert_close(again.video, live.video)
@@ -129,7 +106,7 @@ def test_head_contract(kind, name, text_tower, tmp_path):
 
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
 def test_qformer_starts_as_mean_pooling_and_then_reads_all_frames(kind, text_tower):
-    ilfm = backbone(kind, text_tower)
+    ilfm = make_backbone(kind, text_tower)
     encoder = build_video_encoder(ilfm, "post_network", {"post_network": QFORMER}).eval()
     video = video_for(ilfm, batch=1)
     with torch.no_grad():
@@ -148,7 +125,7 @@ def test_qformer_starts_as_mean_pooling_and_then_reads_all_frames(kind, text_tow
 
 
 def test_moment_detr_needs_its_query(text_tower):
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     encoder = build_video_encoder(ilfm, "post_network", {"post_network": MOMENT_DETR}).eval()
     video = video_for(ilfm)
     with pytest.raises(VideoadaptError, match="text"):
@@ -160,7 +137,7 @@ def test_moment_detr_needs_its_query(text_tower):
 
 
 def test_moment_detr_spans_are_normalised_and_frames_pass_through(text_tower):
-    ilfm = backbone("tiny", text_tower)
+    ilfm = make_backbone("tiny", text_tower)
     encoder = build_video_encoder(ilfm, "post_network", {"post_network": MOMENT_DETR}).eval()
     video = video_for(ilfm, frames=5)
     with torch.no_grad():
@@ -176,7 +153,7 @@ def test_moment_detr_spans_are_normalised_and_frames_pass_through(text_tower):
 
 
 def test_moment_detr_saliency_depends_on_the_query(text_tower):
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     encoder = build_video_encoder(ilfm, "post_network", {"post_network": MOMENT_DETR}).eval()
     video = video_for(ilfm, batch=1)
     with torch.no_grad():
@@ -222,7 +199,7 @@ def test_params_counts_flops_of_a_head_that_needs_text():
 def test_flops_of_the_qformer_can_be_counted(text_tower):
     from videoadapt.bench.cost import count_flops
 
-    ilfm = backbone("hf", text_tower)
+    ilfm = make_backbone("hf", text_tower)
     encoder = build_video_encoder(ilfm, "post_network", {"post_network": QFORMER}).eval()
     video = video_for(ilfm)
     with torch.no_grad():

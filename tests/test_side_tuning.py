@@ -9,15 +9,18 @@ import math
 import pytest
 import torch
 
+from paradigm_helpers import (
+    assert_exactly_declared_parameters_have_gradients,
+    make_backbone,
+    perturb,
+    round_trip_trainable,
+    video_for,
+)
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.hf import from_architecture
-from videoadapt.foundation.tinyclip import TinyCLIP, TinyCLIPConfig
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.paradigms.side_tuning import TemporalCrossAttention
 from videoadapt.paradigms.side_tuning.evl import relative_index
-from videoadapt.utils.safe_io import load_tensors, save_tensors
-
-SMALL_TINY = TinyCLIPConfig(width=64, layers=2, heads=2, embed_dim=32, stem_channels=(16, 32), text_head_hidden=0)
 
 # Both backbones have 2 blocks: EVL reads block 1 (its q/k come from block 0's output); R² reads both blocks.
 DESIGNS = {
@@ -26,27 +29,10 @@ DESIGNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def text_tower():
-    from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-
-    return MiniLMTextTower()
-
-
-def backbone(kind: str, text_tower):
-    torch.manual_seed(0)
-    if kind == "tiny":
-        return TinyCLIP(SMALL_TINY, text_tower=text_tower).eval()
-    return from_architecture("clip-tiny")
-
-
-def video_for(ilfm, batch: int = 2, frames: int = 3) -> torch.Tensor:
-    size = ilfm.processor.image_size
-    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
-
-
 def side_encoder(kind: str, design: str, text_tower, **extra):
-    return build_video_encoder(backbone(kind, text_tower), "side_tuning", {"side_tuning": {**DESIGNS[design], **extra}})
+    return build_video_encoder(
+        make_backbone(kind, text_tower), "side_tuning", {"side_tuning": {**DESIGNS[design], **extra}}
+    )
 
 
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
@@ -71,11 +57,7 @@ def test_side_tuning_contract(kind, design, text_tower, tmp_path):
     trainable = dict(encoder.trainable_named_parameters())
     assert trainable and all(name.startswith("head.") for name in trainable)
     (features.video.square().sum() + features.frames.square().sum()).backward()
-    for name, parameter in encoder.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None, f"{name} is declared trainable but got no gradient"
-        else:
-            assert parameter.grad is None, f"{name} is frozen but got a gradient"
+    assert_exactly_declared_parameters_have_gradients(encoder)
     # The frozen blocks EVL reads q/k from are not parameters of the head.
     backbone_ids = {id(p) for p in ilfm.parameters()}
     assert not any(id(p) in backbone_ids for p in encoder.head.parameters())
@@ -91,9 +73,7 @@ def test_side_tuning_contract(kind, design, text_tower, tmp_path):
     # Only the side network is saved, and it loads back.
     state = encoder.trainable_state_dict()
     assert all(name.startswith("head.") for name in state)
-    save_tensors(tmp_path / "side.safetensors", state)
-    restored = side_encoder(kind, design, text_tower)
-    restored.load_trainable_state_dict(load_tensors(tmp_path / "side.safetensors"))
+    restored = round_trip_trainable(encoder, side_encoder(kind, design, text_tower), tmp_path, "side.safetensors")
     with torch.no_grad():
         torch.testing.assert_close(restored.eval()(video).video, live.video)
 
@@ -121,9 +101,7 @@ def test_evl_frames_interact(text_tower):
     assert not torch.allclose(video_a, video_b), "the video feature ignores frame 1"
     assert not torch.allclose(frame_a, frame_b), "frame 0's feature ignores its neighbour, frame 1"
     # Perturbed (as after training): still temporal, and the zero-initialised cross-attention tables now matter.
-    with torch.no_grad():
-        for _, parameter in encoder.trainable_named_parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
+    perturb(encoder, scale=0.05)
     perturbed_a, _ = outputs(video)
     perturbed_b, _ = outputs(changed)
     assert not torch.allclose(perturbed_a, perturbed_b)
@@ -175,7 +153,7 @@ def test_relative_index_matches_evl():
 
 
 def test_r2_tuning_with_text_queries(text_tower):
-    ilfm = backbone("tiny", text_tower)
+    ilfm = make_backbone("tiny", text_tower)
     options = {"side_tuning": {**DESIGNS["r2_tuning"], "text": True}}
     encoder = build_video_encoder(ilfm, "side_tuning", options).eval()
     assert encoder.head.needs_text
@@ -227,12 +205,12 @@ def test_evl_preset_count_on_vit_b16():
 )
 def test_bad_options_are_refused(options, message, text_tower):
     with pytest.raises(VideoadaptError, match=message):
-        build_video_encoder(backbone("hf", text_tower), "side_tuning", {"side_tuning": options})
+        build_video_encoder(make_backbone("hf", text_tower), "side_tuning", {"side_tuning": options})
 
 
 def test_refuses_a_trained_backbone(text_tower):
     with pytest.raises(VideoadaptError, match="frozen backbone"):
-        build_video_encoder(backbone("hf", text_tower), "lora+side_tuning")
+        build_video_encoder(make_backbone("hf", text_tower), "lora+side_tuning")
 
 
 def test_siglip_has_no_cls_and_still_works():
