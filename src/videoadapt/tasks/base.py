@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import Item, TaskData
+from videoadapt.data.records import CaptionItem, Item, TaskData
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
@@ -129,6 +129,28 @@ class Task:
     def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
         """Metrics of ``predictions`` (one per item of ``data``, in order)."""
         raise NotImplementedError
+
+
+class CaptionTask(Task):
+    """A task over caption items (retrieval, captioning): one caption drawn per video in training, all at test."""
+
+    references_key: ClassVar[str]  # the targets key under which evaluation gets each video's captions
+
+    def check_item(self, item: Item, data: TaskData) -> str | None:
+        if not isinstance(item, CaptionItem):
+            return f"not a caption item ({type(item).__name__})"
+        if not any(c.strip() for c in item.captions):
+            return "video has no captions"
+        return None
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        captions = [[c for c in item.captions if c.strip()] for item in items]  # type: ignore[union-attr]
+        if train:
+            rngs = rngs if rngs is not None else [np.random.default_rng(i) for i in range(len(captions))]
+            return {"texts": [c[int(r.integers(len(c)))] for c, r in zip(captions, rngs, strict=True)]}
+        return {self.references_key: captions}
 
 
 # --- helpers shared by task heads ---------------------------------------------------------------------------

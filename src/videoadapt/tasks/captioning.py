@@ -15,17 +15,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import CaptionItem, Item, TaskData
+from videoadapt.data.records import CaptionItem, TaskData
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
-from videoadapt.tasks.base import Task, TaskHead, TextEncoder, check_spec, feature_widths
+from videoadapt.tasks.base import CaptionTask, TaskHead, TextEncoder, check_spec, feature_widths
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -154,25 +153,10 @@ class CaptionHead(TaskHead):
 
 
 @registry.register("task", "captioning")
-class Captioning(Task):
+class Captioning(CaptionTask):
     name = "captioning"
     monitor = "CIDEr"
-
-    def check_item(self, item: Item, data: TaskData) -> str | None:
-        if not isinstance(item, CaptionItem):
-            return f"not a caption item ({type(item).__name__})"
-        if not any(c.strip() for c in item.captions):
-            return "video has no captions"
-        return None
-
-    def targets(
-        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
-    ) -> dict:
-        captions = [[c for c in item.captions if c.strip()] for item in items]  # type: ignore[union-attr]
-        if train:
-            rngs = rngs if rngs is not None else [np.random.default_rng(i) for i in range(len(captions))]
-            return {"texts": [c[int(r.integers(len(c)))] for c, r in zip(captions, rngs, strict=True)]}
-        return {"references": captions}
+    references_key = "references"
 
     def build_head(
         self,

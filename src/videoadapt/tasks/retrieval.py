@@ -18,17 +18,16 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import CaptionItem, Item, TaskData
+from videoadapt.data.records import TaskData
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
-    Task,
+    CaptionTask,
     TaskHead,
     TextEncoder,
     check_spec,
@@ -66,25 +65,10 @@ def contrastive_loss(video: torch.Tensor, text: torch.Tensor, scale: torch.Tenso
 
 
 @registry.register("task", "retrieval")
-class Retrieval(Task):
+class Retrieval(CaptionTask):
     name = "retrieval"
     monitor = "Rsum"
-
-    def check_item(self, item: Item, data: TaskData) -> str | None:
-        if not isinstance(item, CaptionItem):
-            return f"not a caption item ({type(item).__name__})"
-        if not any(c.strip() for c in item.captions):
-            return "video has no captions"
-        return None
-
-    def targets(
-        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
-    ) -> dict:
-        captions = [[c for c in item.captions if c.strip()] for item in items]  # type: ignore[union-attr]
-        if train:
-            rngs = rngs if rngs is not None else [np.random.default_rng(i) for i in range(len(captions))]
-            return {"texts": [c[int(r.integers(len(c)))] for c, r in zip(captions, rngs, strict=True)]}
-        return {"captions": captions}
+    references_key = "captions"
 
     def build_head(
         self,

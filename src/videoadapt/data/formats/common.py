@@ -205,7 +205,20 @@ def video_dir(path: Path, option: str | Path | None, candidates: Sequence[str]) 
     return first_existing(base / c for c in candidates) or base
 
 
-# --- vocabularies -------------------------------------------------------------------------------------------
+# --- answers and vocabularies -------------------------------------------------------------------------------
+
+
+def answer_index(row: dict[str, Any], count: int, problems: Problems, file: Path, where: str) -> int | None:
+    """The row's ``answer``, a 0-based index among ``count`` candidates, or None after reporting the row as bad."""
+    try:
+        answer = int(row["answer"])
+    except (TypeError, ValueError):
+        problems.bad(file, where, f"answer {row.get('answer')!r} is not an integer")
+        return None
+    if not 0 <= answer < count:
+        problems.bad(file, where, f"answer {answer} is not a 0-based index of the {count} candidates")
+        return None
+    return answer
 
 
 def answer_vocabulary(answers: Iterable[str], top: int) -> list[str]:

@@ -43,6 +43,7 @@ from videoadapt.data.formats.common import (
     Problems,
     VideoIndex,
     annotation_file,
+    answer_index,
     check_split,
     check_task,
     finish,
@@ -225,13 +226,8 @@ def load_msrvtt_mc(
         if not row.get("key") or not video_id or not all(candidates):
             problems.bad(file, where, "missing key, vid_key or one of the candidates a1..a5")
             continue
-        try:
-            answer = int(row["answer"])
-        except (TypeError, ValueError):
-            problems.bad(file, where, f"answer {row.get('answer')!r} is not an integer")
-            continue
-        if not 0 <= answer < len(candidates):
-            problems.bad(file, where, f"answer {answer} is not a 0-based index of the 5 candidates")
+        answer = answer_index(row, len(candidates), problems, file, where)
+        if answer is None:
             continue
         clip = index.path_for(video_id, skip_missing)
         if clip is None:

@@ -22,6 +22,7 @@ from videoadapt.data.formats.common import (
     Problems,
     VideoIndex,
     annotation_file,
+    answer_index,
     check_split,
     check_task,
     finish,
@@ -72,13 +73,8 @@ def load_nextqa(
         if not video or not question or not qid or not all(candidates):
             problems.bad(file, where, "missing video, question, qid or one of the candidates a0..a4")
             continue
-        try:
-            answer = int(row["answer"])
-        except (TypeError, ValueError):
-            problems.bad(file, where, f"answer {row.get('answer')!r} is not an integer")
-            continue
-        if not 0 <= answer < len(candidates):
-            problems.bad(file, where, f"answer {answer} is not a 0-based index of the 5 candidates")
+        answer = answer_index(row, len(candidates), problems, file, where)
+        if answer is None:
             continue
         if mapping and video not in mapping:
             problems.bad(file, where, f"video {video!r} is not in {MAP}")

@@ -23,6 +23,7 @@ entries' ``id`` (else ``<split>/<position>``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,49 +163,38 @@ def _video_id(name: str, entry: dict[str, Any], mapping: dict[str, str]) -> str 
     return mapping.get(key)
 
 
-@registry.register("format", "msrvtt_qa")
-def load_msrvtt_qa(
-    path: str,
-    split: str,
-    task: str,
-    *,
-    answers: int = DEFAULT_ANSWERS,
-    video_dir: str | None = None,
-    skip_bad: bool = False,
-    skip_missing: bool = False,
-) -> TaskData:
-    """MSR-VTT-QA json (see the module docstring) → open-ended QA over the top-``answers`` train answers."""
-    return _load(
-        "msrvtt_qa",
-        path,
-        split,
-        task,
-        answers=answers,
-        video_dir=video_dir,
-        skip_bad=skip_bad,
-        skip_missing=skip_missing,
-    )
+def _register_loader(name: str, doc: str) -> Callable[..., TaskData]:
+    """Register (as format ``name``) a reader that hands its arguments to :func:`_load` for ``name``."""
+
+    def load(
+        path: str,
+        split: str,
+        task: str,
+        *,
+        answers: int = DEFAULT_ANSWERS,
+        video_dir: str | None = None,
+        skip_bad: bool = False,
+        skip_missing: bool = False,
+    ) -> TaskData:
+        return _load(
+            name,
+            path,
+            split,
+            task,
+            answers=answers,
+            video_dir=video_dir,
+            skip_bad=skip_bad,
+            skip_missing=skip_missing,
+        )
+
+    load.__name__ = load.__qualname__ = f"load_{name}"
+    load.__doc__ = doc
+    return registry.register("format", name)(load)
 
 
-@registry.register("format", "msvd_qa")
-def load_msvd_qa(
-    path: str,
-    split: str,
-    task: str,
-    *,
-    answers: int = DEFAULT_ANSWERS,
-    video_dir: str | None = None,
-    skip_bad: bool = False,
-    skip_missing: bool = False,
-) -> TaskData:
-    """MSVD-QA json + ``youtube_mapping.txt`` (see the module docstring) → open-ended QA."""
-    return _load(
-        "msvd_qa",
-        path,
-        split,
-        task,
-        answers=answers,
-        video_dir=video_dir,
-        skip_bad=skip_bad,
-        skip_missing=skip_missing,
-    )
+load_msrvtt_qa = _register_loader(
+    "msrvtt_qa", "MSR-VTT-QA json (see the module docstring) → open-ended QA over the top-``answers`` train answers."
+)
+load_msvd_qa = _register_loader(
+    "msvd_qa", "MSVD-QA json + ``youtube_mapping.txt`` (see the module docstring) → open-ended QA."
+)

@@ -7,9 +7,14 @@ design does not read are accepted and ignored, so one preset syntax covers both.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from videoadapt.errors import VideoadaptError
+
+if TYPE_CHECKING:
+    import torch
+
+    from videoadapt.foundation.base import FrameFeatures
 
 DESIGNS = ("evl", "r2_tuning")
 
@@ -100,3 +105,15 @@ class SideTuningConfig:
                 f"of its {blocks} blocks{why}"
             )
         return self.layers
+
+
+def block_tokens(features: FrameFeatures, blocks: int, design: str) -> list[torch.Tensor]:
+    """The per-block tokens of ``features`` (one entry per backbone block, ``blocks`` of them), else an error."""
+    layers = features.layers
+    if layers is None or len(layers) != blocks:
+        got = "none" if layers is None else len(layers)
+        raise VideoadaptError(
+            f"side_tuning {design} reads every block's tokens ({blocks} layers, got {got}); "
+            "encode frames with all_layers=True"
+        )
+    return layers

@@ -44,7 +44,7 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import VideoFeatures, VideoHead
-from videoadapt.paradigms.side_tuning.config import SideTuningConfig
+from videoadapt.paradigms.side_tuning.config import SideTuningConfig, block_tokens
 
 
 class QuickGELU(nn.Module):
@@ -208,13 +208,7 @@ class EVLHead(VideoHead):
     def forward(
         self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
     ) -> VideoFeatures:
-        layers = features.layers
-        if layers is None or len(layers) != self.blocks:
-            got = "none" if layers is None else len(layers)
-            raise VideoadaptError(
-                f"side_tuning evl reads every block's tokens ({self.blocks} layers, got {got}); "
-                "encode frames with all_layers=True"
-            )
+        layers = block_tokens(features, self.blocks, "evl")
         dtype = self.cls_token.dtype
         b, t, n, d = layers[-1].shape
         x = self.cls_token.view(1, 1, d).expand(b, 1, d)

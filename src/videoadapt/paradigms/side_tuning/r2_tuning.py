@@ -41,7 +41,7 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import VideoFeatures, VideoHead
-from videoadapt.paradigms.side_tuning.config import SideTuningConfig
+from videoadapt.paradigms.side_tuning.config import SideTuningConfig, block_tokens
 
 
 def _projection(in_dim: int, width: int, dropout: float) -> nn.Sequential:
@@ -127,13 +127,7 @@ class R2TuningHead(VideoHead):
     def forward(
         self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
     ) -> VideoFeatures:
-        layers = features.layers
-        if layers is None or len(layers) != self.blocks:
-            got = "none" if layers is None else len(layers)
-            raise VideoadaptError(
-                f"side_tuning r2_tuning reads every block's tokens ({self.blocks} layers, got {got}); "
-                "encode frames with all_layers=True"
-            )
+        layers = block_tokens(features, self.blocks, "r2_tuning")
         dtype = self.v_map.weight.dtype
         b, t, n, _ = layers[-1].shape
         w = self.width
