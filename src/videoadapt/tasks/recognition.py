@@ -120,4 +120,32 @@ class Recognition(Task):
         scores = torch.stack([torch.as_tensor(p) for p in predictions])
         labels = torch.tensor([item.label for item in data.items])  # type: ignore[union-attr]
         topk = (1, 5) if scores.shape[1] >= 5 else (1,)
-        return {k: float(v) for k, v in recognition_metrics(scores, labels, topk=topk).items()}
+        result = {k: float(v) for k, v in recognition_metrics(scores, labels, topk=topk).items()}
+        pairs = data.extra.get("reversal_pairs")
+        if pairs:
+            result.update(reversal_metrics(scores, labels, pairs))
+        return result
+
+
+def reversal_metrics(scores: torch.Tensor, labels: torch.Tensor, pairs: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Accuracy on classes that only temporal order tells apart (SynthWorld's time-reversal pairs), in percent.
+
+    ``reversal_top1``: top-1 over the videos whose class belongs to a pair. ``reversal_pair_accuracy``: on the same
+    videos, how often the true class scores strictly higher than its reversal partner — the binary question a
+    bag-of-frames model cannot answer better than chance (50 %), whatever it gets right about the object.
+    """
+    partner = {a: b for a, b in pairs} | {b: a for a, b in pairs}
+    rows = [i for i, label in enumerate(labels.tolist()) if label in partner]
+    if not rows:
+        return {}
+    index = torch.tensor(rows)
+    true = labels[index]
+    other = torch.tensor([partner[int(label)] for label in true])
+    chosen = scores[index]
+    top1 = (chosen.argmax(dim=1) == true).float().mean()
+    pair = (chosen.gather(1, true[:, None]) > chosen.gather(1, other[:, None])).float().mean()
+    return {
+        "reversal_top1": 100 * float(top1),
+        "reversal_pair_accuracy": 100 * float(pair),
+        "reversal_videos": len(rows),
+    }
