@@ -147,5 +147,5 @@ def reversal_metrics(scores: torch.Tensor, labels: torch.Tensor, pairs: Sequence
     return {
         "reversal_top1": 100 * float(top1),
         "reversal_pair_accuracy": 100 * float(pair),
-        "reversal_videos": len(rows),
+        "reversal_videos": float(len(rows)),
     }
