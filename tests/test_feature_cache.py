@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,7 +289,6 @@ def test_cli_extract_single_process(tmp_path, capsys, monkeypatch):
     assert "random" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate launcher not installed")
 def test_sharded_extraction_matches_single_process(tmp_path):
     """Two processes under `accelerate launch` (about 15 s here) write the same cache as one process."""
     from videoadapt.data.formats import load_task_data
@@ -298,7 +297,10 @@ def test_sharded_extraction_matches_single_process(tmp_path):
     # `accelerate launch --cpu` starts a single process (its multi-CPU path needs mpirun); torchrun through
     # --multi_gpu with ACCELERATE_USE_CPU gives two CPU processes joined by gloo.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    launch = [shutil.which("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    # accelerate is a dependency: its launcher sits next to this interpreter, on PATH or not.
+    launcher = Path(sys.executable).with_name("accelerate")
+    assert launcher.exists(), f"no accelerate launcher next to {sys.executable}"
+    launch = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "videoadapt", "extract"]
     args = ["--backbone", "hf-config:clip-tiny", *SYNTH, "--sampler", SAMPLER, "--batch", "3", "--json"]
     done = subprocess.run(
