@@ -69,7 +69,6 @@ def _accelerator() -> object | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videoadapt.data.feature_cache import extract_features
     from videoadapt.data.formats import load_task_data
     from videoadapt.foundation import load_backbone
 
@@ -80,23 +79,12 @@ def run(args: argparse.Namespace) -> int:
     ilfm = load_backbone(args.backbone)
     accelerator = _accelerator()
     main = accelerator is None or accelerator.is_main_process
-    cache = extract_features(
-        ilfm,
-        data,
-        args.sampler,
-        args.out,
-        all_layers=args.all_layers,
-        batch_size=args.batch,
-        accelerator=accelerator,
-        dtype=args.dtype,
-        skip_bad=args.skip_bad,
-        progress=main and sys.stderr.isatty(),
-        meta={"backbone_spec": args.backbone, "data_spec": args.data},
-        overwrite=args.overwrite,
-        decode_workers=args.workers,
-    )
-    if args.verify and main:
-        cache.verify()
+    try:
+        cache = _extract(args, data, ilfm, accelerator, main)
+    finally:
+        if accelerator is not None and accelerator.num_processes > 1:
+            # A gloo group left to its destructors at exit can abort a finished process; tear it down now.
+            accelerator.end_training()
     if not main:
         return 0
     result = {
@@ -138,3 +126,26 @@ registry.register("command", "extract")(
         "videoadapt extract ...` the videos are split across the processes.",
     )
 )
+
+
+def _extract(args: argparse.Namespace, data: object, ilfm: object, accelerator: object, main: bool) -> object:
+    from videoadapt.data.feature_cache import extract_features
+
+    cache = extract_features(
+        ilfm,
+        data,
+        args.sampler,
+        args.out,
+        all_layers=args.all_layers,
+        batch_size=args.batch,
+        accelerator=accelerator,
+        dtype=args.dtype,
+        skip_bad=args.skip_bad,
+        progress=main and sys.stderr.isatty(),
+        meta={"backbone_spec": args.backbone, "data_spec": args.data},
+        overwrite=args.overwrite,
+        decode_workers=args.workers,
+    )
+    if args.verify and main:
+        cache.verify()
+    return cache

@@ -616,7 +616,14 @@ def train(
     config: Any, out: str | Path, *, resume: bool = False, ilfm: ImageLanguageModel | None = None
 ) -> dict[str, Any]:
     """Train ``config`` into the run folder ``out`` and return its metrics (also in ``out/metrics.json``)."""
-    return Trainer(config, out, resume=resume, ilfm=ilfm).fit()
+    trainer = Trainer(config, out, resume=resume, ilfm=ilfm)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.world > 1:
+            # Tear the process group down before the interpreter exits: a gloo group left to its destructors at
+            # exit can abort a process ("terminate called without an active exception") after training finished.
+            trainer.accelerator.end_training()
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------
