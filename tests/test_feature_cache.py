@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from launch_helpers import check_launch
 from videoadapt.data.feature_cache import (
     CacheDims,
     FeatureCache,
@@ -306,7 +307,7 @@ def test_sharded_extraction_matches_single_process(tmp_path):
     done = subprocess.run(
         [*launch, *args, "--out", str(tmp_path / "mp")], env=env, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    check_launch(done, tmp_path / "mp" / "manifest.json")
     report = json.loads(done.stdout)
     assert report["processes"] == 2 and report["encoded"] == 16
     logs = sorted(p.name for p in (tmp_path / "mp" / "rows").iterdir())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import math
 import sys
 import time
@@ -621,8 +622,13 @@ def train(
         return trainer.fit()
     finally:
         if trainer.world > 1:
-            # Tear the process group down before the interpreter exits: a gloo group left to its destructors at
-            # exit can abort a process ("terminate called without an active exception") after training finished.
+            # Tear down in order before the interpreter exits (every rank done, DDP wrapper and its reducer gone,
+            # then the process group): left to destructors at exit, a finished rank can abort with "terminate
+            # called without an active exception".
+            trainer.accelerator.wait_for_everyone()
+            trainer.accelerator.free_memory()
+            trainer.ddp_model = None
+            gc.collect()
             trainer.accelerator.end_training()
 
 
