@@ -68,6 +68,29 @@ def _accelerator() -> object | None:
     return Accelerator()
 
 
+def _extract(args: argparse.Namespace, data: object, ilfm: object, accelerator: object, main: bool) -> object:
+    from videoadapt.data.feature_cache import extract_features
+
+    cache = extract_features(
+        ilfm,
+        data,
+        args.sampler,
+        args.out,
+        all_layers=args.all_layers,
+        batch_size=args.batch,
+        accelerator=accelerator,
+        dtype=args.dtype,
+        skip_bad=args.skip_bad,
+        progress=main and sys.stderr.isatty(),
+        meta={"backbone_spec": args.backbone, "data_spec": args.data},
+        overwrite=args.overwrite,
+        decode_workers=args.workers,
+    )
+    if args.verify and main:
+        cache.verify()
+    return cache
+
+
 def run(args: argparse.Namespace) -> int:
     from videoadapt.data.formats import load_task_data
     from videoadapt.foundation import load_backbone
@@ -126,26 +149,3 @@ registry.register("command", "extract")(
         "videoadapt extract ...` the videos are split across the processes.",
     )
 )
-
-
-def _extract(args: argparse.Namespace, data: object, ilfm: object, accelerator: object, main: bool) -> object:
-    from videoadapt.data.feature_cache import extract_features
-
-    cache = extract_features(
-        ilfm,
-        data,
-        args.sampler,
-        args.out,
-        all_layers=args.all_layers,
-        batch_size=args.batch,
-        accelerator=accelerator,
-        dtype=args.dtype,
-        skip_bad=args.skip_bad,
-        progress=main and sys.stderr.isatty(),
-        meta={"backbone_spec": args.backbone, "data_spec": args.data},
-        overwrite=args.overwrite,
-        decode_workers=args.workers,
-    )
-    if args.verify and main:
-        cache.verify()
-    return cache
