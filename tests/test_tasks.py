@@ -112,6 +112,32 @@ def test_predict_and_evaluate(task_name, head_options, data_options):
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
 
 
+@pytest.mark.parametrize(("task_name", "data_options"), [("retrieval", {}), ("qa", {})])
+def test_text_adapter_starts_at_the_frozen_tower_and_learns(task_name, data_options):
+    """text_adapter: true adds a zero-initialised residual on the text embeddings: the first loss equals the one
+    without it, its parameters are the only new trainable ones, they receive gradients, and the spec rebuilds it."""
+    data = synth(task_name, **data_options)
+    plain = model_for(task_name, "post_network", {}, data)
+    adapted = model_for(task_name, "post_network", {"text_adapter": True, "text_hidden": 32}, data)
+    adapted.encoder.load_state_dict(plain.encoder.state_dict())
+    adapted.head.load_state_dict(plain.head.state_dict(), strict=False)
+    batch = first_batch(plain, data)
+    plain.eval()
+    adapted.eval()
+    with torch.no_grad():
+        assert float(adapted(batch)) == pytest.approx(float(plain(batch)), abs=1e-6)
+    extra = {n for n, p in adapted.named_parameters() if p.requires_grad} - {
+        n for n, p in plain.named_parameters() if p.requires_grad
+    }
+    assert extra and all(n.startswith("head.text_adapter.") for n in extra)
+    adapted.train()
+    adapted(batch).backward()
+    assert adapted.head.text_adapter.out.weight.grad.abs().sum() > 0
+    rebuilt = adapted.task.build_head(adapted.encoder.ilfm, adapted.encoder, data, spec=adapted.head.spec)
+    rebuilt.load_state_dict(adapted.head.state_dict())
+    assert rebuilt.text_adapter is not None
+
+
 def test_text_classifier_is_frozen_cosine_of_class_prompts():
     data = synth("recognition")
     model = model_for("recognition", "post_network", {"classifier": "text"}, data)

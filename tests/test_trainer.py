@@ -154,6 +154,29 @@ def test_cache_means_the_backbone_never_runs_in_training(tmp_path, monkeypatch):
     assert cached["train"]["final_loss"] == pytest.approx(uncached["train"]["final_loss"], abs=1e-5)
 
 
+def test_cache_sampler_draws_the_train_frames_from_a_denser_cache(tmp_path):
+    """data.cache_sampler=uniform:8 caches every frame of the 8-frame videos; each step then applies the random
+    train sampler (uniform:4:random) to the cached rows, which must give the run that decodes those same random
+    frames from video every step."""
+    common = ("run.epochs=2", "data.val_split=null", "data.train_sampler=uniform:4:random")
+    cached = train(
+        tiny(*common, "run.cache=true", "data.cache_sampler=uniform:8", f"run.cache_dir={tmp_path / 'c'}"),
+        tmp_path / "cached",
+    )
+    live = train(tiny(*common), tmp_path / "live")
+    frozen = train(tiny(*common, "run.cache=true", f"run.cache_dir={tmp_path / 'c4'}"), tmp_path / "frozen")
+    assert cached["cache"]["used"] and frozen["cache"]["used"]
+    assert cached["train"]["final_loss"] == pytest.approx(live["train"]["final_loss"], abs=1e-5)
+    # Without it the cache holds the eval frames only, so the run differs (no jitter): the check above can fail.
+    assert frozen["train"]["final_loss"] != pytest.approx(live["train"]["final_loss"], abs=1e-5)
+
+
+def test_cache_sampler_refuses_a_time_based_train_sampler(tmp_path):
+    config = tiny("run.cache=true", "data.cache_sampler=uniform:8", "data.train_sampler=fps:2", "run.max_steps=1")
+    with pytest.raises(VideoadaptError, match="counts seconds"):
+        train(config, tmp_path)
+
+
 def test_cache_is_ignored_when_the_backbone_trains(tmp_path):
     metrics = train(tiny("run.max_steps=1", "run.cache=true", "model.paradigm=lora", "data.val_split=null"), tmp_path)
     assert not metrics["cache"]["used"]

@@ -43,6 +43,7 @@ class TextEncoder:
         self.trainable = any(p.requires_grad for m in ilfm.text_modules() for p in m.parameters())
         self.memoize = (not self.trainable) if memoize is None else memoize
         self._memo: dict[str, torch.Tensor] = {}
+        self._pooled_memo: dict[str, torch.Tensor] = {}
         self.calls = 0  # texts actually sent through the tower (tests and benchmarks read it)
 
     def _frozen_mode(self) -> None:
@@ -68,6 +69,27 @@ class TextEncoder:
             for text, row in zip(missing, new, strict=True):
                 self._memo[text] = row
         return torch.stack([self._memo[t] for t in texts])
+
+    def pooled_tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        """Mask-weighted mean of the tower's last token states ``[N,Dt]``: what a :class:`TextAdapter` reads. Word
+        information that the tower's own pooling and projection drop (they were trained on still images, so
+        verbs of motion never mattered to them) is still there. Memoised like :meth:`embeds`."""
+        texts = list(texts)
+
+        def pool(batch: list[str]) -> torch.Tensor:
+            features = self(batch)
+            mask = features.mask.to(features.tokens.dtype).unsqueeze(-1)
+            return (features.tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+        if not self.memoize:
+            return pool(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._pooled_memo))
+        if missing:
+            with torch.no_grad():
+                new = pool(missing).float()
+            for text, row in zip(missing, new, strict=True):
+                self._pooled_memo[text] = row
+        return torch.stack([self._pooled_memo[t] for t in texts])
 
 
 class TaskHead(nn.Module):
@@ -182,6 +204,48 @@ def feature_widths(encoder: VideoEncoder, frames: int = 8) -> tuple[int, int]:
     widths = (int(out.frames.shape[-1]), int(out.video.shape[-1]))
     encoder._task_feature_widths = widths  # type: ignore[attr-defined]
     return widths
+
+
+class TextAdapter(nn.Module):
+    """A trainable residual on a frozen text tower's embedding: ``embed + MLP(mean token state)``, the MLP's output
+    layer zero-initialised so that training starts exactly at the ILFM's text embedding (zero-shot preserved).
+
+    Heads that match video to free text (retrieval, multiple-choice QA) use it where no text parameter trains: an
+    image-text tower was never asked to tell "moves left" from "moves right", and a frozen embedding cannot learn
+    to. It is the text-side counterpart of the post-network modules on the video side (CLIP4Clip trains the text
+    tower instead; with ``full_finetune`` and ``text: true`` the tower itself adapts and the residual is optional).
+    """
+
+    def __init__(self, text_width: int, embed_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.LayerNorm(text_width), nn.Linear(text_width, hidden), nn.GELU())
+        self.out = nn.Linear(hidden, embed_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, text: TextEncoder, texts: Sequence[str]) -> torch.Tensor:
+        """Adapted embeddings ``[N,E]`` of ``texts`` (not normalised)."""
+        embeds = text.embeds(texts).float()
+        pooled = text.pooled_tokens(texts).float().to(self.out.weight.device)
+        return embeds.to(pooled.device) + self.out(self.mlp(pooled))
+
+
+def text_adapter_spec(task: Task) -> dict[str, Any]:
+    """The ``text_adapter`` head options (``text_adapter: true``, ``text_hidden``) as they go into a head's spec."""
+    enabled = bool(task.option("text_adapter", False))
+    return {"text_adapter": enabled, "text_hidden": int(task.option("text_hidden", 512))} if enabled else {}
+
+
+def build_text_adapter(spec: dict[str, Any], ilfm_dims: Any) -> TextAdapter | None:
+    if not spec.get("text_adapter"):
+        return None
+    return TextAdapter(int(ilfm_dims.text_width), int(ilfm_dims.embed_dim), int(spec["text_hidden"]))
+
+
+def adapted_text(head: nn.Module, text: TextEncoder, texts: Sequence[str]) -> torch.Tensor:
+    """A head's text embeddings ``[N,E]``: through its :class:`TextAdapter` when it has one, else the tower's."""
+    adapter = getattr(head, "text_adapter", None)
+    return adapter(text, texts) if adapter is not None else text.embeds(texts)
 
 
 def projection(width: int, embed_dim: int) -> nn.Module:

@@ -9,6 +9,9 @@ multiple choice).
   the training split (TaskData.answers), from the video embedding fused with the question's text embedding
   (``[v, q, v*q]`` through a two-layer MLP, as the "FrozenBiLM"-free baselines of the survey's Table V do).
   Accuracy after VQA answer normalisation; a test answer outside the vocabulary simply cannot be predicted.
+
+With a frozen text tower, ``text_adapter: true`` passes the question (+ candidate) texts through a zero-initialised
+residual MLP (:class:`~videoadapt.tasks.base.TextAdapter`) first.
 """
 
 from __future__ import annotations
@@ -27,15 +30,30 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
-from videoadapt.tasks.base import Task, TaskHead, TextEncoder, check_spec, feature_widths, ilfm_logit_scale, projection
+from videoadapt.tasks.base import (
+    Task,
+    TaskHead,
+    TextAdapter,
+    TextEncoder,
+    adapted_text,
+    build_text_adapter,
+    check_spec,
+    feature_widths,
+    ilfm_logit_scale,
+    projection,
+    text_adapter_spec,
+)
 
 MODES = ("multiple_choice", "open_ended")
 
 
 class QAHead(TaskHead):
-    def __init__(self, spec: dict[str, Any], width: int, embed_dim: int) -> None:
+    def __init__(
+        self, spec: dict[str, Any], width: int, embed_dim: int, text_adapter: TextAdapter | None = None
+    ) -> None:
         super().__init__(spec)
         self.project = projection(width, embed_dim)
+        self.text_adapter = text_adapter
         if spec["mode"] == "multiple_choice":
             self.log_scale = nn.Parameter(torch.tensor(math.log(float(spec["logit_scale"]))))
         else:
@@ -99,7 +117,7 @@ class QuestionAnswering(Task):
         if spec is None:
             first = data.items[0]
             mode = "multiple_choice" if isinstance(first, QAItem) and first.multiple_choice else "open_ended"
-            spec = {"mode": mode, "logit_scale": ilfm_logit_scale(ilfm)}
+            spec = {"mode": mode, "logit_scale": ilfm_logit_scale(ilfm), **text_adapter_spec(self)}
             if mode == "open_ended":
                 if not data.answers:
                     raise VideoadaptError(f"{data.origin}: open-ended QA needs the answer vocabulary (answers)")
@@ -111,7 +129,7 @@ class QuestionAnswering(Task):
             else:
                 spec["template"] = str(self.option("template", "{question} {candidate}"))
         check_spec(spec, self.name, ("mode", "logit_scale"))
-        return QAHead(spec, width, ilfm.dims.embed_dim)
+        return QAHead(spec, width, ilfm.dims.embed_dim, build_text_adapter(spec, ilfm.dims))
 
     def _logits(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         if head.spec["mode"] == "multiple_choice":
@@ -126,11 +144,11 @@ class QuestionAnswering(Task):
             counts = {len(c) for c in targets["candidates"]}
             if len(counts) != 1:
                 raise VideoadaptError(f"qa: a batch mixes questions with {sorted(counts)} candidates")
-            embeds = text.embeds(pairs).reshape(len(targets["questions"]), counts.pop(), -1)
+            embeds = adapted_text(head, text, pairs).reshape(len(targets["questions"]), counts.pop(), -1)
             return head(features.video, embeds)
         if "candidates" in targets:
             raise VideoadaptError("qa: this head answers open-ended questions but the items are multiple choice")
-        return head(features.video, text.embeds(targets["questions"]))
+        return head(features.video, adapted_text(head, text, targets["questions"]))
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         logits = self._logits(head, features, targets, text)

@@ -29,21 +29,28 @@ from videoadapt.registry import registry
 from videoadapt.tasks.base import (
     CaptionTask,
     TaskHead,
+    TextAdapter,
     TextEncoder,
+    adapted_text,
+    build_text_adapter,
     check_spec,
     feature_widths,
     gather_across_processes,
     ilfm_logit_scale,
     projection,
+    text_adapter_spec,
 )
 
 MAX_SCALE = 100.0
 
 
 class RetrievalHead(TaskHead):
-    def __init__(self, spec: dict[str, Any], width: int, embed_dim: int) -> None:
+    def __init__(
+        self, spec: dict[str, Any], width: int, embed_dim: int, text_adapter: TextAdapter | None = None
+    ) -> None:
         super().__init__(spec)
         self.project = projection(width, embed_dim)
+        self.text_adapter = text_adapter
         log_scale = torch.tensor(math.log(float(spec["logit_scale"])))
         if spec["temperature"] == "learnable":
             self.log_scale = nn.Parameter(log_scale)
@@ -83,13 +90,13 @@ class Retrieval(CaptionTask):
             scale = ilfm_logit_scale(ilfm)
             if temperature not in ("learnable", "ilfm"):
                 scale, temperature = float(temperature), "fixed"
-            spec = {"temperature": temperature, "logit_scale": scale}
+            spec = {"temperature": temperature, "logit_scale": scale, **text_adapter_spec(self)}
         check_spec(spec, self.name, ("temperature", "logit_scale"))
-        return RetrievalHead(spec, width, ilfm.dims.embed_dim)
+        return RetrievalHead(spec, width, ilfm.dims.embed_dim, build_text_adapter(spec, ilfm.dims))
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         video = head(features.video)
-        texts = F.normalize(text.embeds(targets["texts"]).float().to(video.device), dim=-1)
+        texts = F.normalize(adapted_text(head, text, targets["texts"]).float().to(video.device), dim=-1)
         # Under several processes, the negatives are the whole global batch, as in one process.
         video, texts = gather_across_processes(video), gather_across_processes(texts)
         return contrastive_loss(video, texts, head.scale())  # type: ignore[operator]
@@ -98,7 +105,7 @@ class Retrieval(CaptionTask):
         video = head(features.video).cpu()
         out = []
         for row, captions in zip(video, targets["captions"], strict=True):
-            out.append({"video": row, "texts": F.normalize(text.embeds(captions).float(), dim=-1).cpu()})
+            out.append({"video": row, "texts": F.normalize(adapted_text(head, text, captions).float(), dim=-1).cpu()})
         return out
 
     def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:

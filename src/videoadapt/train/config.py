@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
         "frames": 8,  # frames per clip
         "train_sampler": None,  # default uniform:FRAMES:random
         "eval_sampler": None,  # default uniform:FRAMES
+        # run.cache only: the training cache holds this denser clip (e.g. uniform:16) and each step draws the
+        # train sampler's frames from it, keeping temporal jitter; null: train on the eval sampler's frames
+        "cache_sampler": None,
         "train_split": "train",
         "val_split": "val",  # null: no validation (no early stopping; the last weights are kept)
         "skip_bad": False,  # skip and count bad items instead of stopping with an error

@@ -111,9 +111,13 @@ class BatchBuilder:
         cache: Any = None,
         pixels: bool = True,
         skip_bad: bool = False,
+        cache_sampler: Sampler | None = None,
     ) -> None:
         self.data, self.task, self.processor, self.sampler = data, task, processor, sampler
         self.train, self.seed, self.cache, self.pixels, self.skip_bad = train, seed, cache, pixels, skip_bad
+        # Draws the frames of each step from a denser cached clip (indices into its rows), so that a run from the
+        # cache sees the same random temporal jitter as one that decodes video; None: cached rows as they are.
+        self.cache_sampler = cache_sampler
 
     def describe(self, index: int) -> str:
         item = self.data.items[index]
@@ -159,10 +163,40 @@ class BatchBuilder:
         if self.pixels and order:
             video = torch.stack([clips[v] for v in order])
         cached = self.cache.get(order) if self.cache is not None and order else None
+        if cached is not None and self.cache_sampler is not None:
+            first = {}
+            for index in kept:
+                first.setdefault(self.data.items[index].video.video_id, index)
+            cached = self._resample(cached, [first[v] for v in order], epoch)
         items: list[Item] = [self.data.items[i] for i in kept]
         rngs = [item_rng(self.seed + 1, epoch, i) for i in kept] if self.train else None
         targets = self.task.targets(items, self.data, rngs, train=self.train) if items else {}
         return Batch(kept, rows, video, cached, targets, skipped)
+
+    def _resample(self, cached: FrameFeatures, indices: Sequence[int], epoch: int) -> FrameFeatures:
+        """Row ``r`` of ``cached`` keeps the frames that ``cache_sampler`` picks among its ``T`` cached frames, with
+        the random generator of item ``indices[r]`` (the same draw as a decoded clip of that item would get)."""
+        frames = cached.embeds.shape[1]
+        picks = []
+        for index in indices:
+            sampler = (
+                _Seeded(self.cache_sampler, item_rng(self.seed, epoch, index)) if self.train else self.cache_sampler
+            )
+            # The cached frames are evenly spaced, so any frame rate gives the same picks to samplers that count
+            # frames (uniform, dense); time-based samplers make no sense here and are refused by the trainer.
+            picks.append(torch.as_tensor(sampler.indices(frames, 1.0), dtype=torch.long))
+        pick = torch.stack(picks)  # [V, T']
+
+        def take(x: torch.Tensor | None) -> torch.Tensor | None:
+            if x is None:
+                return None
+            index = pick.view(*pick.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
+            return torch.gather(x, 1, index.to(x.device))
+
+        layers = None if cached.layers is None else [take(t) for t in cached.layers]
+        return FrameFeatures(
+            cls=take(cached.cls), patches=take(cached.patches), embeds=take(cached.embeds), layers=layers
+        )
 
 
 class StepDataset(torch.utils.data.Dataset):

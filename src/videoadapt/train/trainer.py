@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from videoadapt.data.records import TaskData
-from videoadapt.data.sampling import sampler_from_spec
+from videoadapt.data.sampling import Dense, UniformSegments, sampler_from_spec
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
@@ -296,17 +296,33 @@ class Trainer:
             )
         self.cache_root = Path(run.cache_dir) if run.cache_dir else self.out / "cache"
         processor = encoder.ilfm.processor
+        cache_spec, cache_sampler = eval_spec, None
+        if self.use_cache and config.data.cache_sampler:
+            if encoder.cache_with_pixels:
+                raise VideoadaptError(
+                    "data.cache_sampler: this head reads pixels beside the cache, and decoded clips cannot follow "
+                    "frames drawn from the cache; leave data.cache_sampler unset"
+                )
+            # Denser cached clips; each step applies the random train sampler to their rows instead of to video.
+            cache_spec, cache_sampler = str(config.data.cache_sampler), sampler_from_spec(train_spec)
+            if not isinstance(cache_sampler, UniformSegments | Dense):
+                raise VideoadaptError(
+                    f"data.cache_sampler: the train sampler {train_spec!r} counts seconds, not frames, so it "
+                    "cannot pick among cached frames; use uniform:N[:random] or dense:N[xS][:random]"
+                )
         self.train_builder = BatchBuilder(
             self.train_data,
             self.task,
             processor,
-            # Cached features were sampled once, deterministically; a random training sampler cannot apply.
-            sampler_from_spec(eval_spec if self.use_cache else train_spec),
+            # Cached features were sampled once, deterministically; a random training sampler cannot apply to
+            # the video (it applies to the cached rows with data.cache_sampler).
+            sampler_from_spec(cache_spec if self.use_cache else train_spec),
             train=True,
             seed=int(run.seed),
-            cache=self._cache(self.train_data, eval_spec) if self.use_cache else None,
+            cache=self._cache(self.train_data, cache_spec) if self.use_cache else None,
             pixels=not self.use_cache or encoder.cache_with_pixels,
             skip_bad=skip_bad,
+            cache_sampler=cache_sampler,
         )
         self.eval_spec = eval_spec
         # Validation features too are extracted now, so that no epoch, and no validation, runs the backbone.
