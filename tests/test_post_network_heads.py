@@ -26,8 +26,10 @@ MOMENT_DETR = {
     "encoder_layers": 2,
     "decoder_layers": 2,
 }
+SPACETIME = {"temporal": "spacetime", "width": 16, "heads": 2, "layers": 1, "grid": 2}
 CASES = {
     "qformer": QFORMER,
+    "spacetime": SPACETIME,
     "qformer-cross-every-2": {**QFORMER, "cross_every": 2, "width": None},
     "moment_detr": MOMENT_DETR,
     "moment_detr-align": {**MOMENT_DETR, "contrastive_align": True, "contrastive_dim": 8, "n_input_proj": 1},
@@ -43,6 +45,8 @@ def queries_for(ilfm, batch: int = B):
 def expected_outputs(name: str, options: dict, ilfm, text) -> dict[str, tuple[int, ...]]:
     if name.startswith("qformer"):
         return {"queries": (B, options["queries"], options["width"] or ilfm.dims.width)}
+    if name == "spacetime":
+        return {"summary": (B, options["width"])}
     q, h, layers = options["queries"], options["hidden"], options["decoder_layers"]
     shapes = {
         "spans": (B, q, 2),
@@ -67,8 +71,8 @@ def test_head_contract(kind, name, text_tower, tmp_path):
     encoder = build_video_encoder(ilfm, "post_network", {"post_network": options}).train()
     assert encoder.cacheable and encoder.head.needs_text == name.startswith("moment_detr")
     video, text = video_for(ilfm), queries_for(ilfm)
-    if name.startswith("qformer"):
-        # Leave the zero start so that gradients reach the Q-Former with non-zero values too.
+    if name.startswith("qformer") or name == "spacetime":
+        # Leave the zero start so that gradients reach the module with non-zero values too.
         torch.nn.init.normal_(encoder.head.temporal.out_proj.weight, std=0.1)
 
     features = encoder(video, text=text)
@@ -102,6 +106,29 @@ def test_head_contract(kind, name, text_tower, tmp_path):
     torch.testing.assert_close(again.video, live.video)
     for key, value in live.outputs.items():
         torch.testing.assert_close(again.outputs[key], value)
+
+
+@pytest.mark.parametrize("kind", ["tiny", "hf"])
+def test_spacetime_starts_as_mean_pooling_and_then_sees_time_order(kind, text_tower):
+    """Zero-initialised output: the video vector is exactly mean pooling at first, so playing the clip backwards
+    changes nothing; once trained (here: perturbed), the space-time attention tells the two orders apart."""
+    ilfm = make_backbone(kind, text_tower)
+    encoder = build_video_encoder(ilfm, "post_network", {"post_network": SPACETIME}).eval()
+    video = video_for(ilfm)
+    with torch.no_grad():
+        features = ilfm.encode_frames(video)
+        start = encoder(cached=features)
+        torch.testing.assert_close(start.video, features.embeds.mean(dim=1))
+        torch.testing.assert_close(encoder(video.flip(1)).video, start.video)
+        torch.nn.init.normal_(encoder.head.temporal.out_proj.weight, std=0.5)
+        forward, backward = encoder(video).video, encoder(video.flip(1)).video
+    assert not torch.allclose(forward, backward, atol=1e-4)
+
+
+def test_spacetime_refuses_a_grid_larger_than_the_patch_grid(text_tower):
+    ilfm = make_backbone("tiny", text_tower)
+    with pytest.raises(VideoadaptError, match="grid must be between 1 and the patch grid"):
+        build_video_encoder(ilfm, "post_network", {"post_network": {**SPACETIME, "grid": 99}})
 
 
 @pytest.mark.parametrize("kind", ["tiny", "hf"])

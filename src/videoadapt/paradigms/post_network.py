@@ -2,7 +2,8 @@
 features makes the video representation. Frame features can therefore come from the feature cache.
 
 Temporal modules: ``mean`` (CLIP4Clip meanP, no parameters), ``transformer`` (CLIP4Clip seqTransf), ``qformer``
-(learnable queries reading all frames' patch tokens, BLIP-2 / Video-LLaMA) and ``moment_detr`` (Moment-DETR's
+(learnable queries reading all frames' patch tokens, BLIP-2 / Video-LLaMA), ``spacetime`` (joint space-time
+attention over pooled patch tokens, ViViT model 1 on frozen tokens) and ``moment_detr`` (Moment-DETR's
 encoder-decoder over clips and query words for temporal grounding; the head then needs the query text).
 """
 
@@ -17,24 +18,27 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, ModelDims, TextFeatures
 from videoadapt.paradigms.base import Paradigm, VideoFeatures, VideoHead
 from videoadapt.registry import registry
-from videoadapt.temporal import MeanPool, MomentDETR, QFormer, TemporalTransformer
+from videoadapt.temporal import MeanPool, MomentDETR, QFormer, SpaceTimeTransformer, TemporalTransformer
 
-TEMPORAL_MODULES = ("mean", "transformer", "qformer", "moment_detr")
+TEMPORAL_MODULES = ("mean", "transformer", "qformer", "spacetime", "moment_detr")
 
 
 def temporal_module(name: str, width: int, dims: ModelDims | None = None, /, **options: Any) -> nn.Module:
-    """A temporal module over features of ``width``. ``qformer`` and ``moment_detr`` also need the backbone's
-    ``dims`` (patch-token width, text-token width); they take the whole FrameFeatures (``takes_features``).
-    The first three are positional-only so that a module may have an option named ``width`` (the Q-Former's)."""
+    """A temporal module over features of ``width``. ``qformer``, ``spacetime`` and ``moment_detr`` also need the
+    backbone's ``dims`` (patch-token width and grid, text-token width); they take the whole FrameFeatures
+    (``takes_features``). The first three are positional-only so that a module may have an option named
+    ``width`` (the Q-Former's, the space-time transformer's)."""
     if name == "mean":
         return MeanPool()
     if name == "transformer":
         return TemporalTransformer(width, **options)
-    if name in ("qformer", "moment_detr"):
+    if name in ("qformer", "spacetime", "moment_detr"):
         if dims is None:
             raise VideoadaptError(f"temporal module {name!r} needs the backbone's dims")
         if name == "qformer":
             return QFormer(width, dims.width, **options)
+        if name == "spacetime":
+            return SpaceTimeTransformer(width, dims.width, dims.patch_grid, **options)
         return MomentDETR(width, dims.text_width, **options)
     raise VideoadaptError(f"unknown temporal module {name!r}; known: {', '.join(TEMPORAL_MODULES)}")
 

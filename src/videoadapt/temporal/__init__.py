@@ -5,6 +5,15 @@ from videoadapt.temporal.moment_detr import MomentDETR
 from videoadapt.temporal.motion import MotionEncoder
 from videoadapt.temporal.pooling import MeanPool
 from videoadapt.temporal.qformer import QFormer
+from videoadapt.temporal.spacetime import SpaceTimeTransformer
 from videoadapt.temporal.transformer import TemporalTransformer
 
-__all__ = ["CrossStreamFusion", "MeanPool", "MomentDETR", "MotionEncoder", "QFormer", "TemporalTransformer"]
+__all__ = [
+    "CrossStreamFusion",
+    "MeanPool",
+    "MomentDETR",
+    "MotionEncoder",
+    "QFormer",
+    "SpaceTimeTransformer",
+    "TemporalTransformer",
+]
