@@ -248,6 +248,11 @@ def test_text_encoder_memoises_a_frozen_tower():
     b = text.embeds(["a blue square", "a red circle"])
     assert text.calls == calls
     torch.testing.assert_close(a.flip(0), b)
+    # The text adapter's input comes from the same pass of the tower: no second call for known texts.
+    pooled = text.pooled_tokens(["a red circle"])
+    assert text.calls == calls and pooled.shape == (1, ilfm.dims.text_width)
+    live = ilfm.encode_text(["a red circle"])
+    torch.testing.assert_close(pooled, live.tokens[:, : int(live.mask.sum())].mean(1))
 
 
 def test_reversal_metrics_score_only_the_pairs_and_the_binary_choice():

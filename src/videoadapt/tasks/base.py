@@ -62,12 +62,7 @@ class TextEncoder:
         texts = list(texts)
         if not self.memoize:
             return self(texts).embeds
-        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
-        if missing:
-            with torch.no_grad():
-                new = self(missing).embeds.float()
-            for text, row in zip(missing, new, strict=True):
-                self._memo[text] = row
+        self._remember(texts)
         return torch.stack([self._memo[t] for t in texts])
 
     def pooled_tokens(self, texts: Sequence[str]) -> torch.Tensor:
@@ -75,21 +70,27 @@ class TextEncoder:
         information that the tower's own pooling and projection drop (they were trained on still images, so
         verbs of motion never mattered to them) is still there. Memoised like :meth:`embeds`."""
         texts = list(texts)
-
-        def pool(batch: list[str]) -> torch.Tensor:
-            features = self(batch)
-            mask = features.mask.to(features.tokens.dtype).unsqueeze(-1)
-            return (features.tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
         if not self.memoize:
-            return pool(texts)
-        missing = list(dict.fromkeys(t for t in texts if t not in self._pooled_memo))
-        if missing:
-            with torch.no_grad():
-                new = pool(missing).float()
-            for text, row in zip(missing, new, strict=True):
-                self._pooled_memo[text] = row
+            return _mean_tokens(self(texts))
+        self._remember(texts)
         return torch.stack([self._pooled_memo[t] for t in texts])
+
+    def _remember(self, texts: list[str]) -> None:
+        # One pass of the tower fills both memos: a text needed once is usually needed by both.
+        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if not missing:
+            return
+        with torch.no_grad():
+            features = self(missing)
+            embeds, pooled = features.embeds.float(), _mean_tokens(features).float()
+        for text, row, mean in zip(missing, embeds, pooled, strict=True):
+            self._memo[text] = row
+            self._pooled_memo[text] = mean
+
+
+def _mean_tokens(features: TextFeatures) -> torch.Tensor:
+    mask = features.mask.to(features.tokens.dtype).unsqueeze(-1)
+    return (features.tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 class TaskHead(nn.Module):
