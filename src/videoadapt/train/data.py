@@ -300,6 +300,20 @@ def _context(start: str) -> Any:
     return context
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours to signal
+    try:  # a zombie (dead, not yet reaped by its parent) still answers signal 0
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 class _Watchdog(threading.Thread):
     """Stops (SIGKILL) a worker that made no progress on a batch for ``timeout`` seconds. DataLoader's own
     ``timeout`` is not used: with it, the main process looks for dead workers only once that timeout has passed
@@ -318,7 +332,8 @@ class _Watchdog(threading.Thread):
             for worker in range(len(self.table)):
                 row = self.table.get(worker)
                 late = row["batch"] >= 0 and now - row["since"] > self.timeout * 1000
-                if late and row["pid"] > 0 and row["pid"] not in self.killed:
+                # A worker that died (a crash) is reported as such by the DataLoader, not as hung.
+                if late and row["pid"] > 0 and row["pid"] not in self.killed and _alive(row["pid"]):
                     self.killed[row["pid"]] = row
                     with contextlib.suppress(OSError):
                         os.kill(row["pid"], signal.SIGKILL)
@@ -390,7 +405,8 @@ class WorkerLoader:
                         batch = next(iterator)
                     except StopIteration:
                         return
-                    except RuntimeError as error:
+                    except (RuntimeError, EOFError, ConnectionError) as error:
+                        # EOF / connection errors: a batch whose sender died before its tensors were fetched.
                         if not is_worker_failure(error):
                             raise
                         self._skip_or_raise(error)
@@ -415,6 +431,12 @@ class WorkerLoader:
         busy = [r for r in rows if r["batch"] >= 0]
         match = re.search(r"pid(?:\(s\))?\s+([\d, ]+)", text)
         pids = {int(p) for p in re.findall(r"\d+", match.group(1))} if match else set()
+        if not pids:  # a lost connection: the worker that is gone (give its death a moment to show)
+            for _ in range(20):
+                pids = {r["pid"] for r in rows if r["pid"] > 0 and not _alive(r["pid"])}
+                if pids:
+                    break
+                time.sleep(0.05)
         culprits = [r for r in busy if r["pid"] in pids] or busy
         hung = [r for r in culprits if r["pid"] in self._killed]
         if hung:
@@ -443,9 +465,12 @@ class WorkerLoader:
 
 
 def is_worker_failure(error: BaseException) -> bool:
-    """Whether ``error`` is a DataLoader's report of a worker that died or timed out."""
+    """Whether ``error`` is a DataLoader's report of a worker that died or timed out, or the lost connection to
+    a worker that died while its batch was on the way."""
+    if isinstance(error, EOFError | ConnectionError):
+        return True
     text = str(error)
-    return "DataLoader worker" in text or "DataLoader timed out" in text
+    return isinstance(error, RuntimeError) and ("DataLoader worker" in text or "DataLoader timed out" in text)
 
 
 def batch_loader(

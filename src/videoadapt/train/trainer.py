@@ -662,7 +662,8 @@ class Trainer:
                     if (checkpoint_every and step % checkpoint_every == 0) or self._checkpoint_due:
                         self._checkpoint_when_good()
                     if stop_at is not None and step >= stop_at:
-                        self.save_checkpoint()
+                        if self._checkpoint_step != step:
+                            self.save_checkpoint()
                         return {"stopped_at": step}
                     if step >= self.total_steps:
                         break
