@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from launch_helpers import check_launch
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.records import TaskData
 from videoadapt.data.sampling import sampler_from_spec
@@ -438,6 +439,39 @@ def test_too_many_nonfinite_steps_in_a_row_stop_and_keep_the_last_good_checkpoin
     found = ckpt.find_checkpoint(tmp_path / "checkpoints" / "last", tmp_path / "checkpoints" / "previous")
     assert found == tmp_path / "checkpoints" / "last" and ckpt.load_checkpoint(found).step == 2
     assert not (tmp_path / "metrics.json").exists()
+
+
+NAN_ON_RANK0 = """
+import math, os, sys
+from videoadapt.train import trainer
+real, calls = trainer.TaskModel.forward, [0]
+def forward(self, batch):  # the 2nd training step's loss is NaN on rank 0 only
+    calls[0] += 1
+    loss = real(self, batch)
+    return loss * math.nan if calls[0] == 2 and os.environ.get("RANK") == "0" else loss
+trainer.TaskModel.forward = forward
+from videoadapt.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_two_processes_agree_on_skipping_a_step_only_one_of_them_saw_fail(tmp_path, cached):
+    """MULTI-PROCESS: under `accelerate launch` with 2 processes, a NaN loss on rank 0 alone makes both skip the
+    step (the flag is all-reduced): the run finishes (no deadlock, no divergence), one skipped step, finite loss."""
+    script = tmp_path / "nan_on_rank0.py"
+    script.write_text(NAN_ON_RANK0)
+    launcher = Path(sys.executable).with_name("accelerate")
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531", str(script)]
+    command += ["train", "--out", str(tmp_path / "run"), *TINY, *CHEAP, *cached, "run.max_steps=4", "run.epochs=2"]
+    command += ["run.clip_grad=null"]  # else the NaN gradient norm alone would tell rank 1
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    check_launch(result, tmp_path / "run" / "metrics.json")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    assert metrics["train"]["nonfinite_steps"] == 1 and math.isfinite(metrics["train"]["final_loss"])
+    assert all(torch.isfinite(t).all() for t in load_tensors(tmp_path / "run" / "model.safetensors").values())
 
 
 def test_max_nonfinite_steps_is_a_config_key():
