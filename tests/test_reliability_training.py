@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -159,6 +160,17 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
     # Nothing half-written is left: only the two kept checkpoints.
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["last", "previous"]
     assert not list(killed.rglob("*.partial"))
+
+
+def test_a_log_row_cut_by_the_kill_is_dropped_on_resume(tmp_path):
+    """The kill can land in the middle of appending a log.csv row: the resumed run keeps only whole rows up to
+    its checkpoint's step, once each."""
+    header = ",".join(trainer_module.LOG_COLUMNS)
+    rows = [f"{s},0,1.5,0.001,10.0,{s}.0" for s in (1, 2, 3)]
+    (tmp_path / "log.csv").write_text("\n".join([header, *rows, "1"]))  # "1" of "12,..."
+    fake = SimpleNamespace(out=tmp_path, position=trainer_module.Position(step=2))
+    trainer_module.Trainer._start_log(fake)
+    assert [r[0] for r in log_rows(tmp_path)] == ["1", "2"]
 
 
 # --- 2. atomic, verified checkpoints ------------------------------------------------------------------------------

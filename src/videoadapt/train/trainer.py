@@ -415,8 +415,17 @@ class Trainer:
         rows = []
         if path.is_file():
             # Rows past the checkpoint were logged by a run that then died; the resumed run logs those steps again.
-            with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= self.position.step]
+            # A kill mid-append can leave a partial last row (even "1" of "12,..."): only whole rows, in order.
+            with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+                for row in csv.DictReader(handle):
+                    if any(not row.get(c) for c in LOG_COLUMNS) or None in row:
+                        continue
+                    try:
+                        step = int(row["step"])
+                    except ValueError:
+                        continue
+                    if step <= self.position.step and (not rows or step > int(rows[-1]["step"])):
+                        rows.append({c: row[c] for c in LOG_COLUMNS})
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
             writer.writeheader()
