@@ -203,7 +203,7 @@ class BatchFailure:
 
 class _WorkerTable:
     """One row per worker in shared memory: its pid, the batch it builds, the item it decodes (-1: none) and
-    since when (ms, wall clock). The main process reads it to name the video a dead or hung worker was on."""
+    since when (ms, monotonic clock). The main process reads it to name the video a dead or hung worker was on."""
 
     FIELDS = 4
 
@@ -225,7 +225,8 @@ class _WorkerTable:
 
 
 def _now_ms() -> int:
-    return int(time.time() * 1000)
+    # CLOCK_MONOTONIC is one clock for every process of the machine, and a suspend does not count as a hang.
+    return int(time.monotonic() * 1000)
 
 
 class StepDataset(torch.utils.data.Dataset):
