@@ -34,6 +34,7 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.loading import load_backbone
 from videoadapt.tasks import build_task
 from videoadapt.train import checkpoint as ckpt
+from videoadapt.train import data as data_module
 from videoadapt.train import trainer as trainer_module
 from videoadapt.train.config import load_config
 from videoadapt.train.data import BatchBuilder, EpochPlan, WorkerLoader
@@ -570,6 +571,22 @@ def test_a_worker_that_crashes_decoding_is_an_error_naming_the_video(disk_world)
     message = str(info.value)
     assert "item 9" in message and str(bad.path) in message and "died" in message and "skip_bad" in message
     assert time.monotonic() - began < 30
+
+
+def test_a_connection_lost_to_a_dead_worker_names_its_video(disk_world):
+    """The race the test above can hit: the worker dies while the batch it had finished is still on its way, and
+    the DataLoader raises a bare EOFError; the dead worker is found in the table all the same."""
+    data = load_task_data(f"synth:{disk_world}", "train", "recognition")
+    loader = WorkerLoader(_builder(data), BATCHES, 0, workers=2)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer exists
+    table = data_module._WorkerTable(loader.context, 2)
+    table.set(0, pid=gone.pid, batch=2, item=9, since=0)
+    table.set(1, pid=os.getpid(), batch=1, item=5, since=0)
+    loader._table = table
+    item, message = loader.explain(EOFError())
+    assert item == 9 and "item 9" in message and str(data.items[9].video.path) in message
+    assert "died (EOFError: its connection closed)" in message
 
 
 def test_a_hung_worker_is_stopped_and_with_skip_bad_its_video_skipped(disk_world):

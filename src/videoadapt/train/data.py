@@ -426,7 +426,8 @@ class WorkerLoader:
 
     def explain(self, error: BaseException) -> tuple[int | None, str]:
         """The item behind a worker failure (None when no worker was decoding) and a message naming its video."""
-        text = str(error).splitlines()[0]
+        # An EOFError has no text: the connection to a worker that died with a batch on the way.
+        text = (str(error).splitlines() or [f"{type(error).__name__}: its connection closed"])[0]
         table = self._table
         rows = [table.get(w) for w in range(len(table))] if table is not None else []
         busy = [r for r in rows if r["batch"] >= 0]
