@@ -17,7 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", help="backbone spec: tiny, tiny-random, hf:ID, DIR, hf-config:NAME")
     parser.add_argument("--data", help="data spec: synth (generated on the fly), synth:DIR, msrvtt:PATH, ...")
     parser.add_argument("--out", required=True, help="run folder (created; must not hold a checkpoint unless --resume)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last good checkpoint (checkpoints/last, else checkpoints/previous)",
+    )
     parser.add_argument("--skip-bad", action="store_true", help="skip and count bad items instead of stopping")
     parser.add_argument("--json", action="store_true", help="print the run's metrics as JSON")
     parser.add_argument(

@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
         "cache": False,  # frozen backbone: extract frame features once, never run the backbone in training
         "cache_dir": None,  # default RUN/cache
         "num_workers": 0,  # DataLoader workers decoding clips
+        "worker_start": "forkserver",  # how workers start: forkserver, fork or spawn (videoadapt.train.data)
+        "worker_timeout": 300,  # seconds a worker may make no progress (a hung decode) before it is stopped; 0: never
+        "max_nonfinite_steps": 5,  # consecutive NaN/inf-loss steps (each skipped) before training stops; 0: never
         "log_every": 10,  # optimizer steps between log.csv rows
         "progress": True,
         "eval_batch_size": None,  # default batch_size
@@ -124,6 +127,10 @@ def check_config(config: Any) -> None:
         raise VideoadaptError("data.frames must be >= 1")
     if run.patience is not None and int(run.patience) < 1:
         raise VideoadaptError("run.patience must be >= 1 (or null)")
+    if int(run.max_nonfinite_steps or 0) < 0 or float(run.worker_timeout or 0) < 0:
+        raise VideoadaptError("run.max_nonfinite_steps and run.worker_timeout must be >= 0")
+    if run.worker_start not in ("forkserver", "fork", "spawn"):
+        raise VideoadaptError(f"run.worker_start must be forkserver, fork or spawn, got {run.worker_start!r}")
 
 
 def to_plain(config: Any) -> dict[str, Any]:

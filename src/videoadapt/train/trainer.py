@@ -18,6 +18,7 @@ Run folder::
     RUN/metrics.json           training summary, validation history, best metrics
     RUN/log.csv                step, epoch, loss, lr, clips_per_s, elapsed_s
     RUN/checkpoints/last/      model.safetensors, optimizer.safetensors, state.json (see train/checkpoint.py)
+    RUN/checkpoints/previous/  the checkpoint before, used when ``last`` is found damaged
     RUN/cache/<split>/         frame features of a frozen backbone (run.cache)
 """
 
@@ -45,7 +46,7 @@ from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.tasks import Task, TaskHead, TextEncoder, build_task, feature_widths
 from videoadapt.train import checkpoint as ckpt
 from videoadapt.train.config import sampler_specs, save_config, to_plain
-from videoadapt.train.data import Batch, BatchBuilder, EpochPlan, batch_loader
+from videoadapt.train.data import Batch, BatchBuilder, EpochPlan, WorkerLoader, batch_loader, is_worker_failure
 from videoadapt.train.schedule import lr_at, schedule_state
 from videoadapt.utils.safe_io import load_json, load_tensors, save_json, save_tensors
 
@@ -262,7 +263,16 @@ class Trainer:
         if int(run.batch_size) % self.world:
             raise VideoadaptError(f"run.batch_size {run.batch_size} must be a multiple of the {self.world} processes")
         self.checkpoint_dir = self.out / "checkpoints" / "last"
+        self.previous_dir = self.out / "checkpoints" / "previous"
+        self._keep_last = True  # False after resuming from ``previous`` because ``last`` was damaged
+        self._checkpoint_step: int | None = None
+        self._checkpoint_due = False
+        self._loader: Any = None
         self.cache_extractions = 0
+        # What metrics.json counts, kept in checkpoints so that a resumed run reports what an uninterrupted one does.
+        self.counters = {"skipped_clips": 0, "nonfinite_steps": 0, "nonfinite_streak": 0}
+        self.window = {"loss": 0.0, "micro": 0}  # finite micro-batch losses since the last log row
+        self.last_loss = math.nan
 
     # --- setup ---
 
@@ -270,11 +280,22 @@ class Trainer:
         from accelerate.utils import set_seed
 
         config, run = self.config, self.config.run
-        found = ckpt.find_checkpoint(self.checkpoint_dir)
-        if found is not None and not self.resume:
+        exists = ckpt.any_checkpoint(self.checkpoint_dir, self.previous_dir)
+        if exists and not self.resume:
             raise VideoadaptError(f"{self.out} already holds a training checkpoint; pass --resume or use a new --out")
-        if self.resume and found is None:
-            raise VideoadaptError(f"{self.out}: no checkpoint to resume from in {self.checkpoint_dir}")
+        if self.resume and not exists:
+            raise VideoadaptError(f"{self.out}: no checkpoint to resume from in {self.checkpoint_dir.parent}")
+        found = None
+        if self.resume:
+            main = self.accelerator.is_main_process
+            warn = (lambda m: print(f"videoadapt train: {m}", file=sys.stderr, flush=True)) if main else None
+            try:
+                # Verified (sizes, checksums) before anything is built: a damaged last checkpoint falls back to the
+                # previous one with a message; none usable is an error naming what is wrong with each.
+                found = ckpt.find_checkpoint(self.checkpoint_dir, self.previous_dir, warn=warn)
+            except ckpt.CheckpointError as error:
+                raise VideoadaptError(f"{self.out}: cannot resume: {error}") from None
+            self._keep_last = found == self.checkpoint_dir
         set_seed(int(run.seed))
         self.task = build_task(str(run.task), **to_plain(config.model.head))
         skip_bad = bool(config.data.skip_bad)
@@ -356,7 +377,11 @@ class Trainer:
         self.best: dict[str, Any] = {"value": None, "step": None, "metrics": None, "bad_evals": 0}
         state = None
         if found is not None:
-            state = ckpt.load_checkpoint(found)
+            try:
+                state = ckpt.load_checkpoint(found, verify=False)
+            except ckpt.CheckpointError as error:
+                raise VideoadaptError(f"{self.out}: cannot resume: {error}") from None
+            self._checkpoint_step = state.step
             self.model.load_trainable_state(state.model)
             extra = state.extra
             saved_total = extra.get("schedule", {}).get("total_steps")
@@ -370,6 +395,9 @@ class Trainer:
             self.position = Position(**extra["position"])
             self.history = list(extra.get("history", []))
             self.best = dict(extra.get("best", self.best))
+            self.counters.update(extra.get("counters", {}))
+            self.window.update(extra.get("window", {}))
+            self.last_loss = float(extra.get("last_loss", math.nan))
         self.ddp_model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if state is not None:
             if state.optimizer is not None:
@@ -405,8 +433,17 @@ class Trainer:
         rows = []
         if path.is_file():
             # Rows past the checkpoint were logged by a run that then died; the resumed run logs those steps again.
-            with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= self.position.step]
+            # A kill mid-append can leave a partial last row (even "1" of "12,..."): only whole rows, in order.
+            with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+                for row in csv.DictReader(handle):
+                    if any(not row.get(c) for c in LOG_COLUMNS) or None in row:
+                        continue
+                    try:
+                        step = int(row["step"])
+                    except ValueError:
+                        continue
+                    if step <= self.position.step and (not rows or step > int(rows[-1]["step"])):
+                        rows.append({c: row[c] for c in LOG_COLUMNS})
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
             writer.writeheader()
@@ -444,9 +481,33 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "world_size": self.world,
+            "counters": dict(self.counters),
+            "window": dict(self.window),
+            "last_loss": self.last_loss,
         }
         optimizer = self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer
-        ckpt.save_checkpoint(self.checkpoint_dir, self.position.step, self.model.trainable_state(), optimizer, extra)
+        began = time.perf_counter()
+        ckpt.save_checkpoint(
+            self.checkpoint_dir,
+            self.position.step,
+            self.model.trainable_state(),
+            optimizer,
+            extra,
+            previous=self.previous_dir,
+            keep_last=self._keep_last,
+        )
+        self.checkpoint_seconds = getattr(self, "checkpoint_seconds", 0.0) + time.perf_counter() - began
+        self._keep_last = True
+        self._checkpoint_step = self.position.step
+
+    def _checkpoint_when_good(self) -> None:
+        """Checkpoint now, or, during a run of non-finite steps, at the next good step: the last checkpoint then
+        always holds a state from before the trouble."""
+        if self.counters["nonfinite_streak"]:
+            self._checkpoint_due = True
+        else:
+            self.save_checkpoint()
+            self._checkpoint_due = False
 
     def save_weights(self) -> None:
         if self.accelerator.is_main_process:
@@ -500,7 +561,10 @@ class Trainer:
                         f"; checkpoint {self.checkpoint_dir} holds step {self.position.step}, continue with --resume"
                     )
             where = f"epoch {self.position.epoch}, batch {self.position.batch}"
-            message = f"training stopped at step {self.position.step} ({where}): {error}{saved}"
+            reason = str(error)
+            if is_worker_failure(error) and isinstance(self._loader, WorkerLoader):
+                reason = self._loader.explain(error)[1]  # torch's message names a pid; this names the video
+            message = f"training stopped at step {self.position.step} ({where}): {reason}{saved}"
             if isinstance(error, KeyboardInterrupt):
                 print(f"videoadapt train: {message}", file=sys.stderr)
                 raise
@@ -515,28 +579,30 @@ class Trainer:
         batches_per_epoch = self.steps_per_epoch * accum
         self.ddp_model.train()
         start = time.perf_counter()
-        window = {"loss": 0.0, "micro": 0, "clips": 0, "t": start}
-        last_loss = math.nan
+        rate = {"clips": 0, "t": start}  # clips/s since the last log row (wall clock: not checkpointed)
         clips_total = 0
         stopped_early = False
-        skipped = 0
+        max_bad = int(run.max_nonfinite_steps or 0)
+        step_losses: list[float] = []  # the micro-batches of the optimizer step in progress
+        step_skipped = 0
         progress = make_progress(disable=not (bool(run.progress) and accelerator.is_main_process))
-        checkpoint_seconds = 0.0  # inside `seconds`; reported apart, since it is disk I/O and not training
-
-        def checkpoint() -> None:
-            nonlocal checkpoint_seconds
-            began = time.perf_counter()
-            self.save_checkpoint()
-            checkpoint_seconds += time.perf_counter() - began
-
+        self.checkpoint_seconds = 0.0  # inside `seconds`; reported apart, since it is disk I/O and not training
         with progress:
             bar = progress.add_task(f"train {run.task}", total=self.total_steps, completed=self.position.step, info="")
             while self.position.step < self.total_steps and not stopped_early:
                 epoch, first = self.position.epoch, self.position.batch
                 batches = [self.plan.batch(epoch, k, self.rank, self.world) for k in range(first, batches_per_epoch)]
-                loader = batch_loader(self.train_builder, batches, epoch, int(run.num_workers))
+                loader = batch_loader(
+                    self.train_builder,
+                    batches,
+                    epoch,
+                    int(run.num_workers),
+                    float(run.worker_timeout or 0),
+                    str(run.worker_start),
+                )
+                self._loader = loader
                 for k, batch in enumerate(loader, start=first):
-                    skipped += len(batch.skipped)
+                    step_skipped += len(batch.skipped)
                     batch = batch.to(accelerator.device)
                     boundary = (k + 1) % accum == 0
                     sync = (
@@ -544,13 +610,19 @@ class Trainer:
                     )
                     with sync, accelerator.autocast():
                         loss = self.ddp_model(batch)
+                        # Backward even for a non-finite loss: under DDP every process must join the gradient
+                        # all-reduce of every step; the step is dropped below.
                         accelerator.backward(loss / accum)
-                    window["loss"] += float(loss.detach())
-                    window["micro"] += 1
-                    window["clips"] += len(batch) * self.world
+                    step_losses.append(float(loss.detach()))
+                    rate["clips"] += len(batch) * self.world
                     clips_total += len(batch) * self.world
                     if not boundary:
                         continue
+                    bad = not all(math.isfinite(v) for v in step_losses)
+                    if self.world > 1:
+                        # Every process must take the same decision, or their optimizers (and DDP) diverge.
+                        flag = torch.tensor(float(bad), device=accelerator.device)
+                        bad = float(accelerator.reduce(flag, "sum")) > 0
                     lr = lr_at(
                         self.position.step,
                         float(run.lr),
@@ -560,39 +632,68 @@ class Trainer:
                     )
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    if run.clip_grad:
-                        accelerator.clip_grad_norm_(self.model.parameters(), float(run.clip_grad))
-                    self.optimizer.step()
+                    if run.clip_grad and not bad:
+                        norm = accelerator.clip_grad_norm_(self.model.parameters(), float(run.clip_grad))
+                        # A finite loss can still overflow in backward; DDP averaged the gradients, so every
+                        # process sees the same norm.
+                        bad = norm is not None and not math.isfinite(float(norm))
+                    if not bad:
+                        self.optimizer.step()
+                    # A skipped step leaves weights and optimizer state as they were; its gradients are dropped.
                     self.optimizer.zero_grad(set_to_none=True)
                     self.position = Position(self.position.step + 1, epoch, k + 1)
                     step = self.position.step
+                    self.counters["skipped_clips"] += step_skipped
+                    if bad:
+                        self.counters["nonfinite_steps"] += 1
+                        self.counters["nonfinite_streak"] += 1
+                    else:
+                        self.counters["nonfinite_streak"] = 0
+                        self.window["loss"] += sum(step_losses)
+                        self.window["micro"] += len(step_losses)
+                    step_losses, step_skipped = [], 0
                     self._step_rng = ckpt.capture_rng()  # ~0.2 ms; what an error checkpoint records
                     if step % log_every == 0 or step == self.total_steps:
                         now = time.perf_counter()
-                        loss_value = window["loss"] / max(1, window["micro"])
+                        loss_value = self.window["loss"] / self.window["micro"] if self.window["micro"] else math.nan
                         if self.world > 1:
                             loss_value = float(
                                 accelerator.reduce(torch.tensor(loss_value, device=accelerator.device), "mean")
                             )
-                        rate = window["clips"] / max(now - window["t"], 1e-9)
-                        last_loss = loss_value
+                        clips_per_s = rate["clips"] / max(now - rate["t"], 1e-9)
+                        self.last_loss = loss_value
                         self._log(
                             {
                                 "step": step,
                                 "epoch": epoch,
                                 "loss": f"{loss_value:.6f}",
                                 "lr": f"{lr:.6g}",
-                                "clips_per_s": f"{rate:.2f}",
+                                "clips_per_s": f"{clips_per_s:.2f}",
                                 "elapsed_s": f"{now - start:.2f}",
                             }
                         )
-                        progress.update(bar, info=f"loss {loss_value:.4f} · {rate:.1f} clips/s")
-                        window = {"loss": 0.0, "micro": 0, "clips": 0, "t": now}
+                        progress.update(bar, info=f"loss {loss_value:.4f} · {clips_per_s:.1f} clips/s")
+                        self.window = {"loss": 0.0, "micro": 0}
+                        rate = {"clips": 0, "t": now}
                     progress.update(bar, completed=step)
-                    if checkpoint_every and step % checkpoint_every == 0:
-                        checkpoint()
+                    streak = self.counters["nonfinite_streak"]
+                    if max_bad and streak >= max_bad:
+                        kept = (
+                            f"{self.checkpoint_dir} holds step {self._checkpoint_step}, the last good state"
+                            if self._checkpoint_step is not None
+                            else "no checkpoint was written before"
+                        )
+                        raise TrainingInterrupted(
+                            f"training stopped at step {step}: the loss was not finite (NaN or inf) for {streak} "
+                            f"consecutive steps (run.max_nonfinite_steps={max_bad}); those steps were skipped "
+                            f"without updating the weights. {kept}; lower run.lr, set run.clip_grad or check the "
+                            "data, then continue with --resume"
+                        )
+                    if (checkpoint_every and step % checkpoint_every == 0) or self._checkpoint_due:
+                        self._checkpoint_when_good()
                     if stop_at is not None and step >= stop_at:
-                        checkpoint()
+                        if self._checkpoint_step != step:
+                            self.save_checkpoint()
                         return {"stopped_at": step}
                     if step >= self.total_steps:
                         break
@@ -607,7 +708,10 @@ class Trainer:
                         self.ddp_model.train()
                     if finished_epoch:
                         self.position = Position(self.position.step, epoch + 1, 0)
-                    checkpoint()
+                    self._checkpoint_when_good()
+            if self._checkpoint_due:
+                self.save_checkpoint()  # the run is over: its final state, even in a run of skipped steps
+        self._loader = None
         seconds = time.perf_counter() - start
         if self.val_data is None:
             self.save_weights()
@@ -621,11 +725,12 @@ class Trainer:
             "world_size": self.world,
             "trainable_parameters": sum(p.numel() for _, p in self.model.trainable_parameters()),
             "train": {
-                "final_loss": last_loss,
+                "final_loss": self.last_loss,
                 "seconds": seconds,
-                "checkpoint_seconds": checkpoint_seconds,
+                "checkpoint_seconds": self.checkpoint_seconds,
                 "clips_per_s": clips_total / max(seconds, 1e-9),
-                "skipped_clips": skipped,
+                "skipped_clips": self.counters["skipped_clips"],
+                "nonfinite_steps": self.counters["nonfinite_steps"],
                 "skipped_items": self.train_data.extra.get("skipped_by_task", {}).get("count", 0),
             },
             "cache": {"used": self.use_cache, "videos_encoded": self.cache_extractions},

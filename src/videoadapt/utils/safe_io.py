@@ -5,6 +5,7 @@ Pickles execute code when loaded, so they are refused with a message instead of 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -14,9 +15,39 @@ import torch
 
 from videoadapt.errors import InputFileError
 
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+
+def file_record(data: bytes) -> dict[str, Any]:
+    """What a checkpoint records of each of its files, to detect truncation and damage on load."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Make the renames inside ``path`` durable (a crash after a rename otherwise may forget it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # not possible on every platform or file system; the rename itself stays atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> dict[str, Any]:
+    """Write ``data`` to ``path`` through a temporary file, an fsync and a rename: readers (and a run killed at
+    any moment) never see half a file. Returns :func:`file_record` of ``data``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -25,10 +56,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     partial.replace(path)
+    fsync_directory(path.parent)
+    return file_record(data)
 
 
-def save_json(path: str | Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+def save_json(path: str | Path, data: Any) -> dict[str, Any]:
+    return atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
 def load_json(path: str | Path) -> Any:
@@ -41,11 +74,30 @@ def load_json(path: str | Path) -> Any:
         raise InputFileError(path, f"not valid UTF-8 JSON ({error})") from None
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
     from safetensors.torch import save
 
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, save(contiguous, metadata=metadata))
+    return atomic_write_bytes(path, save(contiguous, metadata=metadata))
+
+
+def looks_pickled(path: str | Path) -> bool:
+    """Whether ``path`` starts like a pickle or a ``torch.save`` zip. Only meaningful for a file that is not valid
+    safetensors: a safetensors header length can begin with the same bytes as a pickle."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
+PICKLE_REFUSAL = (
+    "this is a pickled (torch.save) checkpoint; videoadapt only loads safetensors, because "
+    "unpickling can run arbitrary code. Convert it with safetensors.torch.save_file on a trusted machine."
+)
 
 
 def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -59,16 +111,7 @@ def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tenso
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError) as error:
-        # Only a file that is not valid safetensors is examined further: a safetensors header length can begin
-        # with the same byte as a pickle.
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-        if head.startswith(b"PK\x03\x04") or (
-            head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
-        ):
-            raise InputFileError(
-                path,
-                "this is a pickled (torch.save) checkpoint; videoadapt only loads safetensors, because "
-                "unpickling can run arbitrary code. Convert it with safetensors.torch.save_file on a trusted machine.",
-            ) from None
+        # Only a file that is not valid safetensors is examined further (see looks_pickled).
+        if looks_pickled(path):
+            raise InputFileError(path, PICKLE_REFUSAL) from None
         raise InputFileError(path, f"not a valid safetensors file ({error})") from None
