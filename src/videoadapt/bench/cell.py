@@ -11,7 +11,9 @@ while training or scoring; recorded, reported, and retried by the next run).
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
 import time
 import traceback
@@ -22,6 +24,7 @@ from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.utils.safe_io import load_json, save_json
 
 CELL, RESULT, DONE, RUN, LOG = "cell.json", "result.json", "done", "run", "cell.log"
+RANK = int(os.environ.get("RANK", "0"))  # set by `accelerate launch` / torchrun in each process
 
 
 def config_for(spec: dict[str, Any]) -> Any:
@@ -135,6 +138,7 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
     cell, budget = spec["cell"], spec["budget"]
     result: dict[str, Any] = {"cell": cell, "status": "ok", "reason": "", "started": time.time()}
     phase = "config"
+    trainer = None
     try:
         config = config_for(spec)
         phase = "data"
@@ -147,7 +151,10 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
         config.run.cache_dir = str(Path(spec["cache_dir"]) / ("all_layers" if layers else "last_layer"))
         device = "cuda" if torch.cuda.is_available() and spec.get("device") != "cpu" else "cpu"
         memory = PeakMemory(device)
+        accelerator = None
         if cell["arm"] == ZERO_SHOT:
+            if RANK != 0:
+                return result  # under a multi-process launch one process scores the untrained model
             # Nothing trains: the head built on the training split's vocabulary, scored as it is.
             from videoadapt.tasks import build_task
             from videoadapt.train.config import to_plain
@@ -184,6 +191,7 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                 return _finish(directory, result)
             peak, measure = memory.stop()
             model = trainer.model
+            accelerator = trainer.accelerator if trainer.world > 1 else None
             if budget["validate"] and (directory / RUN / WEIGHTS).is_file():
                 model.load_trainable_state(load_tensors(directory / RUN / WEIGHTS))
             trained = _trainable(model)
@@ -195,7 +203,8 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             result["cache_videos_encoded"] = trainer.cache_extractions
         phase = "test"
         began = time.perf_counter()
-        test_data = check_items(model.task, load_split(config, "test"), bool(config.data.skip_bad))
+        test_split = str(spec.get("test_split", "test"))
+        test_data = check_items(model.task, load_split(config, test_split), bool(config.data.skip_bad))
         _, eval_spec = sampler_specs(config)
         cache = None
         if use_cache:
@@ -203,21 +212,23 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                 model.encoder.ilfm,
                 test_data,
                 eval_spec,
-                Path(config.run.cache_dir) / "test",
+                Path(config.run.cache_dir) / test_split,
                 all_layers=model.encoder.head.needs_layers,
+                accelerator=accelerator,
                 skip_bad=bool(config.data.skip_bad),
             )
         metrics = evaluate_data(
             model,
             test_data,
             eval_spec,
-            None,
+            accelerator,
             int(budget["eval_batch_size"]),
             cache=cache,
             skip_bad=bool(config.data.skip_bad),
         )
         result.update(
             metrics=metrics,
+            test_split=test_split,
             test_items=len(test_data),
             eval_s=time.perf_counter() - began,
             trainable_parameters=trained,
@@ -237,10 +248,25 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             last = str(error).strip().splitlines()
             result.update(status="failed", reason=f"{phase}: {type(error).__name__}: {last[0] if last else ''}")
             result["traceback"] = traceback.format_exc()[-4000:]
+    finally:
+        if trainer is not None and trainer.world > 1:
+            _teardown(trainer)
     return _finish(directory, result)
 
 
+def _teardown(trainer: Any) -> None:
+    """As ``videoadapt.train.trainer.train`` ends a multi-process run: every rank done, the DDP wrapper freed,
+    then the process group (left to destructors, a finished rank can abort at exit)."""
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.free_memory()
+    trainer.ddp_model = None
+    gc.collect()
+    trainer.accelerator.end_training()
+
+
 def _finish(directory: Path, result: dict[str, Any]) -> dict[str, Any]:
+    if RANK != 0:
+        return result  # under a multi-process launch, process 0 writes the result
     result["finished"] = time.time()
     save_json(directory / RESULT, result)
     if result["status"] != "failed":

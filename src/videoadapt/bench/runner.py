@@ -76,6 +76,8 @@ def run_bench(
     precision: str = "no",
     skip_bad: bool = False,
     max_cells: int | None = None,
+    test_split: str = "test",
+    launcher: list[str] | None = None,
     progress: bool = True,
     on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
@@ -101,6 +103,7 @@ def run_bench(
         "data": {name: d for name, d in bound.items() if d is not None},
         "baselines": baselines,
         "precision": precision,
+        "test_split": test_split,
     }
     _check_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,9 +134,10 @@ def run_bench(
                 "cache_dir": str(out / "cache" / slug(cell.table) / slug(cell.backbone)),
                 "device": device,
                 "precision": precision,
+                "test_split": test_split,
             }
             save_json(folder / cell_module.CELL, spec)
-            result = _run_one(folder, isolate)
+            result = _run_one(folder, isolate, launcher)
             ran.append(cell.key)
             if on_cell is not None:
                 on_cell(cell, result)
@@ -146,25 +150,64 @@ def run_bench(
     return summary
 
 
-def _run_one(folder: Path, isolate: bool) -> dict[str, Any]:
-    if not isolate:
+# Imported once by the fork server, so that a cell's process starts without importing torch and transformers
+# again (seconds each on a busy 2-core machine). Importing runs no parallel region, so forking after it is safe.
+PRELOAD = ["videoadapt.bench._preload"]
+_CONTEXT: Any = None
+
+
+def _fork_context() -> Any:
+    global _CONTEXT
+    if _CONTEXT is None:
+        import multiprocessing
+
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(PRELOAD)
+    return _CONTEXT
+
+
+def _cell_process(folder: str) -> None:
+    """A cell's own process (forked from the fork server): output to cell.log, then the cell."""
+    log = os.open(os.path.join(folder, cell_module.LOG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    cell_module.run_cell(folder)
+
+
+def _run_one(folder: Path, isolate: bool, launcher: list[str] | None = None) -> dict[str, Any]:
+    if not isolate and not launcher:
         return cell_module.run_cell(folder)
-    with open(folder / cell_module.LOG, "w") as log:
-        done = subprocess.run(
-            [sys.executable, "-m", "videoadapt.bench.cell", str(folder)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    if done.returncode == 0 and (folder / cell_module.RESULT).is_file():
+    if launcher:
+        # A launcher (``accelerate launch --multi_gpu --num_processes 8``) runs the cell's training on several
+        # processes or GPUs; process 0 writes the result.
+        with open(folder / cell_module.LOG, "w") as log:
+            code = subprocess.run(
+                [*launcher, "-m", "videoadapt.bench.cell", str(folder)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            ).returncode
+    else:
+        process = _fork_context().Process(target=_cell_process, args=(str(folder),))
+        process.start()
+        try:
+            process.join()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.join()
+            raise
+        code = process.exitcode
+    if code == 0 and (folder / cell_module.RESULT).is_file():
         return load_json(folder / cell_module.RESULT)
-    if done.returncode < 0 and -done.returncode == 2:  # SIGINT: the user stopped the bench
+    if code is not None and code < 0 and -code == 2:  # SIGINT: the user stopped the bench
         raise KeyboardInterrupt
     tail = (folder / cell_module.LOG).read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
     result = {
         "cell": load_json(folder / cell_module.CELL)["cell"],
         "status": "failed",
-        "reason": f"cell process exited with {done.returncode}: {tail[0][:300]}",
+        "reason": f"cell process exited with {code}: {tail[0][:300]}",
     }
     save_json(folder / cell_module.RESULT, result)
     return result

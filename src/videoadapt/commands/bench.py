@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -48,6 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", action="store_true", help="train on CPU even where a GPU is present")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in every cell")
     parser.add_argument("--skip-bad", action="store_true", help="skip and count bad items instead of stopping")
+    parser.add_argument(
+        "--test-split", default="test", help="split every cell is scored on (default test; Kinetics-400: val)"
+    )
+    parser.add_argument(
+        "--launcher",
+        metavar="CMD",
+        help="run each cell through this launcher, e.g. 'accelerate launch --multi_gpu --num_processes 8'",
+    )
     parser.add_argument("--max-cells", type=int, help="run at most this many unfinished cells, then report")
     parser.add_argument("--list", action="store_true", help="print the matrix (tables, arms, cells) and exit")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -122,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         precision="bf16" if args.bf16 else "no",
         skip_bad=args.skip_bad,
         max_cells=args.max_cells,
+        test_split=args.test_split,
+        launcher=shlex.split(args.launcher) if args.launcher else None,
         progress=not args.json,
     )
     if args.json:
