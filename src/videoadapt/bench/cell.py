@@ -71,17 +71,9 @@ def video_head_description(encoder: Any) -> str:
     return f"{name}({type(inner).__name__})" if inner is not None else name
 
 
-def needs_layers(spec: dict[str, Any], ilfm: Any) -> bool:
-    """Whether the composition's head reads every block's tokens (its features cache with all layers)."""
-    from videoadapt.paradigms import paradigm_class
-
-    cell = spec["cell"]
-    options = {cell["paradigm"]: cell["options"]} if cell["options"] else {}
-    for name in cell["paradigm"].split("+"):
-        head = paradigm_class(name)(**options.get(name, {})).head(ilfm)
-        if head is not None and getattr(head, "needs_layers", False):
-            return True
-    return False
+def cache_folder(root: str | Path, needs_layers: bool) -> Path:
+    """Frozen cells of a table share features: one folder for heads that read every layer, one for the rest."""
+    return Path(root) / ("all_layers" if needs_layers else "last_layer")
 
 
 def gflops_per_view(model: Any, frames: int) -> float | None:
@@ -147,8 +139,6 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
         phase = "backbone"
         ilfm = load_backbone(cell["backbone"])
         phase = "build"
-        layers = needs_layers(spec, ilfm)
-        config.run.cache_dir = str(Path(spec["cache_dir"]) / ("all_layers" if layers else "last_layer"))
         device = "cuda" if torch.cuda.is_available() and spec.get("device") != "cpu" else "cpu"
         memory = PeakMemory(device)
         accelerator = None
@@ -177,6 +167,11 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                     super().setup()
                     self.setup_seconds = time.perf_counter() - began
                     memory.start()
+
+                def _cache(self, data: Any, sampler: str) -> Any:
+                    # The model is built by now: pick the shared folder that matches what its head reads.
+                    self.cache_root = cache_folder(spec["cache_dir"], self.model.encoder.head.needs_layers)
+                    return super()._cache(data, sampler)
 
             trainer = MeasuredTrainer(config, directory / RUN, ilfm=ilfm)
             try:
@@ -212,7 +207,7 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                 model.encoder.ilfm,
                 test_data,
                 eval_spec,
-                Path(config.run.cache_dir) / test_split,
+                cache_folder(spec["cache_dir"], model.encoder.head.needs_layers) / test_split,
                 all_layers=model.encoder.head.needs_layers,
                 accelerator=accelerator,
                 skip_bad=bool(config.data.skip_bad),
