@@ -141,10 +141,11 @@ def _fmt(values: list[float], digits: int = 1) -> str:
 
 
 def test_micro_bench_resumes_and_its_report_csv_and_plots_agree(tmp_path):
-    """MICRO BENCH (about 40 s): 2 paradigms x 2 tasks + baselines, interrupted after 3 cells then continued."""
+    """MICRO BENCH (about 20 s of CPU): 2 paradigms x 2 tasks + baselines, interrupted after 3 cells then continued."""
     out = tmp_path / "bench"
     preset = PRESETS["micro"]
-    kwargs = dict(paradigms=["post_network", "lora"], isolate=False, progress=False)
+    # A tiny random HF CLIP: no MiniLM to load per cell (the shipped TinyCLIP runs the same code in `make demo`).
+    kwargs = dict(paradigms=["post_network", "lora"], backbone="hf-config:clip-tiny", isolate=False, progress=False)
     first = run_bench(out, preset, max_cells=3, **kwargs)
     assert len(first["ran"]) == 3 and not first["complete"]
     finished = {key: (out / "cells" / key / cell_module.RESULT).read_bytes() for key in first["ran"]}
@@ -284,7 +285,12 @@ def test_real_data_recipe_on_kinetics_and_msrvtt_fixtures(tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["bench", "--preset", "micro", "--out", str(out), "--backbone", "hf-config:clip-tiny"]
     argv += ["--tables", "recognition,retrieval", "--paradigms", "post_network", "--in-process"]
-    argv += ["--data", f"recognition=kinetics:{FIXTURES / 'kinetics'}", "--data", f"retrieval=msrvtt:{FIXTURES / 'msrvtt'}"]
+    argv += [
+        "--data",
+        f"recognition=kinetics:{FIXTURES / 'kinetics'}",
+        "--data",
+        f"retrieval=msrvtt:{FIXTURES / 'msrvtt'}",
+    ]
     argv += ["--data-option", f"recognition.video_dir={clips}", "--data-option", f"retrieval.video_dir={ASL}"]
     argv += ["--test-split", "val", "--steps", "1", "--batch-size", "2", "--json"]
     assert main(argv) == 0

@@ -78,13 +78,13 @@ def cache_folder(root: str | Path, needs_layers: bool) -> Path:
 
 def gflops_per_view(model: Any, frames: int) -> float | None:
     """GFLOPs (fvcore convention) of the video path on one view of ``frames`` frames; None if it cannot run alone
-    (a head that needs a text query or extra inputs)."""
+    (a head that needs a text query, or inputs beyond the video)."""
     import torch
 
     from videoadapt.bench.cost import count_flops
 
     encoder = model.encoder
-    if encoder.head.needs_text or encoder.head.extra_inputs:
+    if encoder.head.needs_text:
         return None
     size = encoder.ilfm.processor.image_size
     parameter = next(encoder.parameters())

@@ -115,7 +115,7 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick",
         ("recognition", "retrieval", "qa-mc"),
-        Budget(steps=8, batch_size=8, frames=4, videos=240, size=64, source_frames=8),
+        Budget(steps=16, batch_size=8, frames=4, videos=240, size=64, source_frames=8),
         description="every paradigm on recognition, retrieval and multiple-choice QA; ~10 minutes on 2 CPU cores",
     ),
     "full": Preset(

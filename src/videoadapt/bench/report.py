@@ -143,8 +143,8 @@ def describe(cell: Cell) -> str:
     from videoadapt.bench.matrix import composition
 
     if cell.arm == ZERO_SHOT:
-        head = json.dumps(cell.head, sort_keys=True) if cell.head else "default"
-        return f"nothing trains: frozen ILFM, mean of frame embeddings, untrained head {head}"
+        head = f" {json.dumps(cell.head, sort_keys=True)}" if cell.head else ""
+        return f"nothing trains: frozen ILFM, mean of frame embeddings, untrained head{head}"
     if cell.arm == RANDOM_INIT:
         return f"{composition(cell)} on {cell.backbone}"
     return composition(cell)
