@@ -303,3 +303,23 @@ def test_real_data_recipe_on_kinetics_and_msrvtt_fixtures(tmp_path, capsys):
     settings = json.loads((out / "bench.json").read_text())
     assert settings["data"]["retrieval"]["source"].startswith("msrvtt:")
     assert re.search(r"data kinetics:.*msrvtt:", (out / "report.md").read_text())
+
+
+def test_cells_run_under_accelerate_launch(tmp_path):
+    """MULTI-PROCESS (about 20 s): --launcher runs a cell's training on two processes (CPU, gloo); process 0
+    writes the result, evaluation is split and gathered."""
+    import sys
+
+    launcher = Path(sys.executable).with_name("accelerate")
+    assert launcher.exists(), f"no accelerate launcher next to {sys.executable}"
+    command = f"{launcher} launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no"
+    command += " --dynamo_backend no --main_process_port 29541"
+    out = tmp_path / "bench"
+    argv = ["bench", "--preset", "micro", "--out", str(out), "--backbone", "hf-config:clip-tiny", "--no-baselines"]
+    argv += ["--tables", "recognition", "--paradigms", "post_network", "--launcher", command]
+    assert main(argv) == 0
+    folder = out / "cells" / "recognition" / "post_network" / "seed0"
+    result = json.loads((folder / cell_module.RESULT).read_text())
+    assert result["status"] == "ok", (folder / cell_module.LOG).read_text()[-2000:]
+    assert json.loads((folder / "run" / "metrics.json").read_text())["world_size"] == 2
+    assert result["test_items"] == 4 and "top1" in result["metrics"]
