@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,35 +39,13 @@ PARADIGM_ORDER = [
 ]
 
 
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
-
-
-def reset_peak_rss() -> bool:
-    """Make the kernel's peak-RSS counter start again from the current size (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def measure(args: argparse.Namespace, entry: str) -> dict:
     """One entry (``paradigm:NAME`` or ``preset:NAME``), measured in this process."""
     import torch
     from torch import nn
 
     from videoadapt.bench.cost import count_flops, count_parameters
+    from videoadapt.bench.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
     from videoadapt.foundation import load_backbone
     from videoadapt.paradigms import build_video_encoder, load_paradigms
     from videoadapt.registry import registry

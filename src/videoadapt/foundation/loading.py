@@ -7,6 +7,8 @@
 ``hf:ID``              a CLIP/SigLIP/SigLIP2 checkpoint from the hub or the local hub cache
 ``DIR``                a local directory holding a transformers CLIP/SigLIP checkpoint or a TinyCLIP one
 ``hf-config:NAME``     a published architecture with random weights: clip-vit-b16, clip-vit-b32, ...
+``random:SPEC``        backbone SPEC with its image tower re-initialised at random (text side kept): the same
+                       architecture without image-language pretraining, the bench's "random init" baseline
 =====================  =====================================================================================
 """
 
@@ -14,16 +16,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 
-SPEC_FORMS = ("tiny", "tiny:DIR", "tiny-random", "hf:ID", "DIR", "hf-config:NAME")
+SPEC_FORMS = ("tiny", "tiny:DIR", "tiny-random", "hf:ID", "DIR", "hf-config:NAME", "random:SPEC")
+RANDOM_PREFIX = "random:"
 
 
 def load_backbone(spec: str) -> ImageLanguageModel:
     from videoadapt.foundation import hf
     from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
 
+    if spec.startswith(RANDOM_PREFIX):
+        inner = spec.removeprefix(RANDOM_PREFIX)
+        if not inner:
+            raise VideoadaptError("random:SPEC needs a backbone spec, e.g. random:tiny")
+        model = load_backbone(inner)
+        randomize_vision(model)
+        model.name = spec
+        return model
     if spec == "tiny":
         return tiny_checkpoint.load(tiny_checkpoint.shipped_directory())
     if spec == "tiny-random":
@@ -47,3 +61,27 @@ def load_backbone(spec: str) -> ImageLanguageModel:
     raise VideoadaptError(
         f"unknown backbone {spec!r}; use one of: {', '.join(SPEC_FORMS)} (architectures: {architectures})"
     )
+
+
+def randomize_vision(model: ImageLanguageModel, seed: int = 0) -> None:
+    """Re-initialise every weight of ``model``'s image tower in place (seeded): each submodule with a
+    ``reset_parameters`` gets its own default initialisation (Linear, Conv, LayerNorm, Embedding); parameters
+    that no such module owns (class tokens, position embeddings held as bare tensors) are drawn from N(0, 0.02),
+    as ViTs initialise them. The text side keeps its pretrained weights."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        done: set[int] = set()
+        with torch.no_grad():
+            for top in model.vision_modules():
+                for module in top.modules():
+                    reset = getattr(module, "reset_parameters", None)
+                    if callable(reset):
+                        reset()
+                        done.update(id(p) for p in module.parameters(recurse=False))
+                for parameter in top.parameters():
+                    if id(parameter) not in done:
+                        nn.init.normal_(parameter, std=0.02)
+                        done.add(id(parameter))
+    finally:
+        torch.random.set_rng_state(generator_state)

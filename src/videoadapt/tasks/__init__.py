@@ -11,7 +11,7 @@ import pkgutil
 from typing import Any
 
 from videoadapt.registry import registry
-from videoadapt.tasks.base import Task, TaskHead, TextEncoder, feature_widths
+from videoadapt.tasks.base import SurveyTable, Task, TaskHead, TextEncoder, feature_widths
 
 _INFRASTRUCTURE = {"base"}
 
@@ -37,4 +37,14 @@ def build_task(name: str, **options: Any) -> Task:
     return task_class(name)(**options)
 
 
-__all__ = ["Task", "TaskHead", "TextEncoder", "build_task", "feature_widths", "load_tasks", "task_class", "task_names"]
+__all__ = [
+    "SurveyTable",
+    "Task",
+    "TaskHead",
+    "TextEncoder",
+    "build_task",
+    "feature_widths",
+    "load_tasks",
+    "task_class",
+    "task_names",
+]

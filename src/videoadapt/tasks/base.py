@@ -16,6 +16,7 @@ per-item predictions, and finally with metrics. Its trainable part is a :class:`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -102,11 +103,37 @@ class TaskHead(nn.Module):
         self.spec = spec
 
 
+@dataclass(frozen=True)
+class SurveyTable:
+    """How ``videoadapt bench`` reports a task: one table in the survey's own columns.
+
+    ``name`` is the table's (and the bench cell folder's) name; ``data`` are reader options that select this
+    variant of the task (QA: multiple choice or open-ended); ``columns`` pairs each column as the survey prints it
+    with the key of :meth:`Task.evaluate` that fills it (the first column ranks paradigms unless ``primary`` says
+    otherwise); ``zero_shot_head`` are the ``model.head`` options under which the *untrained* head, on mean-pooled
+    frame embeddings, is the ILFM's zero-shot predictor (None: no zero-shot baseline, ``zero_shot_note`` says why).
+    """
+
+    name: str
+    title: str
+    columns: tuple[tuple[str, str], ...]
+    data: dict[str, Any] = field(default_factory=dict)
+    zero_shot_head: dict[str, Any] | None = None
+    zero_shot_note: str = ""
+    primary: str | None = None
+
+    @property
+    def primary_metric(self) -> str:
+        return self.primary or self.columns[0][1]
+
+
 class Task:
     """A registered task. Options come from the config's ``model.head`` section (e.g. ``classifier: text``)."""
 
     name: ClassVar[str]
     monitor: ClassVar[str]  # validation metric for early stopping and the best checkpoint (higher is better)
+    # The bench's tables for this task (videoadapt.bench); a task without them gets one table of all its metrics.
+    survey: ClassVar[tuple[SurveyTable, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         self.options = options

@@ -24,7 +24,7 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
-from videoadapt.tasks.base import CaptionTask, TaskHead, TextEncoder, check_spec, feature_widths
+from videoadapt.tasks.base import CaptionTask, SurveyTable, TaskHead, TextEncoder, check_spec, feature_widths
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -156,6 +156,15 @@ class CaptionHead(TaskHead):
 class Captioning(CaptionTask):
     name = "captioning"
     monitor = "CIDEr"
+    survey = (
+        SurveyTable(
+            "captioning",
+            "Table III: video captioning",
+            (("BLEU-4", "BLEU-4"), ("ROUGE-L", "ROUGE-L"), ("METEOR", "METEOR"), ("CIDEr", "CIDEr")),
+            zero_shot_note="an ILFM has no text decoder, so captioning has no zero-shot baseline",
+            primary="CIDEr",
+        ),
+    )
     references_key = "references"
 
     def build_head(

@@ -31,6 +31,7 @@ from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
+    SurveyTable,
     Task,
     TaskHead,
     TextAdapter,
@@ -79,6 +80,24 @@ class QAHead(TaskHead):
 class QuestionAnswering(Task):
     name = "qa"
     monitor = "accuracy"
+    # ``data`` selects SynthWorld's QA kind; on a benchmark the mode follows the data set.
+    survey = (
+        SurveyTable(
+            "qa-mc",
+            "Table III: VideoQA, multiple choice",
+            (("MC acc.", "accuracy"),),
+            data={"qa": "multiple_choice"},
+            zero_shot_head={},  # "question candidate" texts against mean-pooled frame embeddings
+        ),
+        SurveyTable(
+            "qa-open",
+            "Table III: VideoQA, open-ended",
+            (("open acc.", "accuracy"),),
+            data={"qa": "open_ended"},
+            zero_shot_note="the open-ended head classifies over a learnt answer vocabulary; an ILFM has no "
+            "zero-shot answer",
+        ),
+    )
 
     def check_item(self, item: Item, data: TaskData) -> str | None:
         if not isinstance(item, QAItem):

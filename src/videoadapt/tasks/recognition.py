@@ -26,6 +26,7 @@ from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
+    SurveyTable,
     Task,
     TaskHead,
     TextEncoder,
@@ -65,6 +66,19 @@ class RecognitionHead(TaskHead):
 class Recognition(Task):
     name = "recognition"
     monitor = "top1"
+    survey = (
+        SurveyTable(
+            "recognition",
+            "Table III: action recognition (top-1 / top-5; SynthWorld's time-reversal pairs apart)",
+            (
+                ("top-1", "top1"),
+                ("top-5", "top5"),
+                ("reversal top-1", "reversal_top1"),
+                ("reversal pair acc.", "reversal_pair_accuracy"),
+            ),
+            zero_shot_head={"classifier": "text"},  # class-name prompts against mean-pooled frame embeddings
+        ),
+    )
 
     def check_item(self, item: Item, data: TaskData) -> str | None:
         if not isinstance(item, ClassificationItem):

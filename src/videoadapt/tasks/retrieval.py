@@ -28,6 +28,7 @@ from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
     CaptionTask,
+    SurveyTable,
     TaskHead,
     TextAdapter,
     TextEncoder,
@@ -75,6 +76,15 @@ def contrastive_loss(video: torch.Tensor, text: torch.Tensor, scale: torch.Tenso
 class Retrieval(CaptionTask):
     name = "retrieval"
     monitor = "Rsum"
+    survey = (
+        SurveyTable(
+            "retrieval",
+            "Table III: text-to-video retrieval",
+            (("R@1", "t2v_R1"), ("R@5", "t2v_R5"), ("R@10", "t2v_R10"), ("R@sum", "t2v_Rsum")),
+            zero_shot_head={"temperature": "ilfm"},  # frame-mean video embeddings vs caption embeddings
+            primary="t2v_Rsum",
+        ),
+    )
     references_key = "captions"
 
     def build_head(

@@ -1,0 +1,284 @@
+"""One bench cell: train (or, for the zero-shot baseline, only build) and score it on the test split.
+
+``python -m videoadapt.bench.cell CELL_DIR`` runs the cell described by ``CELL_DIR/cell.json`` (written by the
+runner) in its own process, so that its peak memory is its own, and writes ``CELL_DIR/result.json`` then the
+``CELL_DIR/done`` marker. The run folder of the trainer is ``CELL_DIR/run`` (config, weights, log, metrics).
+
+Status: ``ok``; ``incompatible`` (the paradigm cannot serve this task: the model cannot be built for it, e.g. a
+head that needs a text query on a task that has none; the reason is recorded and reported); ``failed`` (an error
+while training or scoring; recorded, reported, and retried by the next run).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from videoadapt.errors import InputFileError, VideoadaptError
+from videoadapt.utils.safe_io import load_json, save_json
+
+CELL, RESULT, DONE, RUN, LOG = "cell.json", "result.json", "done", "run", "cell.log"
+RANK = int(os.environ.get("RANK", "0"))  # set by `accelerate launch` / torchrun in each process
+
+
+def config_for(spec: dict[str, Any]) -> Any:
+    """The trainer config of a cell description (cell + budget + data + cache folder)."""
+    from videoadapt.train.config import load_config
+
+    cell, budget, data = spec["cell"], spec["budget"], spec["data"]
+    flags = {
+        "run.task": cell["task"],
+        "model.paradigm": cell["paradigm"],
+        "model.backbone": cell["backbone"],
+        "model.options": {cell["paradigm"]: cell["options"]} if cell["options"] else {},
+        "model.head": cell["head"],
+        "data.source": data["source"],
+        "data.options": data["options"],
+        "data.frames": budget["frames"],
+        "data.val_split": "val" if budget["validate"] else None,
+        "data.skip_bad": bool(data.get("skip_bad", False)),
+        "run.seed": cell["seed"],
+        "run.epochs": 10**6,  # the step budget decides
+        "run.max_steps": budget["steps"],
+        "run.batch_size": budget["batch_size"],
+        "run.eval_batch_size": budget["eval_batch_size"],
+        "run.lr": budget["lr"],
+        "run.warmup_steps": budget["warmup_steps"],
+        "run.cache": True,
+        "run.cache_dir": spec["cache_dir"],
+        "run.checkpoint_every": 0,
+        "run.progress": False,
+        "run.log_every": 1,
+        "run.cpu": spec.get("device") == "cpu",
+        "run.precision": spec.get("precision", "no"),
+    }
+    # val_split=None must reach the config as null, which flags (None = not given) cannot say.
+    overrides = [] if budget["validate"] else ["data.val_split=null"]
+    return load_config(None, {k: v for k, v in flags.items() if v is not None}, overrides)
+
+
+def video_head_description(encoder: Any) -> str:
+    """The head the composition ended up with, e.g. ``TemporalHead(TemporalTransformer)``."""
+    head = encoder.head
+    inner = getattr(head, "temporal", None)
+    name = type(head).__name__
+    return f"{name}({type(inner).__name__})" if inner is not None else name
+
+
+def cache_folder(root: str | Path, needs_layers: bool) -> Path:
+    """Frozen cells of a table share features: one folder for heads that read every layer, one for the rest."""
+    return Path(root) / ("all_layers" if needs_layers else "last_layer")
+
+
+def gflops_per_view(model: Any, frames: int) -> float | None:
+    """GFLOPs (fvcore convention) of the video path on one view of ``frames`` frames; None if it cannot run alone
+    (a head that needs a text query, or inputs beyond the video)."""
+    import torch
+
+    from videoadapt.bench.cost import count_flops
+
+    encoder = model.encoder
+    if encoder.head.needs_text:
+        return None
+    size = encoder.ilfm.processor.image_size
+    parameter = next(encoder.parameters())
+    video = torch.zeros(1, frames, 3, size, size, device=parameter.device)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        return count_flops(lambda: encoder(video), [encoder]) / 1e9
+    except Exception:  # noqa: BLE001 - a cost the counter cannot follow is reported as missing, not fatal
+        return None
+    finally:
+        encoder.train(was_training)
+
+
+def _trainable(model: Any) -> int:
+    from videoadapt.bench.cost import count_parameters
+
+    return count_parameters(model, trainable_only=True)
+
+
+def run_cell(directory: str | Path) -> dict[str, Any]:
+    """Run the cell in ``directory`` in this process; returns (and writes) its result."""
+    import torch
+
+    from videoadapt.bench.matrix import ZERO_SHOT
+    from videoadapt.bench.memory import PeakMemory
+    from videoadapt.foundation.loading import load_backbone
+    from videoadapt.train.config import sampler_specs
+    from videoadapt.train.trainer import (
+        WEIGHTS,
+        Trainer,
+        TrainingInterrupted,
+        build_model,
+        check_items,
+        evaluate_data,
+        load_split,
+        open_cache,
+    )
+    from videoadapt.utils.safe_io import load_tensors
+
+    directory = Path(directory)
+    spec = load_json(directory / CELL)
+    cell, budget = spec["cell"], spec["budget"]
+    result: dict[str, Any] = {"cell": cell, "status": "ok", "reason": "", "started": time.time()}
+    phase = "config"
+    trainer = None
+    try:
+        config = config_for(spec)
+        phase = "data"
+        # Read once here so that a data problem is a failure, not an incompatibility (readers cache in-process).
+        load_split(config, "train")
+        phase = "backbone"
+        ilfm = load_backbone(cell["backbone"])
+        phase = "build"
+        device = "cuda" if torch.cuda.is_available() and spec.get("device") != "cpu" else "cpu"
+        memory = PeakMemory(device)
+        accelerator = None
+        if cell["arm"] == ZERO_SHOT:
+            if RANK != 0:
+                return result  # under a multi-process launch one process scores the untrained model
+            # Nothing trains: the head built on the training split's vocabulary, scored as it is.
+            from videoadapt.tasks import build_task
+            from videoadapt.train.config import to_plain
+
+            task = build_task(cell["task"], **to_plain(config.model.head))
+            train_data = check_items(task, load_split(config, "train"), bool(config.data.skip_bad))
+            model = build_model(config, train_data, ilfm=ilfm).to(device)
+            trained, train_s, setup_s, peak, measure = 0, None, None, None, "no training"
+            use_cache = False
+            result["steps"] = 0
+        else:
+
+            class MeasuredTrainer(Trainer):
+                """Starts the peak-memory window once the model is built and the feature cache extracted."""
+
+                setup_seconds: float | None = None
+
+                def setup(self) -> None:
+                    began = time.perf_counter()
+                    super().setup()
+                    self.setup_seconds = time.perf_counter() - began
+                    memory.start()
+
+                def _cache(self, data: Any, sampler: str) -> Any:
+                    # The model is built by now: pick the shared folder that matches what its head reads.
+                    self.cache_root = cache_folder(spec["cache_dir"], self.model.encoder.head.needs_layers)
+                    return super()._cache(data, sampler)
+
+            trainer = MeasuredTrainer(config, directory / RUN, ilfm=ilfm)
+            try:
+                summary = trainer.fit()
+            except VideoadaptError as error:
+                # Refused while building (before any step): this paradigm cannot serve this task. Unreadable data
+                # (InputFileError) and errors during training are failures instead.
+                if trainer.setup_seconds is not None or isinstance(error, (InputFileError, TrainingInterrupted)):
+                    phase = "train" if trainer.setup_seconds is not None else "data"
+                    raise
+                result.update(status="incompatible", reason=str(error).splitlines()[0])
+                return _finish(directory, result)
+            peak, measure = memory.stop()
+            model = trainer.model
+            accelerator = trainer.accelerator if trainer.world > 1 else None
+            if budget["validate"] and (directory / RUN / WEIGHTS).is_file():
+                model.load_trainable_state(load_tensors(directory / RUN / WEIGHTS))
+            trained = _trainable(model)
+            train_s, setup_s = float(summary["train"]["seconds"]), float(trainer.setup_seconds)
+            use_cache = trainer.use_cache
+            result["steps"] = int(summary["steps"])
+            result["final_loss"] = summary["train"]["final_loss"]
+            result["train_items"] = len(trainer.train_data)
+            result["cache_videos_encoded"] = trainer.cache_extractions
+        phase = "test"
+        began = time.perf_counter()
+        test_split = str(spec.get("test_split", "test"))
+        test_data = check_items(model.task, load_split(config, test_split), bool(config.data.skip_bad))
+        _, eval_spec = sampler_specs(config)
+        cache = None
+        if use_cache:
+            cache = open_cache(
+                model.encoder.ilfm,
+                test_data,
+                eval_spec,
+                cache_folder(spec["cache_dir"], model.encoder.head.needs_layers) / test_split,
+                all_layers=model.encoder.head.needs_layers,
+                accelerator=accelerator,
+                skip_bad=bool(config.data.skip_bad),
+            )
+        metrics = evaluate_data(
+            model,
+            test_data,
+            eval_spec,
+            accelerator,
+            int(budget["eval_batch_size"]),
+            cache=cache,
+            skip_bad=bool(config.data.skip_bad),
+        )
+        result.update(
+            metrics=metrics,
+            test_split=test_split,
+            test_items=len(test_data),
+            eval_s=time.perf_counter() - began,
+            trainable_parameters=trained,
+            gflops_per_view=gflops_per_view(model, int(budget["frames"])),
+            train_s=train_s,
+            setup_s=setup_s,
+            peak_memory_mb=peak,
+            memory_measure=measure,
+            video_head=video_head_description(model.encoder),
+            cached_features=use_cache,
+            device=device,
+        )
+    except Exception as error:  # noqa: BLE001 - any failure of one cell is recorded, the bench goes on
+        if phase == "build" and isinstance(error, VideoadaptError) and not isinstance(error, InputFileError):
+            result.update(status="incompatible", reason=str(error).splitlines()[0])
+        else:
+            last = str(error).strip().splitlines()
+            result.update(status="failed", reason=f"{phase}: {type(error).__name__}: {last[0] if last else ''}")
+            result["traceback"] = traceback.format_exc()[-4000:]
+    finally:
+        if trainer is not None and trainer.world > 1:
+            _teardown(trainer)
+    return _finish(directory, result)
+
+
+def _teardown(trainer: Any) -> None:
+    """As ``videoadapt.train.trainer.train`` ends a multi-process run: every rank done, the DDP wrapper freed,
+    then the process group (left to destructors, a finished rank can abort at exit)."""
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.free_memory()
+    trainer.ddp_model = None
+    gc.collect()
+    trainer.accelerator.end_training()
+
+
+def _finish(directory: Path, result: dict[str, Any]) -> dict[str, Any]:
+    if RANK != 0:
+        return result  # under a multi-process launch, process 0 writes the result
+    result["finished"] = time.time()
+    save_json(directory / RESULT, result)
+    if result["status"] != "failed":
+        # The marker comes last: a cell interrupted before it is run again from scratch.
+        (directory / DONE).write_text(json.dumps({"status": result["status"]}) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m videoadapt.bench.cell CELL_DIR", file=sys.stderr)
+        return 2
+    result = run_cell(args[0])
+    print(json.dumps({"status": result["status"], "reason": result["reason"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
