@@ -124,9 +124,7 @@ def read_csv(path: str | Path, required: Sequence[str], delimiter: str | None = 
         reader.fieldnames = header
         missing = [c for c in required if c not in header]
         if missing:
-            raise InputFileError(
-                path, f"csv header lacks column(s) {', '.join(missing)}; header: {', '.join(header)}"
-            )
+            raise InputFileError(path, f"csv header lacks column(s) {', '.join(missing)}; header: {', '.join(header)}")
         rows = []
         for number, row in enumerate(reader, start=2):
             # Extra fields beyond the header land under the key None as a list: not a column of the file.
@@ -235,9 +233,7 @@ class VideoIndex:
         key = key.strip("/")
         return self._by_rel.get(key) or self._by_stem.get(key.rsplit("/", 1)[-1])
 
-    def path_for(
-        self, key: str, skip_missing: bool, problems: Problems, origin: str | Path, where: str
-    ) -> Path | None:
+    def path_for(self, key: str, skip_missing: bool, problems: Problems, origin: str | Path, where: str) -> Path | None:
         """The file for ``key`` (named by item ``where`` of annotation file ``origin``); a missing one is counted
         and gets its conventional path, or None (skip the item) when ``skip_missing``. A key that is not a safe
         relative path (absolute, ``..``: :func:`unsafe_path_reason`) is a bad item, reported to ``problems``

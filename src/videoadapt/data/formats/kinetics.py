@@ -15,8 +15,8 @@ video folder is searched recursively, so either layout (flat, per split, per cla
 Classes are the sorted label names of the train csv (found next to the split's csv; otherwise of the csv read), or
 the lines of the file given as ``classes=FILE``, so class indices agree across splits. A label outside them, a
 row with a missing field, a time span that is not ``0 <= time_start < time_end``, or a ``youtube_id`` that is not
-a plain relative name (absolute, ``..``) is a bad item. Each clip's ``VideoRef`` carries ``start_s``/``end_s``: its window in the
-YouTube video; the file itself is already the trimmed clip and is decoded whole.
+a plain relative name (absolute, ``..``) is a bad item. Each clip's ``VideoRef`` carries ``start_s``/``end_s``: its
+window in the YouTube video; the file itself is already the trimmed clip and is decoded whole.
 """
 
 from __future__ import annotations

@@ -198,11 +198,12 @@ def summarise(annotations: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def check_video_annotation(ann: Any) -> str | None:
     """Why one video's annotation cannot be used as ground truth, or None when its geometry and times are sane.
 
-    Checked: every track has one box (and one mask of the frame's size) per frame, each ``None`` (not visible) or ``[x1, y1, x2, y2]`` of finite
-    numbers with ``0 <= x1 < x2 <= width`` and ``0 <= y1 < y2 <= height`` (boxes are end-exclusive pixels, tight
-    around a non-empty mask); every event has ``0 <= start_frame <= end_frame < num_frames`` and
-    ``0 <= start_s <= end_s <= num_frames / fps``. A box outside the frame or an inverted or negative span would
-    otherwise train and score grounding and tracking against impossible targets, silently.
+    Checked: every track has one box (and one mask of the frame's size) per frame, each ``None`` (not
+    visible) or ``[x1, y1, x2, y2]`` of finite numbers with ``0 <= x1 < x2 <= width`` and
+    ``0 <= y1 < y2 <= height`` (boxes are end-exclusive pixels, tight around a non-empty mask); every event has
+    ``0 <= start_frame <= end_frame < num_frames`` and ``0 <= start_s <= end_s <= num_frames / fps``. A box
+    outside the frame or an inverted or negative span would otherwise train and score grounding and tracking
+    against impossible targets, silently.
     """
     if not isinstance(ann, dict):
         return f"malformed annotation (not an object but {type(ann).__name__})"
