@@ -477,7 +477,9 @@ class FeatureCache:
         parts += [("layers", layer) for layer in features.layers or []]
         for name, tensor in parts:
             array = tensor.numpy()
-            if not array.size or np.isfinite(array.sum()):
+            with np.errstate(all="ignore"):  # inf - inf inside the sum is what is being looked for
+                total = array.sum() if array.size else 0.0
+            if np.isfinite(total):
                 continue
             finite = np.isfinite(array.reshape(len(rows), -1)).all(axis=1)
             if finite.all():
