@@ -260,8 +260,8 @@ CASES: dict[str, Case] = {
     "path escape: msvd_qa mapping": Case(
         bad.reader("msvd_qa", "train", "qa", bad.replace_text("youtube_mapping.txt", "eat vid1", "../eat vid1")),
         UnsafePathError,
-        "video path '../eat' has a '..' step",
-        "train_qa.json",
+        "item 0 of train_qa.json (video_id 1): video path '../eat' has a '..' step",
+        "youtube_mapping.txt",
         True,
     ),
     "path escape: nextqa map": Case(

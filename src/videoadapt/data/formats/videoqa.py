@@ -132,7 +132,13 @@ def _load(
             out_of_vocabulary += 1
             if split == "train":
                 continue
-        clip = index.path_for(video_id, skip_missing, problems, file, where)
+        # MSVD-QA's clip name comes from the mapping file: a bad one is reported there, naming the entry too.
+        origin, item = (
+            (file.parent / MAPPING, f"{where} of {file.name} (video_id {entry.get('video_id')!r})")
+            if mapping and not entry.get("video")
+            else (file, where)
+        )
+        clip = index.path_for(video_id, skip_missing, problems, origin, item)
         if clip is None:
             continue
         question_id = str(entry["id"]) if entry.get("id") is not None else f"{split}/{k}"
