@@ -966,9 +966,11 @@ def _encode_rows(
             features = ilfm.encode_frames(video, all_layers=all_layers)
         # A video the backbone turns into NaN or infinity (a broken frame, an overflow in float16) is refused
         # here, before anything is written, so a cache never holds a row that would poison training.
-        parts = {"cls": features.cls, "patches": features.patches, "embeds": features.embeds}
-        parts.update({f"layer{i}": layer for i, layer in enumerate(features.layers or [])})
-        bad = set(non_finite_rows({k: v.detach().float().cpu().numpy() for k, v in parts.items()}, count))
+        # Checked where the features are (on the GPU, no extra copy to the host).
+        finite = torch.ones(count, dtype=torch.bool, device=features.cls.device)
+        for part in [features.cls, features.patches, features.embeds, *(features.layers or [])]:
+            finite &= torch.isfinite(part.detach().reshape(count, -1)).all(dim=1)
+        bad = set(torch.nonzero(~finite).flatten().tolist())
         for position in sorted(bad):
             skip(batch_refs[position], "gave non-finite features (NaN or inf) from the backbone; not stored", None)
         keep = [i for i in range(count) if i not in bad]
