@@ -22,6 +22,11 @@ class InputFileError(VideoadaptError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class UnsafePathError(InputFileError):
+    """A path written inside a file (an annotation) that would leave the folder it must stay in: absolute, with a
+    ``..`` step, or resolving through a symlink to somewhere outside. Names the file, the item and the path."""
+
+
 class VideoDecodeError(InputFileError):
     """A video cannot be probed or decoded: missing, not a video, truncated, corrupt, empty or absurd."""
 

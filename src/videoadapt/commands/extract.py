@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "processes": getattr(accelerator, "num_processes", 1),
         **cache.run_stats,
         "skipped_ids": sorted(cache.skipped),
+        "skipped_reasons": dict(sorted(cache.skipped.items())),
         "verified": bool(args.verify),
         "seconds": round(time.perf_counter() - started, 3),
     }

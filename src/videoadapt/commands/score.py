@@ -83,8 +83,10 @@ def _load(path: Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputFileError(path, f"{what} file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # ValueError: bad JSON, or an int of 4300+ digits
         raise InputFileError(path, f"cannot read {what} JSON: {error}") from None
+    except RecursionError:
+        raise InputFileError(path, f"cannot read {what} JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise InputFileError(path, f"{what} must be a JSON object, got {type(data).__name__}")
     for key in keys:
@@ -101,7 +103,15 @@ def _mapping(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
 
 
 def _is_number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+    """A JSON number that a float holds: an integer past float64's range (JSON has no limit) is not one."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    return isinstance(x, float) or -(2**1023) <= x <= 2**1023
+
+
+def _is_index(x: object, count: int | None = None) -> bool:
+    """A candidate or class index: an int in ``[0, count)``, or in int32 range when there is no count."""
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < (2**31 if count is None else count)
 
 
 # ----------------------------------------------------------------------------------------------------- recognition
@@ -119,6 +129,10 @@ def score_recognition(pred: Path, gt: Path, items: _Items, topk: tuple[int, ...]
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         raise InputFileError(gt, "'classes' must be a list of class names")
     pred_classes = p.get("classes")
+    if pred_classes is not None and (
+        not isinstance(pred_classes, list) or not all(isinstance(c, str) for c in pred_classes)
+    ):
+        raise InputFileError(pred, "'classes' must be a list of class names")
     if pred_classes is not None and classes is not None and pred_classes != classes:
         raise InputFileError(pred, f"'classes' differs from the class order of {gt}; score columns must follow it")
     classes = classes if classes is not None else pred_classes
@@ -140,7 +154,7 @@ def score_recognition(pred: Path, gt: Path, items: _Items, topk: tuple[int, ...]
             continue
         if isinstance(label, str) and label in index:
             target = index[label]
-        elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < width:
+        elif _is_index(label, width):
             target = label
         else:
             known = "a class index" + (" or a name from 'classes'" if classes is not None else "")
@@ -235,12 +249,12 @@ def _similarity(data: dict[str, Any], path: Path) -> Any:
             matrix = np.load(npy, allow_pickle=False)  # no pickles: a score file must not run code
         except FileNotFoundError:
             raise InputFileError(npy, "similarity .npy file not found") from None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError) as error:  # EOFError: an empty or cut file
             raise InputFileError(npy, f"cannot read a .npy array: {error}") from None
     else:
         try:
             matrix = np.asarray(data["similarity"], dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputFileError(path, "'similarity' must be a rectangular list of lists of numbers") from None
     if matrix.ndim != 2 or matrix.dtype.kind not in "iuf":
         raise InputFileError(path, f"similarity must be a 2-D numeric matrix, got shape {matrix.shape} {matrix.dtype}")
@@ -260,6 +274,8 @@ def score_qa(pred: Path, gt: Path, items: _Items) -> dict[str, Any]:
     for qid, q in questions.items():
         if not isinstance(q, dict):
             raise InputFileError(gt, f"question {qid!r} must be an object with 'answer' (and 'candidates')")
+        if q.get("candidates") is not None and not isinstance(q["candidates"], list):
+            raise InputFileError(gt, f"question {qid!r}: 'candidates' must be a list")
     choice = {qid for qid, q in questions.items() if "candidates" in q or "answer_index" in q}
     if choice and len(choice) != len(questions):
         open_id = next(qid for qid in questions if qid not in choice)
@@ -311,9 +327,7 @@ def _gold_index(question: Mapping[str, Any]) -> int | None:
     candidates = question.get("candidates")
     index = question.get("answer_index")
     if isinstance(index, int) and not isinstance(index, bool):
-        if candidates is None or 0 <= index < len(candidates):
-            return index
-        return None
+        return index if _is_index(index, None if candidates is None else len(candidates)) else None
     answer = question.get("answer")
     if isinstance(candidates, list) and answer in candidates:
         return candidates.index(answer)
@@ -321,9 +335,11 @@ def _gold_index(question: Mapping[str, Any]) -> int | None:
 
 
 def _choice_index(answer: object, candidates: object, normalize: Callable[[str], str]) -> int | None:
-    """A predicted index as is; a predicted string -> its candidate (exact, then normalised), else -1 (wrong)."""
+    """A predicted index as is (-1, wrong, when it is no candidate's); a predicted string -> its candidate (exact,
+    then normalised), else -1 (wrong)."""
     if isinstance(answer, int) and not isinstance(answer, bool):
-        return answer
+        count = len(candidates) if isinstance(candidates, list) else None
+        return answer if _is_index(answer, count) else -1
     if not isinstance(answer, str):
         return None
     if isinstance(candidates, list):

@@ -53,6 +53,7 @@ __all__ = [
     "CacheKey",
     "FeatureCache",
     "IncompleteCacheError",
+    "NonFiniteFeaturesError",
     "backbone_fingerprint",
     "cache_key",
     "extract_features",
@@ -82,6 +83,18 @@ class CorruptCacheError(VideoadaptError):
             f"{directory}: {len(video_ids)} corrupt row(s) (bytes differ from their checksum): {shown}; "
             "extract them again (rerun `videoadapt extract --overwrite` or delete the cache)"
         )
+
+
+class NonFiniteFeaturesError(VideoadaptError):
+    """Features holding NaN or infinity: refused when written (naming the videos), or found in a cache when read
+    (naming the array file and the row), since training on them would turn every loss and gradient into NaN."""
+
+    def __init__(self, message: str, video_ids: list[str], path: Path | None = None) -> None:
+        self.video_ids, self.path = video_ids, None if path is None else str(path)
+        super().__init__(message)
+
+
+REEXTRACT = "extract the cache again (`videoadapt extract` with the same arguments and --overwrite)"
 
 
 # --------------------------------------------------------------------------------------------------- keys
@@ -324,8 +337,11 @@ class FeatureCache:
                 f"{directory}: no feature cache here (no {MANIFEST_FILE}); write one with `videoadapt extract`"
             )
         layout = load_json(manifest)
-        if layout.get("format") != FORMAT or layout.get("version") != FORMAT_VERSION:
+        if not isinstance(layout, dict) or layout.get("format") != FORMAT or layout.get("version") != FORMAT_VERSION:
             raise InputFileError(manifest, f"not a version-{FORMAT_VERSION} videoadapt feature cache manifest")
+        problem = _manifest_problem(layout)
+        if problem is not None:
+            raise InputFileError(manifest, f"damaged feature cache manifest: {problem}; {REEXTRACT}")
         if key is not None:
             _check_key(directory, layout, key)
         return cls(directory, layout, writable=False)
@@ -339,14 +355,18 @@ class FeatureCache:
         for name, shape in self.layout["fields"].items():
             path = self.directory / f"{name}.npy"
             try:
-                array = np.load(path, mmap_mode=mode)
+                array = np.load(path, mmap_mode=mode, allow_pickle=False)
             except FileNotFoundError:
-                raise InputFileError(path, "feature cache array missing") from None
-            except ValueError as error:
-                raise InputFileError(path, f"not a readable .npy array ({error})") from None
+                raise InputFileError(
+                    path, f"feature cache array missing (deleted, or not copied with the cache); {REEXTRACT}"
+                ) from None
+            except (ValueError, OSError, EOFError) as error:
+                raise InputFileError(path, f"not a readable .npy array ({error}); {REEXTRACT}") from None
             if tuple(array.shape) != tuple(shape) or array.dtype != self.dtype:
                 raise InputFileError(
-                    path, f"holds {array.dtype} {tuple(array.shape)}, the manifest says {self.dtype} {tuple(shape)}"
+                    path,
+                    f"holds {array.dtype} {tuple(array.shape)}, the manifest says {self.dtype} {tuple(shape)}; "
+                    + REEXTRACT,
                 )
             # A plain ndarray view of the mapping: slicing it never yields np.memmap objects detached from a file.
             arrays[name] = array.view(np.ndarray)
@@ -436,12 +456,41 @@ class FeatureCache:
                     bad.append(video_id)
             if bad:
                 raise CorruptCacheError(self.directory, bad)
-        return FrameFeatures(
+        features = FrameFeatures(
             cls=_tensor(batch["cls"]),
             patches=_tensor(batch["patches"]),
             embeds=_tensor(batch["embeds"]),
             layers=None if layers is None else [_tensor(layer) for layer in layers],
         )
+        self._check_finite(video_ids, rows, features)
+        return features
+
+    def _check_finite(self, video_ids: Sequence[str], rows: list[int], features: FrameFeatures) -> None:
+        """Raise naming the array file and row when a batch read holds NaN or infinity.
+
+        Extraction never writes such a row, so one here is damage (or a cache from before that rule) that the
+        checksum would catch only with ``verify``. One float32 sum per field propagates NaN and infinity without
+        allocating (about half the time of the copy the read makes anyway); a finite sum overflowing would need
+        features near 1e31, which is damage too. Only a failing field is searched for its row.
+        """
+        parts = [("cls", features.cls), ("patches", features.patches), ("embeds", features.embeds)]
+        parts += [("layers", layer) for layer in features.layers or []]
+        for name, tensor in parts:
+            array = tensor.numpy()
+            with np.errstate(all="ignore"):  # inf - inf inside the sum is what is being looked for
+                total = array.sum() if array.size else 0.0
+            if np.isfinite(total):
+                continue
+            finite = np.isfinite(array.reshape(len(rows), -1)).all(axis=1)
+            if finite.all():
+                continue  # the sum overflowed on finite values
+            position = int(np.flatnonzero(~finite)[0])
+            raise NonFiniteFeaturesError(
+                f"{self.directory / f'{name}.npy'}: row {rows[position]} (video {video_ids[position]!r}) holds NaN "
+                f"or infinite features: the cache is damaged; {REEXTRACT}",
+                [str(video_ids[position])],
+                self.directory / f"{name}.npy",
+            )
 
     def row_digest(self, row: int) -> str:
         """The checksum of row ``row`` as stored now (its bytes across fields, in field order)."""
@@ -498,6 +547,14 @@ class FeatureCache:
                     f"{self.directory}: {name} of {count} video(s) has shape {arrays[name].shape}, the cache "
                     f"holds {shape}"
                 )
+        bad = non_finite_rows(arrays, count)
+        if bad:
+            ids = [str(video_ids[i]) for i in bad]
+            raise NonFiniteFeaturesError(
+                f"{self.directory}: features of video(s) {', '.join(map(repr, ids[:5]))} hold NaN or infinity; "
+                "nothing was written for this batch",
+                ids,
+            )
         index = np.asarray(rows, dtype=np.int64)
         for name, array in arrays.items():
             self._arrays[name][index] = array
@@ -578,6 +635,39 @@ class FeatureCache:
         }
         save_json(self.directory / MANIFEST_FILE, manifest)
         return FeatureCache.open(self.directory, key=self.key)
+
+
+def _manifest_problem(layout: dict[str, Any]) -> str | None:
+    """What is wrong with the entries of a manifest that opening relies on, or None."""
+    ids = layout.get("video_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(v, str) for v in ids):
+        return "'video_ids' must be a non-empty list of strings"
+    if not isinstance(layout.get("key"), str) or layout.get("dtype") not in DTYPES:
+        return f"'key' must be a string and 'dtype' one of {', '.join(DTYPES)}"
+    frames = layout.get("frames")
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+        return "'frames' must be a positive integer"
+    try:
+        dims = CacheDims.coerce(layout.get("dims") or {})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "'dims' must give the sizes cls, patches, embeds (and layers)"
+    if layout.get("fields") != {k: list(v) for k, v in dims.shapes(len(ids), frames).items()}:
+        return "'fields' do not match 'dims', 'frames' and the number of videos"
+    checksums = layout.get("checksums")
+    if not isinstance(checksums, list) or len(checksums) != len(ids):
+        return "'checksums' must hold one entry per video"
+    if not isinstance(layout.get("skipped", {}), dict):
+        return "'skipped' must map video ids to reasons"
+    return None
+
+
+def non_finite_rows(arrays: Mapping[str, np.ndarray], count: int) -> list[int]:
+    """Positions ``0..count-1`` of the batch whose values in any of ``arrays`` (each ``[count, ...]``) are not all
+    finite."""
+    finite = np.ones(count, dtype=bool)
+    for array in arrays.values():
+        finite &= np.isfinite(np.asarray(array).reshape(count, -1)).all(axis=1)
+    return np.flatnonzero(~finite).tolist()
 
 
 def _check_key(directory: Path, layout: dict[str, Any], key: str) -> None:
@@ -854,20 +944,50 @@ def _encode_rows(
         return clip
 
     encoded = skipped = 0
-    batch_ids: list[str] = []
+    batch_refs: list[VideoRef] = []
     batch_clips: list[torch.Tensor] = []
 
-    def encode_batch() -> None:
+    def skip(ref: VideoRef, reason: str, error: BaseException | None) -> None:
+        nonlocal skipped
+        where = f" ({ref.path})" if ref.path is not None else ""
+        if not skip_bad:
+            raise VideoadaptError(f"video {ref.video_id!r}{where} {reason} (--skip-bad skips such videos)") from error
+        cache.mark_skipped(ref.video_id, reason)
+        skipped += 1
+
+    def encode_batch() -> int:
+        """Encode and store the pending batch; the number of its videos (stored or skipped)."""
         nonlocal encoded
-        if not batch_ids:
-            return
+        count = len(batch_refs)
+        if not count:
+            return 0
         video = torch.stack(batch_clips).to(device)
         with torch.no_grad():
             features = ilfm.encode_frames(video, all_layers=all_layers)
-        cache.write(batch_ids, features)
-        encoded += len(batch_ids)
-        batch_ids.clear()
+        # A video the backbone turns into NaN or infinity (a broken frame, an overflow in float16) is refused
+        # here, before anything is written, so a cache never holds a row that would poison training.
+        # Checked where the features are (on the GPU, no extra copy to the host).
+        finite = torch.ones(count, dtype=torch.bool, device=features.cls.device)
+        for part in [features.cls, features.patches, features.embeds, *(features.layers or [])]:
+            finite &= torch.isfinite(part.detach().reshape(count, -1)).all(dim=1)
+        bad = set(torch.nonzero(~finite).flatten().tolist())
+        for position in sorted(bad):
+            skip(batch_refs[position], "gave non-finite features (NaN or inf) from the backbone; not stored", None)
+        keep = [i for i in range(count) if i not in bad]
+        if keep:
+            if bad:
+                index = torch.as_tensor(keep, device=features.cls.device)
+                features = FrameFeatures(
+                    cls=features.cls[index],
+                    patches=features.patches[index],
+                    embeds=features.embeds[index],
+                    layers=None if features.layers is None else [layer[index] for layer in features.layers],
+                )
+            cache.write([batch_refs[i].video_id for i in keep], features)
+            encoded += len(keep)
+        batch_refs.clear()
         batch_clips.clear()
+        return count
 
     with make_progress(disable=not progress) as bar:
         task = bar.add_task(description, total=len(todo), info="")
@@ -875,24 +995,14 @@ def _encode_rows(
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, (VideoadaptError, ValueError, OSError, RuntimeError)):
                     raise outcome
-                where = f" ({ref.path})" if ref.path is not None else ""
-                if not skip_bad:
-                    raise VideoadaptError(
-                        f"video {ref.video_id!r}{where} cannot be read: {outcome} (--skip-bad skips such videos)"
-                    ) from outcome
-                cache.mark_skipped(ref.video_id, f"{type(outcome).__name__}: {outcome}")
-                skipped += 1
+                skip(ref, f"cannot be read: {type(outcome).__name__}: {outcome}", outcome)
                 bar.update(task, advance=1, info=f"{skipped} skipped")
                 continue
-            batch_ids.append(ref.video_id)
+            batch_refs.append(ref)
             batch_clips.append(outcome)
-            if len(batch_ids) == batch_size:
-                count = len(batch_ids)
-                encode_batch()
-                bar.update(task, advance=count)
-        count = len(batch_ids)
-        encode_batch()
-        bar.update(task, advance=count)
+            if len(batch_refs) == batch_size:
+                bar.update(task, advance=encode_batch(), info=f"{skipped} skipped" if skipped else "")
+        bar.update(task, advance=encode_batch(), info=f"{skipped} skipped" if skipped else "")
     return encoded, skipped
 
 

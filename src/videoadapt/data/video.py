@@ -11,7 +11,9 @@ timestamps give every frame's exact position; otherwise (MP4/MOV) frame ``i`` is
 ``start + i / fps`` (constant frame rate), which is exact for constant-rate videos and approximate after
 a seek in a variable-rate MP4.
 
-Every failure caused by the file (missing, not a video, no video stream, truncated, corrupt, empty,
+The container is recognised from the bytes, not the name: a Matroska file named ``.mp4`` decodes as Matroska, and
+a still image (PNG, JPEG, ...) is refused whatever its name. Every failure caused by the file (missing, not a
+video, a still image, no video stream, truncated, corrupt, empty,
 absurd size, taking too long) raises :class:`~videoadapt.errors.VideoDecodeError` naming the file and
 the reason. A stream that ends before the frames asked for is an error, never a padded clip.
 """
@@ -192,6 +194,11 @@ def _open_video(path: str | Path) -> Iterator[tuple[Any, Any]]:
     with _decode_errors(path, "opening"):
         container = av.open(str(p), mode="r", metadata_errors="ignore")
     try:
+        # FFmpeg reads a still image (a PNG or JPEG, whatever its name) as a one-frame video through an image
+        # demuxer; a photo among the videos is a data error, not a clip to repeat for every sampled frame.
+        demuxer = str(getattr(container.format, "name", ""))
+        if demuxer.endswith("_pipe") or demuxer in ("image2", "image2pipe"):
+            raise VideoDecodeError(path, f"is a still image ({demuxer.removesuffix('_pipe')}), not a video")
         # Cover art in audio files (MP3, FLAC, M4A) is a one-picture "video" stream; it is not a video.
         videos = [s for s in container.streams.video if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC]
         if not videos:

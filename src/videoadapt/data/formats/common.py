@@ -12,13 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from videoadapt.data.records import Item, TaskData, VideoSource
-from videoadapt.errors import InputFileError, VideoadaptError
+from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4",
@@ -51,11 +52,11 @@ class Problems:
         self.count = 0
         self.reasons: list[str] = []
 
-    def bad(self, path: str | Path, where: str, reason: str) -> None:
-        """Report item ``where`` of file ``path`` as bad: raise, or count it when skipping."""
+    def bad(self, path: str | Path, where: str, reason: str, error: type[InputFileError] = InputFileError) -> None:
+        """Report item ``where`` of file ``path`` as bad: raise ``error``, or count it when skipping."""
         message = f"{where}: {reason}"
         if not self.skip_bad:
-            raise InputFileError(path, f"{message} (pass skip_bad=True to skip bad items)")
+            raise error(path, f"{message} (pass skip_bad=True to skip bad items)")
         self.count += 1
         if len(self.reasons) < MAX_REASONS:
             self.reasons.append(f"{Path(path).name}: {message}")
@@ -76,10 +77,23 @@ def read_json(path: str | Path) -> Any:
         raise InputFileError(path, "no such annotation file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise InputFileError(path, f"cannot read annotation file: {error}") from None
+    return parse_json(path, text)
+
+
+def parse_json(path: str | Path, text: str) -> Any:
+    """``json.loads`` whose every failure is an :class:`InputFileError` naming ``path``.
+
+    Besides syntax errors, the json module raises a plain ValueError for an integer of over 4300 digits and
+    RecursionError for nesting deeper than the interpreter's stack: both come from a broken or hostile file.
+    """
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise InputFileError(path, f"not valid JSON: {error}") from None
+    except ValueError as error:
+        raise InputFileError(path, f"not usable JSON: {error}") from None
+    except RecursionError:
+        raise InputFileError(path, "not usable JSON: nested too deeply") from None
 
 
 def read_text_lines(path: str | Path) -> list[str]:
@@ -105,16 +119,21 @@ def read_csv(path: str | Path, required: Sequence[str], delimiter: str | None = 
     if delimiter is None:
         delimiter = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
     reader = csv.DictReader(lines, delimiter=delimiter)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputFileError(path, f"csv header lacks column(s) {', '.join(missing)}; header: {', '.join(header)}")
-    rows = []
-    for number, row in enumerate(reader, start=2):
-        if not any((v or "").strip() for k, v in row.items() if k is not None):
-            continue  # blank line
-        rows.append((number, {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise InputFileError(path, f"csv header lacks column(s) {', '.join(missing)}; header: {', '.join(header)}")
+        rows = []
+        for number, row in enumerate(reader, start=2):
+            # Extra fields beyond the header land under the key None as a list: not a column of the file.
+            values = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k is not None}
+            if not any(v for v in values.values()):
+                continue  # blank line
+            rows.append((number, values))
+    except csv.Error as error:  # e.g. a field over csv's size limit, or an unterminated quote
+        raise InputFileError(path, f"line {reader.line_num}: not valid csv: {error}") from None
     return rows
 
 
@@ -135,6 +154,41 @@ def annotation_file(path: Path, candidates: Sequence[str], what: str) -> Path:
     if found is None:
         raise InputFileError(path, f"no {what} in this folder (looked for {', '.join(candidates)})")
     return found
+
+
+# --- paths written in annotation files -----------------------------------------------------------------------
+
+
+def unsafe_path_reason(value: str) -> str | None:
+    """Why ``value``, a path written in an annotation file, may not be joined to a data set folder; None if it may.
+
+    Refused: empty, absolute (``/x``, ``\\x``, ``C:x``), a ``..`` step anywhere (with either slash), a NUL byte.
+    A path that is lexically inside can still leave through a symlink: :func:`join_inside` checks that too.
+    """
+    if not value or not value.strip():
+        return "is empty"
+    if "\0" in value:
+        return "contains a NUL byte"
+    if value.startswith(("/", "\\")) or PureWindowsPath(value).drive:
+        return "is absolute (annotation paths must be relative to the data set folder)"
+    if ".." in re.split(r"[/\\]", value):
+        return "has a '..' step (annotation paths may not leave the data set folder)"
+    return None
+
+
+def join_inside(root: Path, value: str) -> tuple[Path, str | None]:
+    """``root / value`` and None, or the path and why it is refused: :func:`unsafe_path_reason`, or a symlink on
+    the way that resolves outside ``root`` (compared after resolving both, so a symlinked ``root`` is fine)."""
+    reason = unsafe_path_reason(value)
+    path = root / value
+    if reason is None:
+        try:
+            resolved, base = path.resolve(), root.resolve()
+        except (OSError, RuntimeError) as error:  # a symlink loop
+            return path, f"cannot be resolved ({error})"
+        if not resolved.is_relative_to(base):
+            reason = f"resolves to {resolved}, outside {base} (through a symlink)"
+    return path, reason
 
 
 # --- video files --------------------------------------------------------------------------------------------
@@ -179,9 +233,16 @@ class VideoIndex:
         key = key.strip("/")
         return self._by_rel.get(key) or self._by_stem.get(key.rsplit("/", 1)[-1])
 
-    def path_for(self, key: str, skip_missing: bool = False) -> Path | None:
-        """The file for ``key``; a missing one is counted and gets its conventional path, or None (skip the
-        item) when ``skip_missing``."""
+    def path_for(self, key: str, skip_missing: bool, problems: Problems, origin: str | Path, where: str) -> Path | None:
+        """The file for ``key`` (named by item ``where`` of annotation file ``origin``); a missing one is counted
+        and gets its conventional path, or None (skip the item) when ``skip_missing``. A key that is not a safe
+        relative path (absolute, ``..``: :func:`unsafe_path_reason`) is a bad item, reported to ``problems``
+        (None when skipping). Files found under the folder may be symlinks to elsewhere: a data set assembled
+        from links is common, and its files are the user's own, not paths written in an annotation."""
+        reason = unsafe_path_reason(key)
+        if reason is not None:
+            problems.bad(origin, where, f"video path {key!r} {reason}", UnsafePathError)
+            return None
         found = self.find(key)
         if found is None:
             self.missing += 1

@@ -13,13 +13,15 @@ video folder is searched recursively, so either layout (flat, per split, per cla
 ``video_dir`` defaults to ``PATH/videos_<split>``, ``PATH/<split>``, ``PATH/videos`` or PATH, the first that exists.
 
 Classes are the sorted label names of the train csv (found next to the split's csv; otherwise of the csv read), or
-the lines of the file given as ``classes=FILE``, so class indices agree across splits. A label outside them, or a
-row with a missing field, is a bad item. Each clip's ``VideoRef`` carries ``start_s``/``end_s``: its window in the
-YouTube video; the file itself is already the trimmed clip and is decoded whole.
+the lines of the file given as ``classes=FILE``, so class indices agree across splits. A label outside them, a
+row with a missing field, a time span that is not ``0 <= time_start < time_end``, or a ``youtube_id`` that is not
+a plain relative name (absolute, ``..``) is a bad item. Each clip's ``VideoRef`` carries ``start_s``/``end_s``: its
+window in the YouTube video; the file itself is already the trimmed clip and is decoded whole.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from videoadapt.data.formats.common import (
@@ -94,11 +96,14 @@ def load_kinetics(
                 file, where, f"time_start/time_end not numbers: {row.get('time_start')!r}, {row.get('time_end')!r}"
             )
             continue
+        if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+            problems.bad(file, where, f"time span [{start:g}, {end:g}] s is not 0 <= time_start < time_end")
+            continue
         if label not in lookup:
             problems.bad(file, where, f"label {label!r} is not one of the {len(class_list)} classes")
             continue
         name = clip_name(youtube_id, start, end)
-        clip = index.path_for(name, skip_missing)
+        clip = index.path_for(name, skip_missing, problems, file, where)
         if clip is None:
             continue
         items.append(ClassificationItem(VideoRef(name, clip, start, end), lookup[label]))

@@ -131,7 +131,11 @@ def _read_data(file: Path, problems: Problems) -> tuple[dict[str, str], dict[str
     videos: dict[str, str] = {}
     captions: dict[str, list[str]] = defaultdict(list)
     for path, document in documents:
-        if not isinstance(document, dict) or not isinstance(document.get("sentences"), list):
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("sentences"), list)
+            or not isinstance(document.get("videos") or [], list)
+        ):
             raise InputFileError(path, "expected a json object with 'videos' and 'sentences' lists")
         for k, video in enumerate(document.get("videos") or []):
             if not isinstance(video, dict) or not video.get("video_id"):
@@ -168,7 +172,7 @@ def _caption_data(
         if not texts:
             problems.bad(data_file or origin, f"video {video_id!r}", "has no captions")
             continue
-        clip = index.path_for(video_id, skip_missing)
+        clip = index.path_for(video_id, skip_missing, problems, origin, f"video {video_id!r}")
         if clip is None:
             continue
         items.append(CaptionItem(VideoRef(video_id, clip), texts))
@@ -229,7 +233,7 @@ def load_msrvtt_mc(
         answer = answer_index(row, len(candidates), problems, file, where)
         if answer is None:
             continue
-        clip = index.path_for(video_id, skip_missing)
+        clip = index.path_for(video_id, skip_missing, problems, file, where)
         if clip is None:
             continue
         ref = VideoRef(video_id, clip)

@@ -109,7 +109,7 @@ def load_msvd(
         if not texts:
             problems.bad(caption_file, f"video {clip!r} (listed in {list_file.name})", "has no captions")
             continue
-        found = index.path_for(clip, skip_missing)
+        found = index.path_for(clip, skip_missing, problems, list_file, f"video {clip!r}")
         if found is None:
             continue
         items.append(CaptionItem(VideoRef(clip, found), texts))

@@ -79,7 +79,9 @@ def load_nextqa(
         if mapping and video not in mapping:
             problems.bad(file, where, f"video {video!r} is not in {MAP}")
             continue
-        clip = index.path_for(mapping.get(video, video), skip_missing)
+        # A mapped path is written in the map file: a bad one is reported there, naming the csv row too.
+        origin, item = (map_file, f"video {video!r} ({where} of {file.name})") if mapping else (file, where)
+        clip = index.path_for(mapping.get(video, video), skip_missing, problems, origin, item)
         if clip is None:
             continue
         ref = VideoRef(video, clip)

@@ -84,7 +84,7 @@ def load_ssv2(
         if name not in lookup:
             problems.bad(file, where, f"template {template!r} is not a class of {LABELS}")
             continue
-        clip = index.path_for(video_id, skip_missing)
+        clip = index.path_for(video_id, skip_missing, problems, file, where)
         if clip is None:
             continue
         items.append(ClassificationItem(VideoRef(video_id, clip), lookup[name]))
@@ -106,7 +106,7 @@ def _classes(labels_file: Path) -> list[str]:
         raise InputFileError(labels_file, 'expected a json object {"template": "index"}')
     try:
         by_index = {int(v): str(k) for k, v in labels.items()}
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int() of an infinite float
         raise InputFileError(labels_file, "class indices must be integers") from None
     if sorted(by_index) != list(range(len(labels))):
         raise InputFileError(labels_file, f"class indices must be 0..{len(labels) - 1}, each once")

@@ -8,7 +8,10 @@ kept in memory). On disk, ``DIR`` is a set written by ``videoadapt synth``::
     DIR/annotations/<split>.json    {"info": {..., "config": {...}}, "vocabulary": {...}, "videos": [...]}
     DIR/videos/<split>/<id>.mp4     lossless, decodes to exactly the generated frames
 
-and clips are decoded with :class:`FileSource`. The same seed and size give the same items either way.
+and clips are decoded with :class:`FileSource`. The same seed and size give the same items either way. On disk, a
+video whose boxes leave the frame, whose event spans are negative or inverted, or whose ``file`` is not a
+relative path inside ``DIR`` (absolute, ``..``, a symlink out) is a bad item (an error, or skipped and counted
+with ``skip_bad``).
 
 Tasks: ``recognition`` (classes = the action vocabulary, label = ``action_id``; ``extra["reversal_pairs"]`` lists
 each time-reversal pair ``[i, j]`` of class indices and ``extra["reversal_partner"][i]`` the partner of class
@@ -28,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from videoadapt.data.formats.common import Problems, check_split, check_task, finish, read_json
+from videoadapt.data.formats.common import Problems, check_split, check_task, finish, join_inside, read_json
 from videoadapt.data.records import (
     TASKS,
     CaptionItem,
@@ -42,8 +45,9 @@ from videoadapt.data.records import (
 )
 from videoadapt.data.sampling import Sampler
 from videoadapt.data.synthworld import vocabulary as vocab
+from videoadapt.data.synthworld.disk import check_video_annotation
 from videoadapt.data.synthworld.world import SPLITS, SynthWorld, SynthWorldConfig
-from videoadapt.errors import InputFileError, VideoadaptError
+from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 from videoadapt.registry import registry
 
 QA_KINDS = ("multiple_choice", "open_ended")
@@ -116,7 +120,7 @@ def _items(
     items: list[Item] = []
     novel: list[bool] = []
     for k, ann in enumerate(annotations):
-        where = f"video {k} ({ann.get('id', '?')!r})"
+        where = _where(k, ann)
         try:
             ref = ref_for(ann)
             if task == "recognition":
@@ -135,12 +139,16 @@ def _items(
                 if not new:
                     problems.bad(origin, where, f"video has no {qa} questions")
                     continue
-        except (KeyError, TypeError, ValueError, IndexError) as error:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
             problems.bad(origin, where, f"malformed annotation ({type(error).__name__}: {error})")
             continue
         items.extend(new)
         novel.extend([bool(ann.get("novel", False))] * len(new))
     return items, novel
+
+
+def _where(k: int, ann: Any) -> str:
+    return f"video {k} ({ann.get('id', '?')!r})" if isinstance(ann, dict) else f"video {k}"
 
 
 def _qa_items(ref: VideoRef, questions: list[dict[str, Any]], qa: str, answers: list[str]) -> list[Item]:
@@ -250,15 +258,53 @@ def load_synthworld(
     if not isinstance(document, dict) or not isinstance(document.get("videos"), list):
         raise InputFileError(file, "not a SynthWorld annotation file (expected an object with a 'videos' list)")
     vocabulary = document.get("vocabulary") or {}
+    info = document.get("info") or {}
+    if not isinstance(vocabulary, dict) or not isinstance(info, dict):
+        raise InputFileError(file, "'vocabulary' and 'info' must be objects")
     # The file's own vocabulary, so that a set stays readable by what it says about itself.
-    actions = list(vocabulary.get("actions", actions))
-    partners = dict(vocabulary.get("partners", partners))
-    answers = list(vocabulary.get("answers", answers))
-    config = dict((document.get("info") or {}).get("config") or {})
+    actions = _names(vocabulary.get("actions", actions), file, "vocabulary.actions")
+    answers = _names(vocabulary.get("answers", answers), file, "vocabulary.answers")
+    partners = vocabulary.get("partners", partners)
+    if not isinstance(partners, dict) or any(partners.get(a) not in actions for a in actions):
+        raise InputFileError(file, "'vocabulary.partners' must map every action to an action")
+    config = info.get("config") or {}
+    if not isinstance(config, dict):
+        raise InputFileError(file, "'info.config' must be an object")
+    annotations, paths = _checked(document["videos"], root, file, problems)
 
     def ref_for(ann: dict[str, Any]) -> VideoRef:
-        return VideoRef(str(ann["id"]), root / str(ann["file"]))
+        return VideoRef(str(ann["id"]), paths[id(ann)])
 
     return _finish(
-        task, split, document["videos"], ref_for, FileSource(), file, problems, qa, actions, partners, answers, config
+        task, split, annotations, ref_for, FileSource(), file, problems, qa, actions, partners, answers, config
     )
+
+
+def _names(value: Any, file: Path, what: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise InputFileError(file, f"'{what}' must be a non-empty list of strings")
+    return list(value)
+
+
+def _checked(
+    videos: list[Any], root: Path, file: Path, problems: Problems
+) -> tuple[list[dict[str, Any]], dict[int, Path]]:
+    """The annotations whose ground truth is sane (:func:`check_video_annotation`: boxes inside the frame, spans
+    neither negative nor inverted) and whose ``file`` stays inside ``root``; each other one is a bad item."""
+    kept, paths = [], {}
+    for k, ann in enumerate(videos):
+        where = _where(k, ann)
+        reason = check_video_annotation(ann)
+        if reason is not None:
+            problems.bad(file, where, reason)
+            continue
+        if "id" not in ann or "file" not in ann:
+            problems.bad(file, where, "malformed annotation (needs 'id' and 'file')")
+            continue
+        path, unsafe = join_inside(root, str(ann["file"]))
+        if unsafe is not None:
+            problems.bad(file, where, f"video path {ann['file']!r} {unsafe}", UnsafePathError)
+            continue
+        kept.append(ann)
+        paths[id(ann)] = path
+    return kept, paths

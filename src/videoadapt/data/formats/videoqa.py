@@ -37,10 +37,11 @@ from videoadapt.data.formats.common import (
     finish,
     read_json,
     read_text_lines,
+    unsafe_path_reason,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.records import FileSource, Item, QAItem, TaskData, VideoRef
-from videoadapt.errors import InputFileError, VideoadaptError
+from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 from videoadapt.registry import registry
 
 SPLITS = ("train", "val", "test")
@@ -117,6 +118,11 @@ def _load(
         if answer is None or not isinstance(question, str) or not question.strip():
             problems.bad(file, where, "missing question or answer")
             continue
+        if entry.get("video"):
+            unsafe = unsafe_path_reason(str(entry["video"]))
+            if unsafe is not None:
+                problems.bad(file, where, f"video path {entry['video']!r} {unsafe}", UnsafePathError)
+                continue
         video_id = _video_id(name, entry, mapping)
         if video_id is None:
             reason = f"video_id {entry.get('video_id')!r} is not in {MAPPING}" if name == "msvd_qa" else "no video"
@@ -126,7 +132,13 @@ def _load(
             out_of_vocabulary += 1
             if split == "train":
                 continue
-        clip = index.path_for(video_id, skip_missing)
+        # MSVD-QA's clip name comes from the mapping file: a bad one is reported there, naming the entry too.
+        origin, item = (
+            (file.parent / MAPPING, f"{where} of {file.name} (video_id {entry.get('video_id')!r})")
+            if mapping and not entry.get("video")
+            else (file, where)
+        )
+        clip = index.path_for(video_id, skip_missing, problems, origin, item)
         if clip is None:
             continue
         question_id = str(entry["id"]) if entry.get("id") is not None else f"{split}/{k}"

@@ -11,6 +11,7 @@ Each video's annotation is :meth:`SynthVideo.to_annotation` plus ``"file"`` (the
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from videoadapt.data.encode import write_video
 from videoadapt.data.synthworld import vocabulary as vocab
 from videoadapt.data.synthworld.samples import SynthVideo
 from videoadapt.data.synthworld.world import SPLITS, VERSION, SynthWorld, SynthWorldConfig
-from videoadapt.errors import InputFileError
+from videoadapt.errors import InputFileError, UnsafePathError
 
 TASK_COUNTS: tuple[str, ...] = (
     "videos",
@@ -194,22 +195,110 @@ def summarise(annotations: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return {"splits": counts, "actions": actions}
 
 
+def check_video_annotation(ann: Any) -> str | None:
+    """Why one video's annotation cannot be used as ground truth, or None when its geometry and times are sane.
+
+    Checked: every track has one box (and one mask of the frame's size) per frame, each ``None`` (not
+    visible) or ``[x1, y1, x2, y2]`` of finite numbers with ``0 <= x1 < x2 <= width`` and
+    ``0 <= y1 < y2 <= height`` (boxes are end-exclusive pixels, tight around a non-empty mask); every event has
+    ``0 <= start_frame <= end_frame < num_frames`` and ``0 <= start_s <= end_s <= num_frames / fps``. A box
+    outside the frame or an inverted or negative span would otherwise train and score grounding and tracking
+    against impossible targets, silently.
+    """
+    if not isinstance(ann, dict):
+        return f"malformed annotation (not an object but {type(ann).__name__})"
+    try:
+        frames, height, width, fps = int(ann["num_frames"]), int(ann["height"]), int(ann["width"]), float(ann["fps"])
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        return f"malformed annotation (num_frames, height, width, fps: {type(error).__name__}: {error})"
+    if frames < 1 or height < 1 or width < 1 or not (math.isfinite(fps) and fps > 0):
+        return f"impossible size {frames} frames x {height}x{width} at {fps:g} fps"
+    tracks, events = ann.get("tracks", []), ann.get("events", [])
+    if not isinstance(tracks, list) or not isinstance(events, list):
+        return "'tracks' and 'events' must be lists"
+    for t, track in enumerate(tracks):
+        boxes = track.get("boxes") if isinstance(track, dict) else None
+        if not isinstance(boxes, list) or len(boxes) != frames:
+            return f"track {t}: 'boxes' must be a list of {frames} boxes (one per frame)"
+        for i, box in enumerate(boxes):
+            if box is None:
+                continue
+            if not (isinstance(box, list) and len(box) == 4 and all(_is_finite_number(v) for v in box)):
+                return f"track {t}, frame {i}: box {box!r} is not [x1, y1, x2, y2] of finite numbers"
+            x1, y1, x2, y2 = box
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+                return (
+                    f"track {t}, frame {i}: box {box!r} is not inside the {width}x{height} frame "
+                    "with x1 < x2 and y1 < y2"
+                )
+        masks = track.get("masks", [])
+        # The mask size bounds what decoding its run lengths allocates: checked before anything is decoded.
+        if not isinstance(masks, list) or len(masks) not in (0, frames):
+            return f"track {t}: 'masks' must be a list of {frames} masks (one per frame)"
+        if any(not isinstance(m, dict) or m.get("size") != [height, width] for m in masks):
+            return f"track {t}: every mask must be an RLE object of size [{height}, {width}]"
+    duration = frames / fps
+    for e, event in enumerate(events):
+        if not isinstance(event, dict):
+            return f"event {e}: not an object"
+        span = [event.get(k) for k in ("start_frame", "end_frame", "start_s", "end_s")]
+        if not all(_is_finite_number(v) for v in span):
+            return f"event {e}: start_frame, end_frame, start_s and end_s must be finite numbers, got {span}"
+        start, end, start_s, end_s = span
+        if not 0 <= start <= end < frames:
+            return f"event {e}: frame span [{start}, {end}] is not 0 <= start <= end < {frames} (negative or inverted)"
+        if not 0 <= start_s <= end_s <= duration + 1e-6:
+            return (
+                f"event {e}: time span [{start_s:g}, {end_s:g}] s is not 0 <= start <= end <= {duration:g} s "
+                "(negative or inverted)"
+            )
+    return None
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_annotations(root: str | Path, split: str) -> dict[str, Any]:
-    """The parsed ``annotations/<split>.json`` of a written SynthWorld."""
+    """The parsed ``annotations/<split>.json`` of a written SynthWorld (an object with a ``videos`` list)."""
+    from videoadapt.data.formats.common import parse_json
+
     path = annotation_path(root, split)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputFileError(path, "no such annotation file (was the SynthWorld written with this split?)") from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"not valid JSON: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"cannot read annotation file: {error}") from None
+    document = parse_json(path, text)
+    if not isinstance(document, dict) or not isinstance(document.get("videos"), list):
+        raise InputFileError(path, "not a SynthWorld annotation file (expected an object with a 'videos' list)")
+    return document
 
 
 def load_split(root: str | Path, split: str) -> Iterator[SynthVideo]:
-    """Stream the videos of ``split`` back from disk as :class:`SynthVideo`, equal to the in-memory ones."""
+    """Stream the videos of ``split`` back from disk as :class:`SynthVideo`, equal to the in-memory ones.
+
+    A video whose annotation is malformed (:func:`check_video_annotation`), whose ``file`` leaves ``root``
+    (absolute, ``..``, a symlink out), or whose file does not decode to the annotated frames raises an
+    :class:`InputFileError` naming the annotation file and the video (the decoder's own error names the mp4).
+    """
+    from videoadapt.data.formats.common import join_inside
     from videoadapt.data.video import read_video
 
     root = Path(root)
-    for ann in read_annotations(root, split)["videos"]:
-        frames = read_video(root / ann["file"]).frames
-        yield SynthVideo.from_annotation(ann, frames)
+    path = annotation_path(root, split)
+    for k, ann in enumerate(read_annotations(root, split)["videos"]):
+        where = f"video {k} ({ann.get('id', '?')!r})" if isinstance(ann, dict) else f"video {k}"
+        reason = check_video_annotation(ann)
+        if reason is not None:
+            raise InputFileError(path, f"{where}: {reason}")
+        file, unsafe = join_inside(root, str(ann.get("file", "")))
+        if unsafe is not None:
+            raise UnsafePathError(path, f"{where}: video path {ann.get('file')!r} {unsafe}")
+        frames = read_video(file).frames
+        try:
+            video = SynthVideo.from_annotation(ann, frames)
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
+            raise InputFileError(path, f"{where}: malformed annotation ({type(error).__name__}: {error})") from None
+        yield video
