@@ -1,6 +1,7 @@
 """A training epoch of a frozen paradigm from the feature cache vs from video, in one run.
 
-    python benchmarks/cache_speedup.py [--backbone tiny] [--paradigm post_network] [--videos 500] [--json]
+    python benchmarks/cache_speedup.py [--backbone tiny] [--paradigm post_network] [--options '{temporal: mean}']
+        [--videos 500] [--json]
 
 Three trainings of one epoch on the same SynthWorld split with ``videoadapt.train.trainer.train``: (1) from video
 (every step decodes, preprocesses and runs the backbone), (2) with ``run.cache=true`` on an empty cache directory
@@ -34,6 +35,8 @@ def one_epoch(args: argparse.Namespace, out: Path, cache: bool, cache_dir: Path)
         f"data.frames={args.frames}",
         f"data.options.videos={args.videos}",
     ]
+    if args.options:
+        overrides.append(f"model.options={{{args.paradigm}: {args.options}}}")
     flags = {
         "run.task": "recognition",
         "model.paradigm": args.paradigm,
@@ -58,6 +61,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--paradigm", default="post_network", help="a paradigm with a frozen backbone")
     parser.add_argument("--videos", type=int, default=500, help="SynthWorld videos in all splits (80%% train)")
+    parser.add_argument("--options", default=None, help="the paradigm's options as a YAML map, e.g. '{temporal: mean}'")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--json", action="store_true")
@@ -74,6 +78,7 @@ def main() -> None:
         "benchmark": "cache_speedup",
         "backbone": args.backbone,
         "paradigm": args.paradigm,
+        "options": args.options,
         "videos": args.videos,
         "frames": args.frames,
         "batch": args.batch,

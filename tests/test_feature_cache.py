@@ -230,6 +230,18 @@ def test_post_network_encoder_reads_the_cache_as_the_backbone(ilfm, tmp_path):
         direct, cached = encoder(video), encoder(cached=cache.get(ids))
     assert torch.equal(direct.video, cached.video) and torch.equal(direct.frames, cached.frames)
 
+    # Its temporal transformer never reads patch tokens, so the trainer reads rows without them: same answer.
+    assert not encoder.head.needs_patches
+    light = cache.get(ids, patches=False)
+    assert light.patches.shape == (3, 4, 0, backbone.dims.width)
+    assert torch.equal(light.embeds, cache.get(ids).embeds) and torch.equal(light.cls, cache.get(ids).cls)
+    with torch.no_grad():
+        assert torch.equal(encoder(cached=light).video, direct.video)
+    # Heads that read patches declare it (and any head that does not say keeps getting them).
+    reader = build_video_encoder(backbone, "post_network", {"post_network": {"temporal": "qformer", "heads": 2}})
+    assert reader.head.needs_patches
+    assert build_video_encoder(backbone, "side_tuning").head.needs_patches
+
 
 def test_all_layers_cache_feeds_side_tuning(tmp_path):
     from videoadapt.paradigms import build_video_encoder, load_paradigms

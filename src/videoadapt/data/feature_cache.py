@@ -433,16 +433,22 @@ class FeatureCache:
             raise VideoadaptError(f"{self.directory}: video(s) {shown} were skipped during extraction as unreadable")
         return rows
 
-    def get(self, video_ids: Sequence[str], verify: bool = False) -> FrameFeatures:
+    def get(self, video_ids: Sequence[str], verify: bool = False, patches: bool = True) -> FrameFeatures:
         """Features of ``video_ids`` as float32 tensors ``[B,T,...]`` in that order (``layers`` ``[L][B,T,N,D]``
-        when the cache keeps them). ``verify`` checks every row read against its checksum first."""
+        when the cache keeps them). ``verify`` checks every row read against its checksum first.
+        ``patches=False`` leaves the patch tokens unread (an empty ``[B,T,0,D]`` in their place): they are most
+        of a row, and heads over frame embeddings or CLS tokens never look at them."""
         if isinstance(video_ids, str):
             raise VideoadaptError("FeatureCache.get takes a list of video ids, got one string")
         rows = self.rows_of(video_ids)
         # Fancy indexing copies the rows out of the mapping: what is returned owns its memory, and for float32
         # from_numpy then wraps it without a second copy.
         index = np.asarray(rows, dtype=np.int64)
-        batch = {name: array[index] for name, array in self._arrays.items() if name != "layers"}
+        skip = set() if patches or verify else {"patches"}  # a checksum covers every field
+        batch = {name: array[index] for name, array in self._arrays.items() if name != "layers" and name not in skip}
+        if "patches" in skip:
+            shape = self._arrays["patches"].shape
+            batch["patches"] = np.empty((len(rows), shape[1], 0, shape[3]), dtype=np.float32)
         layers = None
         if "layers" in self._arrays:
             array = self._arrays["layers"]

@@ -56,6 +56,9 @@ class VideoHead(nn.Module):
     """Runs after the backbone: ``(frame features, video pixels, query text) -> VideoFeatures``."""
 
     needs_layers: bool = False  # every block's tokens (side networks)
+    # Reads FrameFeatures.patches. True unless a head says otherwise, so a head that forgets to declare it still
+    # gets real tokens; the feature cache skips reading them (most of a cached row) for heads that do not.
+    needs_patches: bool = True
     needs_pixels: bool = False  # the raw video (a second stream)
     needs_text: bool = False  # the query's text features (grounding heads that fuse video and text)
     # Named inputs beyond video and text that ``forward`` takes as keyword arguments and VideoEncoder passes through

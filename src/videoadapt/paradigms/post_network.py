@@ -62,6 +62,8 @@ class TemporalHead(VideoHead):
         self.temporal = temporal_module(temporal, self.width, ilfm.dims, **options)
         # Grounding modules fuse the query text (Moment-DETR): the encoder then refuses to run without one.
         self.needs_text = bool(getattr(self.temporal, "needs_text", False))
+        # Only modules that take the whole FrameFeatures read patch tokens (Q-Former, space-time, Moment-DETR).
+        self.needs_patches = bool(getattr(self.temporal, "takes_features", False))
 
     def forward(
         self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None

@@ -135,6 +135,7 @@ class BatchBuilder:
         # Draws the frames of each step from a denser cached clip (indices into its rows), so that a run from the
         # cache sees the same random temporal jitter as one that decodes video; None: cached rows as they are.
         self.cache_sampler = cache_sampler
+        self.cache_patches = True  # False: the encoder's head never reads patch tokens, so the cache skips them
         # Items whose decoding killed or hung a loader worker (skip_bad): skipped from then on, with this message.
         self.excluded: dict[int, str] = {}
         # Called with the item about to be decoded, then -1 (a worker's entry in the shared table).
@@ -191,7 +192,7 @@ class BatchBuilder:
         video = None
         if self.pixels and order:
             video = torch.stack([clips[v] for v in order])
-        cached = self.cache.get(order) if self.cache is not None and order else None
+        cached = self.cache.get(order, patches=self.cache_patches) if self.cache is not None and order else None
         if cached is not None and self.cache_sampler is not None:
             first = {}
             for index in kept:

@@ -345,6 +345,7 @@ class Trainer:
             skip_bad=skip_bad,
             cache_sampler=cache_sampler,
         )
+        self.train_builder.cache_patches = bool(getattr(encoder.head, "needs_patches", True))
         self.eval_spec = eval_spec
         # Validation features too are extracted now, so that no epoch, and no validation, runs the backbone.
         self.val_cache = self._cache(self.val_data, eval_spec) if self.use_cache and self.val_data is not None else None
@@ -798,6 +799,7 @@ def evaluate_data(
         pixels=cache is None or encoder.cache_with_pixels,
         skip_bad=skip_bad,
     )
+    builder.cache_patches = bool(getattr(encoder.head, "needs_patches", True))
     was_training = model.training
     model.eval()
     indexed: list[tuple[int, Any]] = []
