@@ -25,18 +25,8 @@ import subprocess
 import sys
 import time
 
-# Frozen-feature paradigms first, then adapted-feature ones, as in the survey's Fig. 4.
-PARADIGM_ORDER = [
-    "distillation",
-    "post_network",
-    "side_tuning",
-    "full_finetune",
-    "partial_tuning",
-    "extra_models",
-    "adapter",
-    "lora",
-    "prompt_tuning",
-]
+# Frozen-feature paradigms first, then adapted-feature ones, as in the survey's Fig. 4 (the bench's order).
+from videoadapt.bench.matrix import PARADIGM_ORDER
 
 
 def measure(args: argparse.Namespace, entry: str) -> dict:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import bad_inputs
 from videoadapt.commands.score import score_files
 from videoadapt.data.encode import write_video
 from videoadapt.data.formats import load_task_data
@@ -50,20 +50,9 @@ FUZZ = settings(
 CALL_SECONDS = 10  # generous for 2 loaded cores; a hang is minutes, not seconds
 
 
-@contextmanager
-def alarm(seconds: int = CALL_SECONDS) -> Iterator[None]:
+def alarm(seconds: int = CALL_SECONDS) -> AbstractContextManager[None]:
     """Fail (instead of hanging the suite) when the body runs longer than ``seconds`` of wall-clock time."""
-
-    def expired(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"call still running after {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    return bad_inputs.alarm(seconds)
 
 
 # --- mutations ------------------------------------------------------------------------------------------------
