@@ -130,7 +130,9 @@ PRESETS: dict[str, Preset] = {
 
 @dataclass(frozen=True)
 class Table:
-    """One task table of the bench (a task's :class:`SurveyTable` bound to its task name)."""
+    """One task table of the bench (a task's :class:`SurveyTable` bound to its task name). Its fields repeat
+    SurveyTable's instead of subclassing it so that this module imports without torch (tasks.base needs it):
+    ``--list`` and the benchmarks read the matrix before any model exists."""
 
     task: str
     name: str

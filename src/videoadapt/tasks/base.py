@@ -26,7 +26,7 @@ from torch import nn
 
 from videoadapt.data.records import CaptionItem, Item, TaskData
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
+from videoadapt.foundation.base import ImageLanguageModel, ModelDims, TextFeatures
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 
 
@@ -264,7 +264,7 @@ def text_adapter_spec(task: Task) -> dict[str, Any]:
     return {"text_adapter": enabled, "text_hidden": int(task.option("text_hidden", 512))} if enabled else {}
 
 
-def build_text_adapter(spec: dict[str, Any], ilfm_dims: Any) -> TextAdapter | None:
+def build_text_adapter(spec: dict[str, Any], ilfm_dims: ModelDims) -> TextAdapter | None:
     if not spec.get("text_adapter"):
         return None
     return TextAdapter(int(ilfm_dims.text_width), int(ilfm_dims.embed_dim), int(spec["text_hidden"]))

@@ -129,13 +129,14 @@ class BatchBuilder:
         pixels: bool = True,
         skip_bad: bool = False,
         cache_sampler: Sampler | None = None,
+        cache_patches: bool = True,
     ) -> None:
         self.data, self.task, self.processor, self.sampler = data, task, processor, sampler
         self.train, self.seed, self.cache, self.pixels, self.skip_bad = train, seed, cache, pixels, skip_bad
         # Draws the frames of each step from a denser cached clip (indices into its rows), so that a run from the
         # cache sees the same random temporal jitter as one that decodes video; None: cached rows as they are.
         self.cache_sampler = cache_sampler
-        self.cache_patches = True  # False: the encoder's head never reads patch tokens, so the cache skips them
+        self.cache_patches = cache_patches  # False: the head never reads patch tokens, so cache reads skip them
         # Items whose decoding killed or hung a loader worker (skip_bad): skipped from then on, with this message.
         self.excluded: dict[int, str] = {}
         # Called with the item about to be decoded, then -1 (a worker's entry in the shared table).
@@ -146,9 +147,13 @@ class BatchBuilder:
         name = getattr(item, "question_id", None) or item.video.video_id
         return f"{self.data.origin}: {self.data.split} item {index} ({name!r})"
 
+    def _for_item(self, sampler: Sampler, index: int, epoch: int) -> Sampler:
+        """``sampler`` with item ``index``'s random generator of ``epoch`` in training (as it is in evaluation)."""
+        return _Seeded(sampler, item_rng(self.seed, epoch, index)) if self.train else sampler
+
     def clip(self, index: int, epoch: int) -> torch.Tensor:
         ref = self.data.items[index].video
-        sampler = _Seeded(self.sampler, item_rng(self.seed, epoch, index)) if self.train else self.sampler
+        sampler = self._for_item(self.sampler, index, epoch)
         frames = self.data.source.frames(ref, sampler)
         if frames.ndim != 4 or len(frames) == 0:
             raise VideoadaptError(f"decoded no frames (shape {tuple(frames.shape)})")
@@ -209,9 +214,7 @@ class BatchBuilder:
         frames = cached.embeds.shape[1]
         picks = []
         for index in indices:
-            sampler = (
-                _Seeded(self.cache_sampler, item_rng(self.seed, epoch, index)) if self.train else self.cache_sampler
-            )
+            sampler = self._for_item(self.cache_sampler, index, epoch)
             # The cached frames are evenly spaced, so any frame rate gives the same picks to samplers that count
             # frames (uniform, dense); time-based samplers make no sense here and are refused by the trainer.
             picks.append(torch.as_tensor(sampler.indices(frames, 1.0), dtype=torch.long))

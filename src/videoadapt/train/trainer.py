@@ -269,6 +269,7 @@ class Trainer:
         self._checkpoint_due = False
         self._loader: Any = None
         self.cache_extractions = 0
+        self.checkpoint_seconds = 0.0  # inside train.seconds; reported apart, since it is disk I/O, not training
         # What metrics.json counts, kept in checkpoints so that a resumed run reports what an uninterrupted one does.
         self.counters = {"skipped_clips": 0, "nonfinite_steps": 0, "nonfinite_streak": 0}
         self.window = {"loss": 0.0, "micro": 0}  # finite micro-batch losses since the last log row
@@ -344,8 +345,8 @@ class Trainer:
             pixels=not self.use_cache or encoder.cache_with_pixels,
             skip_bad=skip_bad,
             cache_sampler=cache_sampler,
+            cache_patches=bool(getattr(encoder.head, "needs_patches", True)),
         )
-        self.train_builder.cache_patches = bool(getattr(encoder.head, "needs_patches", True))
         self.eval_spec = eval_spec
         # Validation features too are extracted now, so that no epoch, and no validation, runs the backbone.
         self.val_cache = self._cache(self.val_data, eval_spec) if self.use_cache and self.val_data is not None else None
@@ -497,7 +498,7 @@ class Trainer:
             previous=self.previous_dir,
             keep_last=self._keep_last,
         )
-        self.checkpoint_seconds = getattr(self, "checkpoint_seconds", 0.0) + time.perf_counter() - began
+        self.checkpoint_seconds += time.perf_counter() - began
         self._keep_last = True
         self._checkpoint_step = self.position.step
 
@@ -587,7 +588,6 @@ class Trainer:
         step_losses: list[float] = []  # the micro-batches of the optimizer step in progress
         step_skipped = 0
         progress = make_progress(disable=not (bool(run.progress) and accelerator.is_main_process))
-        self.checkpoint_seconds = 0.0  # inside `seconds`; reported apart, since it is disk I/O and not training
         with progress:
             bar = progress.add_task(f"train {run.task}", total=self.total_steps, completed=self.position.step, info="")
             while self.position.step < self.total_steps and not stopped_early:
@@ -798,8 +798,8 @@ def evaluate_data(
         cache=cache,
         pixels=cache is None or encoder.cache_with_pixels,
         skip_bad=skip_bad,
+        cache_patches=bool(getattr(encoder.head, "needs_patches", True)),
     )
-    builder.cache_patches = bool(getattr(encoder.head, "needs_patches", True))
     was_training = model.training
     model.eval()
     indexed: list[tuple[int, Any]] = []
