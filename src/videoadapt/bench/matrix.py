@@ -131,8 +131,8 @@ PRESETS: dict[str, Preset] = {
 @dataclass(frozen=True)
 class Table:
     """One task table of the bench (a task's :class:`SurveyTable` bound to its task name). Its fields repeat
-    SurveyTable's instead of subclassing it so that this module imports without torch (tasks.base needs it):
-    ``--list`` and the benchmarks read the matrix before any model exists."""
+    SurveyTable's instead of subclassing it so that importing this module does not load torch (tasks.base does):
+    benchmarks/paradigm_cost.py reads PARADIGM_ORDER in a parent process that measures its children's memory."""
 
     task: str
     name: str
