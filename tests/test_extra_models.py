@@ -19,11 +19,13 @@ from videoadapt.temporal.motion import frame_differences
 
 SMALL_MOTION = {"channels": [8, 16], "grid": 2}
 STRUCTURE = {"stream": "structure", "inputs": ["boxes", "labels", "scores"], "num_labels": 5}
+SALIENCY = {"stream": "saliency", "temporal": "transformer"}
 
 CASES = [
     ("extra_models", {"extra_models": SMALL_MOTION}),
     ("extra_models", {"extra_models": {**SMALL_MOTION, "temporal": "transformer", "fusion_layers": 2}}),
     ("extra_models", {"extra_models": STRUCTURE}),
+    ("extra_models", {"extra_models": SALIENCY}),
     ("adapter+extra_models", {"adapter": {"variant": "st_adapter"}, "extra_models": SMALL_MOTION}),
     ("lora+extra_models", {"lora": {"r": 2}, "extra_models": SMALL_MOTION}),
     ("lora+extra_models", {"lora": {"r": 2}, "extra_models": STRUCTURE}),
@@ -161,7 +163,7 @@ def test_fused_stream_trains(text_tower):
 
 
 def test_extra_models_errors_are_clear(text_tower):
-    with pytest.raises(VideoadaptError, match="unknown stream 'flow'; known: motion, structure"):
+    with pytest.raises(VideoadaptError, match="unknown stream 'flow'; known: motion, saliency, structure"):
         build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "flow"}})
     with pytest.raises(VideoadaptError, match="unknown options \\['num_labels'\\]"):
         build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"num_labels": 3}})
@@ -202,3 +204,47 @@ def test_extra_models_errors_are_clear(text_tower):
     adapted = build_video_encoder(make_backbone("hf", text_tower), "lora+extra_models", {"extra_models": SMALL_MOTION})
     with pytest.raises(VideoadaptError, match="cached features cannot stand in$"):
         adapted(video, cached=ilfm.encode_frames(video))
+
+
+def test_saliency_finds_the_object_that_moves():
+    """Two squares on a dark field, only one of them moving: the saliency mass, and so the pooling weights, sit
+    on the moving square's patch cells; a still clip pools every patch evenly."""
+    from videoadapt.temporal.saliency import motion_saliency, saliency_weights
+
+    video = torch.zeros(1, 4, 3, 32, 32)
+    for t in range(4):
+        video[0, t, :, 20:26, 2 + 2 * t : 8 + 2 * t] = 1.0  # moves right along the bottom rows
+        video[0, t, :, 2:8, 20:26] = 1.0  # still, top right
+    saliency = motion_saliency(video, (4, 4))
+    assert saliency.shape == (1, 4, 16)
+    cells = saliency.view(1, 4, 4, 4)
+    assert cells[0, :, 0, 2:].sum() == 0  # the still square's cells never light up
+    assert (cells[0, :, 2:, :3].sum(dim=(1, 2)) > 0).all()  # the moving square's do, in every frame
+    weights = saliency_weights(saliency, floor=0.05)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 4))
+    assert (weights.view(1, 4, 4, 4)[0, :, 2:, :3].sum(dim=(1, 2)) > 0.8).all()
+
+    still = saliency_weights(motion_saliency(video[:, :1].expand(1, 4, 3, 32, 32), (4, 4)), floor=0.05)
+    torch.testing.assert_close(still, torch.full((1, 4, 16), 1 / 16))
+
+
+def test_saliency_tokens_pool_the_moving_objects_patches(text_tower):
+    """The actor token of a frame is the projection of the patch tokens under the motion: changing the patch
+    tokens where nothing moves leaves it (almost: the floor) unchanged, changing them under the motion does not."""
+    ilfm = make_backbone("tiny", text_tower)
+    encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": {"stream": "saliency", "floor": 0.0}})
+    saliency = encoder.head.saliency.eval()
+    rows, cols = ilfm.dims.patch_grid
+    size = ilfm.processor.image_size
+    video = torch.zeros(1, 3, 3, size, size)
+    cell = size // rows
+    for t in range(3):
+        video[0, t, :, :cell, t * cell : (t + 1) * cell] = 1.0  # one patch cell a frame, moving right
+    patches = torch.randn(1, 3, rows * cols, ilfm.dims.width, generator=torch.Generator().manual_seed(0))
+    base = saliency(video, patches)
+    still_changed = patches.clone()
+    still_changed[:, :, -1] += 5.0  # the bottom-right cell never moves
+    torch.testing.assert_close(saliency(video, still_changed), base)
+    moving_changed = patches.clone()
+    moving_changed[:, :, 1] += 5.0  # the cell the object passes through in frame 1
+    assert not torch.allclose(saliency(video, moving_changed), base)

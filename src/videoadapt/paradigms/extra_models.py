@@ -47,11 +47,16 @@ from videoadapt.paradigms.post_network import temporal_module
 from videoadapt.registry import registry
 from videoadapt.temporal.fusion import CrossStreamFusion
 from videoadapt.temporal.motion import MotionEncoder
+from videoadapt.temporal.saliency import SaliencyEncoder
 
-STREAMS = ("motion", "structure")
+STREAMS = ("motion", "saliency", "structure")
 TEMPORALS = ("mean", "transformer")
 COMMON_OPTIONS = ("stream", "temporal", "temporal_layers", "fusion_layers", "heads", "max_frames")
-STREAM_OPTIONS = {"motion": ("channels", "grid"), "structure": ("inputs", "num_labels", "mask_grid")}
+STREAM_OPTIONS = {
+    "motion": ("channels", "grid"),
+    "saliency": ("floor",),
+    "structure": ("inputs", "num_labels", "mask_grid"),
+}
 STRUCTURE_EMBEDDED = ("boxes", "masks", "labels", "scores")
 STRUCTURE_INPUTS = (*STRUCTURE_EMBEDDED, "valid")
 
@@ -105,6 +110,26 @@ class MotionHead(TwoStreamHead):
             raise VideoadaptError("extra_models(stream='motion') reads the pixels: pass the video")
         tokens = self.motion(video)  # [B,T,G*G,E]
         return self.fuse(features, tokens.flatten(1, 2), None)
+
+
+class SaliencyHead(TwoStreamHead):
+    """Image stream + actor tokens: the frozen patch tokens pooled where the pixels change (motion saliency)."""
+
+    needs_pixels = True
+
+    def __init__(self, ilfm: ImageLanguageModel, floor: float = 0.05, max_frames: int = 64, **options: Any) -> None:
+        super().__init__(ilfm, **options)
+        self.saliency = SaliencyEncoder(
+            ilfm.dims.width, self.width, ilfm.dims.patch_grid, float(floor), int(max_frames)
+        )
+
+    def forward(
+        self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
+    ) -> VideoFeatures:
+        if video is None:
+            raise VideoadaptError("extra_models(stream='saliency') reads the pixels: pass the video")
+        tokens = self.saliency(video, features.patches)  # [B,T,E]
+        return self.fuse(features, tokens, None)
 
 
 class StructureEncoder(nn.Module):
@@ -282,4 +307,6 @@ class ExtraModels(Paradigm):
         options = {k: v for k, v in self.options.items() if k != "stream"}
         if self.stream == "motion":
             return MotionHead(ilfm, **options)
+        if self.stream == "saliency":
+            return SaliencyHead(ilfm, **options)
         return StructureHead(ilfm, **options)
