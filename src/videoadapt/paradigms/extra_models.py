@@ -1,7 +1,7 @@
 """Fine-tuning with extra models (survey Sec. III-B3): a second model runs beside the image-language model and
 its outputs are fused into the image model's frame stream.
 
-The survey names two families, one ``stream`` each:
+The survey names two families — dynamic signals and structural outputs — served by three ``stream`` values:
 
 * ``"motion"`` (default): dynamic signals from a video network — CoSD (Gu et al., "Collaborative Static and
   Dynamic Vision-Language Streams for Spatio-Temporal Video Grounding", CVPR 2023) adds SlowFast features, CoSTA
@@ -11,6 +11,11 @@ The survey names two families, one ``stream`` each:
   through zero-initialised cross-attention (:class:`videoadapt.temporal.fusion.CrossStreamFusion`). The stream
   reads pixels (``needs_pixels``); when the image model stays frozen its frame features may still come from the
   feature cache: ``encoder(video, cached=features)``.
+* ``"saliency"``: a motion saliency map, the survey's "motion saliency maps" — the magnitude of the frame difference,
+  pooled to the patch grid (:mod:`videoadapt.temporal.saliency`) — weights the image model's own patch tokens into
+  one actor token per frame (plus where the saliency lies). It reads pixels for the map and the patch tokens, so
+  with a frozen image model the features come from the cache. Captions and questions name the object that acts;
+  a frame's CLS embedding describes the whole scene, these tokens say which object in it that is.
 * ``"structure"``: the structural outputs of another model — boxes (and optionally labels, scores, masks) of a
   detector or segmenter for each frame, the survey's second family ("detection results, segmentation masks, and
   motion saliency maps"; e.g. NetTrack [42] builds on Grounding-DINO's detections). They come in at call time as
@@ -28,7 +33,8 @@ be adapted at the same time (``adapter+extra_models``, ``lora+extra_models``): t
 
 Options: ``stream``, ``temporal`` ("mean" | "transformer", after fusion), ``temporal_layers`` (1),
 ``fusion_layers`` (1), ``heads`` (4), ``max_frames`` (64); motion: ``channels`` ([16, 32, 64]), ``grid`` (2, motion
-tokens per frame side); structure: ``inputs`` (["boxes"]; any of boxes, masks, labels, scores), ``num_labels``
+tokens per frame side); saliency: ``floor`` (0.05, the share of even pooling, so a still frame pools all
+patches); structure: ``inputs`` (["boxes"]; any of boxes, masks, labels, scores), ``num_labels``
 (needed with labels), ``mask_grid`` (4, masks are average-pooled to this grid).
 """
 
