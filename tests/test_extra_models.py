@@ -87,10 +87,10 @@ def test_extra_models_contract(kind, spec, options, text_tower, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["tiny", "hf"])
-@pytest.mark.parametrize("stream", ["motion", "structure"])
+@pytest.mark.parametrize("stream", ["motion", "saliency", "structure"])
 def test_untrained_fusion_returns_the_image_stream(kind, stream, text_tower):
     ilfm = make_backbone(kind, text_tower)
-    options = SMALL_MOTION if stream == "motion" else STRUCTURE
+    options = {"motion": SMALL_MOTION, "saliency": {"stream": "saliency"}, "structure": STRUCTURE}[stream]
     encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": options}).eval()
     video = video_for(ilfm)
     extras = detections() if stream == "structure" else {}
