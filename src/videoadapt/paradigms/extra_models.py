@@ -31,7 +31,8 @@ Because every fusion branch starts at zero, an untrained head returns the plain 
 with ``temporal="mean"``, their mean): the extra model only adds what training finds useful. The image model may
 be adapted at the same time (``adapter+extra_models``, ``lora+extra_models``): this paradigm brings the head.
 
-Options: ``stream``, ``temporal`` ("mean" | "transformer", after fusion), ``temporal_layers`` (1),
+Options: ``stream`` (one of the three, or several joined by ``+``, e.g. ``"motion+saliency"``: the frames then
+read all their tokens at once), ``temporal`` ("mean" | "transformer", after fusion), ``temporal_layers`` (1),
 ``fusion_layers`` (1), ``heads`` (4), ``max_frames`` (64); motion: ``channels`` ([16, 32, 64]), ``grid`` (2, motion
 tokens per frame side); saliency: ``floor`` (0.05, the share of even pooling, so a still frame pools all
 patches); structure: ``inputs`` (["boxes"]; any of boxes, masks, labels, scores), ``num_labels``
@@ -65,77 +66,6 @@ STREAM_OPTIONS = {
 }
 STRUCTURE_EMBEDDED = ("boxes", "masks", "labels", "scores")
 STRUCTURE_INPUTS = (*STRUCTURE_EMBEDDED, "valid")
-
-
-class TwoStreamHead(VideoHead):
-    """The image model's frame embeddings ``[B,T,E]`` read a second stream's tokens ``[B,M,E]`` (cross-stream
-    fusion), then a temporal module makes the video embedding."""
-
-    def __init__(
-        self,
-        ilfm: ImageLanguageModel,
-        temporal: str = "mean",
-        temporal_layers: int = 1,
-        fusion_layers: int = 1,
-        heads: int = 4,
-    ) -> None:
-        super().__init__()
-        if temporal not in TEMPORALS:
-            raise VideoadaptError(f"extra_models: unknown temporal {temporal!r}; known: {', '.join(TEMPORALS)}")
-        self.width = ilfm.dims.embed_dim
-        self.fusion = CrossStreamFusion(self.width, layers=int(fusion_layers), heads=int(heads))
-        options = {"layers": int(temporal_layers)} if temporal == "transformer" else {}
-        self.temporal = temporal_module(temporal, self.width, **options)
-
-    def fuse(self, features: FrameFeatures, tokens: torch.Tensor, padding: torch.Tensor | None) -> VideoFeatures:
-        frames = self.fusion(features.embeds, tokens.to(features.embeds.dtype), padding)
-        frames, pooled = self.temporal(frames)
-        return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
-
-
-class MotionHead(TwoStreamHead):
-    """Image stream + motion stream (3D CNN over frame differences), fused by cross-attention."""
-
-    needs_pixels = True
-
-    def __init__(
-        self,
-        ilfm: ImageLanguageModel,
-        channels: tuple[int, ...] = (16, 32, 64),
-        grid: int = 2,
-        max_frames: int = 64,
-        **options: Any,
-    ) -> None:
-        super().__init__(ilfm, **options)
-        self.motion = MotionEncoder(self.width, tuple(int(c) for c in channels), int(grid), int(max_frames))
-
-    def forward(
-        self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
-    ) -> VideoFeatures:
-        if video is None:
-            raise VideoadaptError("extra_models(stream='motion') reads the pixels: pass the video")
-        tokens = self.motion(video)  # [B,T,G*G,E]
-        return self.fuse(features, tokens.flatten(1, 2), None)
-
-
-class SaliencyHead(TwoStreamHead):
-    """Image stream + actor tokens: the frozen patch tokens pooled where the pixels change (motion saliency)."""
-
-    needs_pixels = True
-
-    def __init__(self, ilfm: ImageLanguageModel, floor: float = 0.05, max_frames: int = 64, **options: Any) -> None:
-        super().__init__(ilfm, **options)
-        self.saliency = SaliencyEncoder(
-            ilfm.dims.width, self.width, ilfm.dims.patch_grid, float(floor), int(max_frames)
-        )
-
-    def forward(
-        self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
-    ) -> VideoFeatures:
-        if video is None:
-            raise VideoadaptError("extra_models(stream='saliency') reads the pixels: pass the video")
-        tokens = self.saliency(video, features.patches)  # [B,T,E]
-        return self.fuse(features, tokens, None)
 
 
 class StructureEncoder(nn.Module):
@@ -262,24 +192,46 @@ def _check(name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
         )
 
 
-class StructureHead(TwoStreamHead):
-    """Image stream + tokens of another model's per-frame structure (boxes, labels, scores, masks)."""
-
-    extra_inputs = STRUCTURE_INPUTS
+class ExtraStreamsHead(VideoHead):
+    """The image model's frame embeddings ``[B,T,E]`` read the tokens of one or more extra streams ``[B,M,E]``
+    (concatenated) through cross-stream fusion, then a temporal module makes the video embedding."""
 
     def __init__(
         self,
         ilfm: ImageLanguageModel,
-        inputs: tuple[str, ...] | list[str] = ("boxes",),
+        streams: tuple[str, ...] = ("motion",),
+        temporal: str = "mean",
+        temporal_layers: int = 1,
+        fusion_layers: int = 1,
+        heads: int = 4,
+        max_frames: int = 64,
+        channels: tuple[int, ...] = (16, 32, 64),
+        grid: int = 2,
+        floor: float = 0.05,
+        inputs: tuple[str, ...] | list[str] | str = ("boxes",),
         num_labels: int = 0,
         mask_grid: int = 4,
-        max_frames: int = 64,
-        **options: Any,
     ) -> None:
-        super().__init__(ilfm, **options)
-        if isinstance(inputs, str):
-            inputs = (inputs,)
-        self.structure = StructureEncoder(self.width, tuple(inputs), int(num_labels), int(mask_grid), int(max_frames))
+        super().__init__()
+        if temporal not in TEMPORALS:
+            raise VideoadaptError(f"extra_models: unknown temporal {temporal!r}; known: {', '.join(TEMPORALS)}")
+        self.streams = tuple(streams)
+        self.width = ilfm.dims.embed_dim
+        if "motion" in self.streams:
+            self.motion = MotionEncoder(self.width, tuple(int(c) for c in channels), int(grid), int(max_frames))
+        if "saliency" in self.streams:
+            self.saliency = SaliencyEncoder(
+                ilfm.dims.width, self.width, ilfm.dims.patch_grid, float(floor), int(max_frames)
+            )
+        if "structure" in self.streams:
+            inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+            self.structure = StructureEncoder(self.width, inputs, int(num_labels), int(mask_grid), int(max_frames))
+            self.extra_inputs = STRUCTURE_INPUTS
+        # The motion and saliency streams read the pixels; the structure stream reads another model's outputs.
+        self.needs_pixels = bool({"motion", "saliency"} & set(self.streams))
+        self.fusion = CrossStreamFusion(self.width, layers=int(fusion_layers), heads=int(heads))
+        options = {"layers": int(temporal_layers)} if temporal == "transformer" else {}
+        self.temporal = temporal_module(temporal, self.width, **options)
 
     def forward(
         self,
@@ -288,9 +240,26 @@ class StructureHead(TwoStreamHead):
         text: TextFeatures | None = None,
         **structure: torch.Tensor | None,
     ) -> VideoFeatures:
+        if self.needs_pixels and video is None:
+            raise VideoadaptError(f"extra_models(stream={'+'.join(self.streams)!r}) reads the pixels: pass the video")
         b, t = features.embeds.shape[:2]
-        tokens, padding = self.structure((b, t), **structure)
-        return self.fuse(features, tokens, padding.to(features.embeds.device))
+        tokens: list[torch.Tensor] = []
+        padding: list[torch.Tensor] = []
+        if "motion" in self.streams:
+            tokens.append(self.motion(video).flatten(1, 2))  # [B,T*G*G,E]
+        if "saliency" in self.streams:
+            tokens.append(self.saliency(video, features.patches))  # [B,T,E]
+        padding = [torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device) for x in tokens]
+        if "structure" in self.streams:
+            objects, absent = self.structure((b, t), **structure)
+            tokens.append(objects)
+            padding.append(absent.to(objects.device))
+        dtype = features.embeds.dtype
+        context = torch.cat([x.to(dtype) for x in tokens], dim=1)
+        mask = torch.cat(padding, dim=1) if "structure" in self.streams else None
+        frames = self.fusion(features.embeds, context, mask)
+        frames, pooled = self.temporal(frames)
+        return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
 
 
 @registry.register("paradigm", "extra_models")
@@ -299,20 +268,21 @@ class ExtraModels(Paradigm):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.stream = options.get("stream", "motion")
-        if self.stream not in STREAMS:
-            raise VideoadaptError(f"extra_models: unknown stream {self.stream!r}; known: {', '.join(STREAMS)}")
-        known = COMMON_OPTIONS + STREAM_OPTIONS[self.stream]
+        stream = str(options.get("stream", "motion"))
+        self.streams = tuple(stream.split("+"))
+        wrong = [name for name in self.streams if name not in STREAMS]
+        if wrong or len(set(self.streams)) != len(self.streams):
+            raise VideoadaptError(
+                f"extra_models: unknown stream {stream!r}; known: {', '.join(STREAMS)}, or several joined by '+' "
+                "(each once)"
+            )
+        known = COMMON_OPTIONS + tuple(o for name in self.streams for o in STREAM_OPTIONS[name])
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise VideoadaptError(
-                f"extra_models(stream={self.stream!r}): unknown options {unknown}; known: {', '.join(known)}"
+                f"extra_models(stream={stream!r}): unknown options {unknown}; known: {', '.join(known)}"
             )
 
     def head(self, ilfm: ImageLanguageModel) -> VideoHead:
         options = {k: v for k, v in self.options.items() if k != "stream"}
-        if self.stream == "motion":
-            return MotionHead(ilfm, **options)
-        if self.stream == "saliency":
-            return SaliencyHead(ilfm, **options)
-        return StructureHead(ilfm, **options)
+        return ExtraStreamsHead(ilfm, streams=self.streams, **options)
