@@ -226,6 +226,24 @@ def test_synth_memory_and_disk_agree(synth_dir: Path, task: str, options: dict) 
         assert memory.items[0].question_id == "train_000000/mc0" and len(memory.items[0].candidates) == 5
 
 
+def test_synth_split_fractions_add_training_videos_and_keep_the_others() -> None:
+    """More training videos through split_fractions leave validation and test exactly as they were; the option
+    also comes as a string list from the command line (--data-option split_fractions=[2,1,1])."""
+    base = {**SYNTH, "videos": 12}  # 10 / 1 / 1
+    more = {**SYNTH, "videos": 16, "split_fractions": "[14, 1, 1]"}  # 14 / 1 / 1
+    for split in ("val", "test"):
+        assert load_task_data("synth", split, "retrieval", **more).items == load_task_data(
+            "synth", split, "retrieval", **base
+        ).items
+    train = load_task_data("synth", "train", "retrieval", **more)
+    assert len(train) == 14 and train.items[:10] == load_task_data("synth", "train", "retrieval", **base).items
+    assert "split_fractions=14/1/1" in train.origin
+    with pytest.raises(VideoadaptError, match="split_fractions must be 3 non-negative numbers"):
+        load_task_data("synth", "train", "retrieval", **{**SYNTH, "split_fractions": [1, 1]})
+    with pytest.raises(VideoadaptError, match="is not a JSON list"):
+        load_task_data("synth", "train", "retrieval", **{**SYNTH, "split_fractions": "[1, 1"})
+
+
 def _without_path(item: object) -> object:
     from dataclasses import replace
 

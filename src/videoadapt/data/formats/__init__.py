@@ -20,6 +20,7 @@ Splits are ``train``, ``val`` and ``test`` for every format (mapped to the bench
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Any
 
 from videoadapt.data.formats import (  # noqa: F401  (importing a module registers its format)
@@ -99,5 +100,11 @@ def _coerce_options(name: str, reader: Any, options: dict[str, Any]) -> dict[str
                 value = int(value)
             except ValueError:
                 raise VideoadaptError(f"option {key}={value!r} of format {name!r} must be an integer") from None
+        elif isinstance(value, str) and value.strip().startswith("["):
+            # A list from the command line (--data-option split_fractions=[16,1,1]).
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise VideoadaptError(f"option {key}={value!r} of format {name!r} is not a JSON list") from None
         out[key] = value
     return out

@@ -24,6 +24,7 @@ shows a category held out of video training) and ``extra["config"]``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -216,10 +217,14 @@ def load_synthworld(
     size: int = 64,
     frames: int = 16,
     qa: str = "multiple_choice",
+    split_fractions: Sequence[float] | None = None,
     skip_bad: bool = False,
 ) -> TaskData:
-    """SynthWorld in memory (``path`` None: options ``seed``, ``videos``, ``size``, ``frames``) or the set written
-    by ``videoadapt synth`` in folder ``path`` (those options are then ignored: the set's own config applies)."""
+    """SynthWorld in memory (``path`` None: options ``seed``, ``videos``, ``size``, ``frames``, ``split_fractions``)
+    or the set written by ``videoadapt synth`` in folder ``path`` (those options are then ignored: the set's own
+    config applies). Video ``i`` of a split is the same whatever ``videos`` and ``split_fractions`` are, so
+    ``videos: 9000, split_fractions: [16, 1, 1]`` trains on 8,000 videos and keeps the 500 validation and test
+    videos of ``videos: 5000``."""
     check_task("synthworld", task, TASKS)
     check_split("synthworld", split, SPLITS)
     if qa not in QA_KINDS:
@@ -230,9 +235,15 @@ def load_synthworld(
     if path is None:
         if videos < 1:
             raise VideoadaptError(f"videos must be at least 1, got {videos}")
-        config = SynthWorldConfig(seed=seed, size=size, frames=frames)
+        fractions = {} if split_fractions is None else {"split_fractions": tuple(split_fractions)}
+        try:
+            config = SynthWorldConfig(seed=seed, size=size, frames=frames, **fractions)
+        except ValueError as error:
+            raise VideoadaptError(f"synthworld: {error}") from error
         count = SynthWorld(config).split_sizes(videos)[split]
         origin = f"synthworld:seed={seed},videos={videos},size={size},frames={frames}"
+        if split_fractions is not None:
+            origin += f",split_fractions={'/'.join(f'{f:g}' for f in config.split_fractions)}"
         if count == 0:
             raise VideoadaptError(f"{origin}: split {split!r} is empty (ask for more videos)")
         return _finish(
