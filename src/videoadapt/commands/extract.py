@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 from videoadapt.commands import Command
@@ -81,7 +80,7 @@ def _extract(args: argparse.Namespace, data: object, ilfm: object, accelerator: 
         accelerator=accelerator,
         dtype=args.dtype,
         skip_bad=args.skip_bad,
-        progress=main and sys.stderr.isatty(),
+        progress=main,  # a bar on a terminal, a line every 30 s in a log
         meta={"backbone_spec": args.backbone, "data_spec": args.data},
         overwrite=args.overwrite,
         decode_workers=args.workers,

@@ -194,7 +194,8 @@ def pretrain(
     began = time.perf_counter() - elapsed
     window: list[float] = []
     interactive = progress and sys.stderr.isatty()  # else the bar cannot redraw: log a line every 50 steps
-    with make_progress(disable=not progress) as bar:
+    # Its own log lines replace the bar off a terminal (they carry the mean loss of the window).
+    with make_progress(disable=not interactive) as bar:
         task = bar.add_task("pretrain TinyCLIP", total=recipe.steps, completed=start, info="")
         for step, batch in enumerate(stream, start=start):
             tick = time.perf_counter()
