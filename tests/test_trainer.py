@@ -4,6 +4,7 @@ SynthWorld videos of 32 px)."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -24,7 +25,7 @@ from videoadapt.train.checkpoint import find_checkpoint, load_checkpoint
 from videoadapt.train.config import load_config
 from videoadapt.train.data import EpochPlan
 from videoadapt.train.schedule import lr_at
-from videoadapt.train.trainer import Trainer, TrainingInterrupted, train
+from videoadapt.train.trainer import Trainer, TrainingInterrupted, build_encoder, train
 from videoadapt.utils.safe_io import load_tensors
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -199,10 +200,20 @@ def test_config_precedence_and_unknown_keys(tmp_path):
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_configs_load(path):
+def test_shipped_configs_load(path, tiny_backbone):
     config = load_config(path)
     assert config.run.task in {"recognition", "retrieval", "qa", "captioning"}
     assert config.model.backbone == "tiny"
+    # The paradigm options are the registered paradigms' own (an unknown option or stream is refused here).
+    encoder = build_encoder(config, ilfm=copy.deepcopy(tiny_backbone))  # adapters go into the backbone in place
+    assert "+".join(encoder.paradigm_names) == str(config.model.paradigm)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone():
+    from videoadapt.foundation import load_backbone
+
+    return load_backbone("tiny")
 
 
 def test_shipped_configs_cover_every_task():
