@@ -232,9 +232,10 @@ def test_synth_split_fractions_add_training_videos_and_keep_the_others() -> None
     base = {**SYNTH, "videos": 12}  # 10 / 1 / 1
     more = {**SYNTH, "videos": 16, "split_fractions": "[14, 1, 1]"}  # 14 / 1 / 1
     for split in ("val", "test"):
-        assert load_task_data("synth", split, "retrieval", **more).items == load_task_data(
-            "synth", split, "retrieval", **base
-        ).items
+        assert (
+            load_task_data("synth", split, "retrieval", **more).items
+            == load_task_data("synth", split, "retrieval", **base).items
+        )
     train = load_task_data("synth", "train", "retrieval", **more)
     assert len(train) == 14 and train.items[:10] == load_task_data("synth", "train", "retrieval", **base).items
     assert "split_fractions=14/1/1" in train.origin
