@@ -65,6 +65,8 @@ def test_extra_models_contract(kind, spec, options, text_tower, tmp_path):
     assert_exactly_declared_parameters_have_gradients(encoder)
     adapted = "+" in spec
     assert encoder.backbone_frozen == (not adapted)
+    # Only the saliency stream pools patch tokens, so only with it does the cache read them.
+    assert encoder.head.needs_patches == ("saliency" in options["extra_models"].get("stream", "motion"))
 
     # A frozen image model: its features come from the cache (with the pixels for the motion stream).
     encoder.eval()

@@ -155,6 +155,18 @@ def test_cache_means_the_backbone_never_runs_in_training(tmp_path, monkeypatch):
     assert cached["train"]["final_loss"] == pytest.approx(uncached["train"]["final_loss"], abs=1e-5)
 
 
+@pytest.mark.parametrize("stream", ["motion", "motion+saliency"])
+def test_extra_streams_train_from_the_cache_plus_pixels_as_from_video(tmp_path, stream):
+    """A frozen backbone beside streams that read pixels: cached frame features (without patch tokens when no
+    stream pools them) and decoded pixels give the run that encodes every clip live."""
+    common = ["run.epochs=2", "data.train_sampler=uniform:4", "model.paradigm=extra_models"]
+    common.append(f"model.options={{extra_models: {{stream: {stream}, channels: [8, 16]}}}}")
+    live = train(tiny(*common), tmp_path / "live")
+    cached = train(tiny(*common, "run.cache=true", f"run.cache_dir={tmp_path / 'cache'}"), tmp_path / "cached")
+    assert cached["cache"]["used"] and not live["cache"]["used"]
+    assert cached["train"]["final_loss"] == pytest.approx(live["train"]["final_loss"], abs=1e-5)
+
+
 def test_cache_sampler_draws_the_train_frames_from_a_denser_cache(tmp_path):
     """data.cache_sampler=uniform:8 caches every frame of the 8-frame videos; each step then applies the random
     train sampler (uniform:4:random) to the cached rows, which must give the run that decodes those same random

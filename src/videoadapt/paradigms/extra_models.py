@@ -229,6 +229,8 @@ class ExtraStreamsHead(VideoHead):
             self.extra_inputs = STRUCTURE_INPUTS
         # The motion and saliency streams read the pixels; the structure stream reads another model's outputs.
         self.needs_pixels = bool({"motion", "saliency"} & set(self.streams))
+        # Only the saliency stream pools patch tokens; without it the cache skips reading them.
+        self.needs_patches = "saliency" in self.streams
         self.fusion = CrossStreamFusion(self.width, layers=int(fusion_layers), heads=int(heads))
         options = {"layers": int(temporal_layers)} if temporal == "transformer" else {}
         self.temporal = temporal_module(temporal, self.width, **options)
@@ -244,7 +246,6 @@ class ExtraStreamsHead(VideoHead):
             raise VideoadaptError(f"extra_models(stream={'+'.join(self.streams)!r}) reads the pixels: pass the video")
         b, t = features.embeds.shape[:2]
         tokens: list[torch.Tensor] = []
-        padding: list[torch.Tensor] = []
         if "motion" in self.streams:
             tokens.append(self.motion(video).flatten(1, 2))  # [B,T*G*G,E]
         if "saliency" in self.streams:
