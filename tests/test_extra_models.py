@@ -259,3 +259,20 @@ def test_saliency_tokens_pool_the_moving_objects_patches(text_tower):
     moving_changed = patches.clone()
     moving_changed[:, :, 1] += change  # the cell the object passes through in frame 1
     assert not torch.allclose(saliency(video, moving_changed), base)
+
+
+def test_pixel_and_structure_streams_fuse_together(text_tower):
+    """motion+structure: the frames read motion tokens and object tokens at once; padded objects stay unread."""
+    ilfm = make_backbone("hf", text_tower)
+    options = {**STRUCTURE, **SMALL_MOTION, "stream": "motion+structure"}
+    encoder = build_video_encoder(ilfm, "extra_models", {"extra_models": options}).eval()
+    perturb(encoder, scale=0.1)
+    assert encoder.head.needs_pixels and not encoder.head.needs_patches and "boxes" in encoder.head.extra_inputs
+    video = video_for(ilfm)
+    extras = detections()
+    changed = {**extras, "boxes": extras["boxes"].clone()}
+    changed["boxes"][:, :, -1] = 0.9  # only the padded object moves
+    with torch.no_grad():
+        out = encoder(video, **extras)
+        assert out.video.shape == (2, ilfm.dims.embed_dim)
+        torch.testing.assert_close(encoder(video, **changed).video, out.video)

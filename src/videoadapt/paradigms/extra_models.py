@@ -250,14 +250,14 @@ class ExtraStreamsHead(VideoHead):
             tokens.append(self.motion(video).flatten(1, 2))  # [B,T*G*G,E]
         if "saliency" in self.streams:
             tokens.append(self.saliency(video, features.patches))  # [B,T,E]
-        padding = [torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device) for x in tokens]
+        mask = None  # only detected objects can be absent (padding); pixel streams always have every token
         if "structure" in self.streams:
             objects, absent = self.structure((b, t), **structure)
+            present = [torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device) for x in tokens]
+            mask = torch.cat([*present, absent.to(objects.device)], dim=1)
             tokens.append(objects)
-            padding.append(absent.to(objects.device))
         dtype = features.embeds.dtype
         context = torch.cat([x.to(dtype) for x in tokens], dim=1)
-        mask = torch.cat(padding, dim=1) if "structure" in self.streams else None
         frames = self.fusion(features.embeds, context, mask)
         frames, pooled = self.temporal(frames)
         return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
