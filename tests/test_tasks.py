@@ -17,8 +17,9 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.loading import load_backbone
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import TextEncoder, build_task, feature_widths, task_names
+from videoadapt.tasks.base import TextAdapter, text_adapter_spec
 from videoadapt.tasks.captioning import WordTokenizer
-from videoadapt.tasks.retrieval import contrastive_loss
+from videoadapt.tasks.retrieval import contrastive_loss, multi_caption_loss
 from videoadapt.train.data import BatchBuilder
 from videoadapt.train.trainer import TaskModel, check_items
 
@@ -112,13 +113,15 @@ def test_predict_and_evaluate(task_name, head_options, data_options):
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
 
 
+@pytest.mark.parametrize("kind", [True, "tokens"])
 @pytest.mark.parametrize(("task_name", "data_options"), [("retrieval", {}), ("qa", {})])
-def test_text_adapter_starts_at_the_frozen_tower_and_learns(task_name, data_options):
-    """text_adapter: true adds a zero-initialised residual on the text embeddings: the first loss equals the one
-    without it, its parameters are the only new trainable ones, they receive gradients, and the spec rebuilds it."""
+def test_text_adapter_starts_at_the_frozen_tower_and_learns(task_name, data_options, kind):
+    """text_adapter (true = mlp, or tokens) adds a zero-initialised residual on the text embeddings: the first loss
+    equals the one without it, its parameters are the only new trainable ones, they receive gradients, and the spec
+    rebuilds it."""
     data = synth(task_name, **data_options)
     plain = model_for(task_name, "post_network", {}, data)
-    adapted = model_for(task_name, "post_network", {"text_adapter": True, "text_hidden": 32}, data)
+    adapted = model_for(task_name, "post_network", {"text_adapter": kind, "text_hidden": 32}, data)
     adapted.encoder.load_state_dict(plain.encoder.state_dict())
     adapted.head.load_state_dict(plain.head.state_dict(), strict=False)
     batch = first_batch(plain, data)
@@ -135,7 +138,33 @@ def test_text_adapter_starts_at_the_frozen_tower_and_learns(task_name, data_opti
     assert adapted.head.text_adapter.out.weight.grad.abs().sum() > 0
     rebuilt = adapted.task.build_head(adapted.encoder.ilfm, adapted.encoder, data, spec=adapted.head.spec)
     rebuilt.load_state_dict(adapted.head.state_dict())
-    assert rebuilt.text_adapter is not None
+    assert rebuilt.text_adapter is not None and rebuilt.text_adapter.kind == ("mlp" if kind is True else kind)
+
+
+def test_token_text_adapter_ignores_padding():
+    """A text's adapted embedding does not depend on the longer texts padded beside it, and the memoised token
+    states it reads are the tower's own."""
+    ilfm = load_backbone("hf-config:clip-tiny").requires_grad_(False)
+    text = TextEncoder(ilfm)
+    adapter = TextAdapter(ilfm.dims.text_width, ilfm.dims.embed_dim, 32, kind="tokens", layers=1)
+    torch.nn.init.normal_(adapter.out.weight, std=0.5)  # away from the zero start, so the residual shows
+    adapter.eval()
+    short, long = "a red circle", "a red circle moves to the left while a blue square stays still"
+    with torch.no_grad():
+        alone = adapter(text, [short])
+        padded = adapter(text, [long, short])
+    torch.testing.assert_close(padded[1:], alone, atol=1e-5, rtol=1e-5)
+    calls = text.calls  # one pass of the tower per new text filled the token states and the embeddings
+    assert calls == 2 and text.embeds([long, short]).shape == (2, ilfm.dims.embed_dim) and text.calls == calls
+    tokens, mask = text.token_states([long, short])
+    live = ilfm.encode_text([short])
+    assert int(mask[1].sum()) == int(live.mask.sum())
+    torch.testing.assert_close(tokens[1, : int(mask[1].sum())], live.tokens[0, : int(live.mask.sum())])
+
+
+def test_text_adapter_rejects_an_unknown_kind():
+    with pytest.raises(VideoadaptError, match="text_adapter: unknown value 'attention'"):
+        text_adapter_spec(build_task("retrieval", text_adapter="attention"))
 
 
 def test_text_classifier_is_frozen_cosine_of_class_prompts():
@@ -167,6 +196,36 @@ def test_contrastive_loss_is_symmetric_infonce():
     ) / 2
     torch.testing.assert_close(contrastive_loss(v, t, scale), expected)
     assert contrastive_loss(v, v, torch.tensor(100.0)) < 1e-3  # perfect alignment
+
+
+def test_multi_caption_loss_is_mil_nce_and_reduces_to_infonce():
+    torch.manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(7, 8), dim=-1)
+    owner = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    scale = torch.tensor(10.0)
+    logits = scale * t @ v.T
+    t2v = torch.nn.functional.cross_entropy(logits, owner)
+    v2t = []
+    for video in range(3):  # -log of the softmax mass on the video's own captions, written out
+        probabilities = logits[:, video].softmax(0)
+        v2t.append(-torch.log(probabilities[owner == video].sum()))
+    expected = (t2v + torch.stack(v2t).mean()) / 2
+    torch.testing.assert_close(multi_caption_loss(v, t, owner, scale), expected)
+    # One caption per video, in order: plain symmetric InfoNCE.
+    torch.testing.assert_close(multi_caption_loss(v, t[:3], torch.arange(3), scale), contrastive_loss(v, t[:3], scale))
+
+
+def test_retrieval_trains_on_every_caption_with_train_captions_all():
+    data = synth("retrieval")
+    task = build_task("retrieval", train_captions="all")
+    items = data.items[:3]
+    targets = task.targets(items, data, None, train=True)
+    assert targets["texts"] == [c for item in items for c in item.captions]
+    assert targets["owner"].tolist() == [i for i, item in enumerate(items) for _ in item.captions]
+    assert "owner" not in task.targets(items, data, None, train=False)  # evaluation is unchanged
+    with pytest.raises(VideoadaptError, match="train_captions: 'some'"):
+        build_task("retrieval", train_captions="some").targets(items, data, None, train=True)
 
 
 def test_retrieval_samples_one_caption_per_video_reproducibly():

@@ -326,14 +326,16 @@ def test_skip_bad_counts_unreadable_videos(tmp_path, monkeypatch):
 # --- several processes ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("task", ["recognition", "retrieval"])
+@pytest.mark.parametrize("task", ["recognition", "retrieval", "retrieval-all-captions"])
 def test_two_processes_match_one(tmp_path, task):
     """MULTI-PROCESS (about 15 s each): `accelerate launch --multi_gpu --num_processes 2` on CPU (gloo) trains the
     same weights as one process with the same global batch, each process taking half of it (retrieval gathers
-    the other half's embeddings as negatives)."""
+    the other half's embeddings as negatives; with every caption per step, also which video owns each caption)."""
     settings = [*TINY, "run.epochs=2", "data.val_split=null", "model.head.dropout=0"]
-    if task == "retrieval":
+    if task.startswith("retrieval"):
         settings = [s for s in settings if "dropout" not in s]
+    if task == "retrieval-all-captions":
+        task, settings = "retrieval", [*settings, "model.head.train_captions=all"]
     common = ["-m", "videoadapt", "train", "--task", task, "--data", "synth"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # accelerate is a dependency: its launcher sits next to this interpreter, on PATH or not.

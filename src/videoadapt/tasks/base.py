@@ -45,6 +45,8 @@ class TextEncoder:
         self.memoize = (not self.trainable) if memoize is None else memoize
         self._memo: dict[str, torch.Tensor] = {}
         self._pooled_memo: dict[str, torch.Tensor] = {}
+        # Filled only for texts that a token-level adapter reads: a text's real token states, [L_text,Dt].
+        self._tokens_memo: dict[str, torch.Tensor] = {}
         self.calls = 0  # texts actually sent through the tower (tests and benchmarks read it)
 
     def _frozen_mode(self) -> None:
@@ -76,17 +78,38 @@ class TextEncoder:
         self._remember(texts)
         return torch.stack([self._pooled_memo[t] for t in texts])
 
-    def _remember(self, texts: list[str]) -> None:
-        # One pass of the tower fills both memos: a text needed once is usually needed by both.
-        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+    def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tower's last token states ``[N,L,Dt]`` and their mask ``[N,L]`` (1 = real token, right-padded to the
+        longest text of this call): what a token-level :class:`TextAdapter` reads. Memoised per string."""
+        texts = list(texts)
+        if not self.memoize:
+            features = self(texts)
+            return features.tokens, features.mask
+        self._remember(texts, tokens=True)
+        rows = [self._tokens_memo[t] for t in texts]
+        longest = max(len(r) for r in rows)
+        tokens = rows[0].new_zeros(len(rows), longest, rows[0].shape[-1])
+        mask = torch.zeros(len(rows), longest, dtype=torch.long)
+        for i, row in enumerate(rows):
+            tokens[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return tokens, mask
+
+    def _remember(self, texts: list[str], tokens: bool = False) -> None:
+        # One pass of the tower fills every memo that a text will be read from: the embedding and the mean token
+        # state always (retrieval and QA need both), the token states when asked (they are the large one).
+        memo = self._tokens_memo if tokens else self._memo
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
         if not missing:
             return
         with torch.no_grad():
             features = self(missing)
             embeds, pooled = features.embeds.float(), _mean_tokens(features).float()
-        for text, row, mean in zip(missing, embeds, pooled, strict=True):
-            self._memo[text] = row
-            self._pooled_memo[text] = mean
+        for i, text in enumerate(missing):
+            self._memo[text] = embeds[i]
+            self._pooled_memo[text] = pooled[i]
+            if tokens:
+                self._tokens_memo[text] = features.tokens[i, features.mask[i].bool()].float().clone()
 
 
 def _mean_tokens(features: TextFeatures) -> torch.Tensor:
@@ -234,40 +257,95 @@ def feature_widths(encoder: VideoEncoder, frames: int = 8) -> tuple[int, int]:
     return widths
 
 
+TEXT_ADAPTERS = ("mlp", "tokens")
+
+
 class TextAdapter(nn.Module):
-    """A trainable residual on a frozen text tower's embedding: ``embed + MLP(mean token state)``, the MLP's output
-    layer zero-initialised so that training starts exactly at the ILFM's text embedding (zero-shot preserved).
+    """A trainable residual on a frozen text tower's embedding: ``embed + f(token states)``, ``f``'s output layer
+    zero-initialised so that training starts exactly at the ILFM's text embedding (zero-shot preserved).
 
     Heads that match video to free text (retrieval, multiple-choice QA) use it where no text parameter trains: an
     image-text tower was never asked to tell "moves left" from "moves right", and a frozen embedding cannot learn
     to. It is the text-side counterpart of the post-network modules on the video side (CLIP4Clip trains the text
     tower instead; with ``full_finetune`` and ``text: true`` the tower itself adapts and the residual is optional).
+
+    ``kind="mlp"`` reads the mean of the last token states (one small MLP). ``kind="tokens"`` reads the token
+    states themselves through ``layers`` pre-norm transformer layers of width ``hidden`` (positions learnt) and
+    pools them by the mask: a mean has already mixed "a red star moves left while a blue ring stays still" into one
+    vector, attention can still tell which colour goes with which verb.
     """
 
-    def __init__(self, text_width: int, embed_dim: int, hidden: int) -> None:
+    def __init__(
+        self, text_width: int, embed_dim: int, hidden: int, kind: str = "mlp", layers: int = 1, max_tokens: int = 77
+    ) -> None:
         super().__init__()
+        if kind not in TEXT_ADAPTERS:
+            raise VideoadaptError(
+                f"text_adapter: unknown kind {kind!r}; known: true (= mlp), {', '.join(TEXT_ADAPTERS)}"
+            )
+        self.kind = kind
         self.mlp = nn.Sequential(nn.LayerNorm(text_width), nn.Linear(text_width, hidden), nn.GELU())
+        if kind == "tokens":
+            heads = max(1, hidden // 64)
+            self.positions = nn.Parameter(torch.zeros(max_tokens, hidden))
+            nn.init.normal_(self.positions, std=0.02)
+            layer = nn.TransformerEncoderLayer(
+                hidden, heads, 2 * hidden, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, embed_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, text: TextEncoder, texts: Sequence[str]) -> torch.Tensor:
         """Adapted embeddings ``[N,E]`` of ``texts`` (not normalised)."""
-        embeds = text.embeds(texts).float()
-        pooled = text.pooled_tokens(texts).float().to(self.out.weight.device)
-        return embeds.to(pooled.device) + self.out(self.mlp(pooled))
+        device = self.out.weight.device
+        if self.kind == "mlp":
+            embeds = text.embeds(texts).float().to(device)
+            return embeds + self.out(self.mlp(text.pooled_tokens(texts).float().to(device)))
+        tokens, mask = text.token_states(texts)  # first: its one pass of the tower also memoises the embeddings
+        embeds = text.embeds(texts).float().to(device)
+        tokens, mask = tokens.float().to(device), mask.to(device).bool()
+        length = min(tokens.shape[1], len(self.positions))  # longer texts keep their first max_tokens states
+        tokens, mask = tokens[:, :length], mask[:, :length]
+        x = self.blocks(self.mlp(tokens) + self.positions[:length], src_key_padding_mask=~mask)
+        weights = mask.unsqueeze(-1).float()
+        pooled = (self.norm(x) * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return embeds + self.out(pooled)
 
 
 def text_adapter_spec(task: Task) -> dict[str, Any]:
-    """The ``text_adapter`` head options (``text_adapter: true``, ``text_hidden``) as they go into a head's spec."""
-    enabled = bool(task.option("text_adapter", False))
-    return {"text_adapter": enabled, "text_hidden": int(task.option("text_hidden", 512))} if enabled else {}
+    """The ``text_adapter`` head options as they go into a head's spec: ``text_adapter: true`` (or ``mlp``) or
+    ``tokens``, ``text_hidden`` (default 512 for ``mlp``, 256 for ``tokens``), ``text_layers`` (``tokens``, 1)."""
+    kind = task.option("text_adapter", False)
+    if kind is False or kind is None:
+        return {}
+    kind = "mlp" if kind is True else str(kind)
+    if kind not in TEXT_ADAPTERS:
+        raise VideoadaptError(
+            f"model.head.text_adapter: unknown value {kind!r}; use true (= mlp), {', '.join(TEXT_ADAPTERS)} or false"
+        )
+    spec: dict[str, Any] = {
+        "text_adapter": kind,
+        "text_hidden": int(task.option("text_hidden", 512 if kind == "mlp" else 256)),
+    }
+    if kind == "tokens":
+        spec["text_layers"] = int(task.option("text_layers", 1))
+    return spec
 
 
 def build_text_adapter(spec: dict[str, Any], ilfm_dims: ModelDims) -> TextAdapter | None:
-    if not spec.get("text_adapter"):
+    kind = spec.get("text_adapter")
+    if not kind:
         return None
-    return TextAdapter(int(ilfm_dims.text_width), int(ilfm_dims.embed_dim), int(spec["text_hidden"]))
+    return TextAdapter(
+        int(ilfm_dims.text_width),
+        int(ilfm_dims.embed_dim),
+        int(spec["text_hidden"]),
+        kind="mlp" if kind is True else str(kind),  # runs saved before the token kind wrote ``true``
+        layers=int(spec.get("text_layers", 1)),
+    )
 
 
 def adapted_text(head: nn.Module, text: TextEncoder, texts: Sequence[str]) -> torch.Tensor:
@@ -336,3 +414,15 @@ def gather_across_processes(x: torch.Tensor) -> torch.Tensor:
     sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, size)
     return _GatherRows.apply(x, [int(s) for s in sizes])
+
+
+def process_offset(n: int, device: torch.device) -> int:
+    """Where this process's ``n`` rows start in :func:`gather_across_processes`' concatenation (0 in one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not torch.is_grad_enabled():
+        return 0
+    size = torch.tensor([n], device=device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    return int(sum(int(s) for s in sizes[: dist.get_rank()]))

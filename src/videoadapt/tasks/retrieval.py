@@ -7,6 +7,11 @@ similarity matrices with the diagonal as targets. The temperature (``temperature
 at the ILFM's logit scale, kept at most 100 as in CLIP), ``ilfm`` (the ILFM's, fixed) or a number (fixed). A video
 feature outside the joint space is projected into it by a learnt linear map.
 
+``train_captions: all`` trains on every caption of each video at each step instead of one drawn at random: the
+text-to-video loss then has one row per caption, and the video-to-text loss, with several positives per video,
+is MIL-NCE's (Miech et al., 2020): ``-log`` of the softmax mass on the video's own captions. An epoch so sees each
+caption once, as CLIP4Clip's epoch over MSR-VTT's (video, caption) pairs does, while each video is encoded once.
+
 Evaluation scores every caption against every video (MSR-VTT's 1k-A test has one caption per video; SynthWorld
 and MSVD have several, so text-to-video counts each caption as a query, and video-to-text ranks a video's best
 caption).
@@ -18,11 +23,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import TaskData
+from videoadapt.data.records import Item, TaskData
+from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
@@ -38,6 +45,7 @@ from videoadapt.tasks.base import (
     feature_widths,
     gather_across_processes,
     ilfm_logit_scale,
+    process_offset,
     projection,
     text_adapter_spec,
 )
@@ -65,11 +73,29 @@ class RetrievalHead(TaskHead):
         return F.normalize(self.project(video).float(), dim=-1)
 
 
+TRAIN_CAPTIONS = ("one", "all")
+
+
 def contrastive_loss(video: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE of matching rows: ``video`` and ``text`` ``[B,E]``, normalised."""
     logits = scale * text @ video.T
     target = torch.arange(len(video), device=video.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def multi_caption_loss(
+    video: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE with several captions per video: ``video`` ``[B,E]``, ``text`` ``[T,E]`` (normalised),
+    ``owner`` ``[T]`` the video of each caption. Text-to-video is cross-entropy per caption; video-to-text is
+    MIL-NCE, ``-log`` of the softmax mass on the video's own captions. With one caption per video, in order, it
+    equals :func:`contrastive_loss`."""
+    logits = scale * text @ video.T  # [T,B]
+    t2v = F.cross_entropy(logits, owner)
+    own = owner.unsqueeze(0) == torch.arange(len(video), device=owner.device).unsqueeze(1)  # [B,T]
+    scores = logits.T
+    v2t = torch.logsumexp(scores, dim=1) - torch.logsumexp(scores.masked_fill(~own, float("-inf")), dim=1)
+    return (t2v + v2t.mean()) / 2
 
 
 @registry.register("task", "retrieval")
@@ -104,9 +130,30 @@ class Retrieval(CaptionTask):
         check_spec(spec, self.name, ("temperature", "logit_scale"))
         return RetrievalHead(spec, width, ilfm.dims.embed_dim, build_text_adapter(spec, ilfm.dims))
 
+    def train_captions(self) -> str:
+        value = str(self.option("train_captions", "one"))
+        if value not in TRAIN_CAPTIONS:
+            raise VideoadaptError(f"model.head.train_captions: {value!r}; use one (a random caption per step) or all")
+        return value
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        if not (train and self.train_captions() == "all"):
+            return super().targets(items, data, rngs, train)
+        captions = [[c for c in item.captions if c.strip()] for item in items]  # type: ignore[attr-defined]
+        owner = [i for i, c in enumerate(captions) for _ in c]
+        return {"texts": [t for c in captions for t in c], "owner": torch.tensor(owner, dtype=torch.long)}
+
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         video = head(features.video)
         texts = F.normalize(adapted_text(head, text, targets["texts"]).float().to(video.device), dim=-1)
+        if "owner" in targets:
+            # Owners index this process's videos; gathered, they index the global batch.
+            owner = targets["owner"].to(video.device) + process_offset(len(video), video.device)
+            video, texts = gather_across_processes(video), gather_across_processes(texts)
+            owner = gather_across_processes(owner)
+            return multi_caption_loss(video, texts, owner, head.scale())  # type: ignore[operator]
         # Under several processes, the negatives are the whole global batch, as in one process.
         video, texts = gather_across_processes(video), gather_across_processes(texts)
         return contrastive_loss(video, texts, head.scale())  # type: ignore[operator]
