@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from launch_helpers import check_launch
 from videoadapt.cli import main
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.records import TaskData
 from videoadapt.errors import VideoadaptError, VideoDecodeError
+from videoadapt.tasks import build_task
+from videoadapt.tasks.base import text_adapter_spec
 from videoadapt.train import trainer as trainer_module
 from videoadapt.train.checkpoint import find_checkpoint, load_checkpoint
 from videoadapt.train.config import load_config
@@ -219,6 +222,11 @@ def test_shipped_configs_load(path, tiny_backbone):
     # The paradigm options are the registered paradigms' own (an unknown option or stream is refused here).
     encoder = build_encoder(config, ilfm=copy.deepcopy(tiny_backbone))  # adapters go into the backbone in place
     assert "+".join(encoder.paradigm_names) == str(config.model.paradigm)
+    # Head options with a fixed set of values are known ones (an unknown text adapter or caption mode is refused).
+    task = build_task(str(config.run.task), **OmegaConf.to_container(config.model.head))
+    text_adapter_spec(task)
+    if config.run.task == "retrieval":
+        assert task.train_captions() in ("one", "all")
 
 
 @pytest.fixture(scope="module")
