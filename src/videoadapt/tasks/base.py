@@ -402,27 +402,30 @@ class _GatherRows(torch.autograd.Function):
         return grad[start : start + ctx.sizes[ctx.rank]], None
 
 
+def _process_sizes(n: int, device: torch.device) -> list[int] | None:
+    """Every process's row count ``n`` in rank order, or None in one process (or without gradients: evaluation
+    gathers predictions itself)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not torch.is_grad_enabled():
+        return None
+    size = torch.tensor([n], device=device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    return [int(s) for s in sizes]
+
+
 def gather_across_processes(x: torch.Tensor) -> torch.Tensor:
     """``x`` ``[n_r, ...]`` of every process concatenated in rank order, differentiable; ``x`` itself in a single
     process. Contrastive losses use it so that a batch split over processes still sees all of its negatives, and
     the gradient equals the single-process one (each process computes the same global loss; DDP averages)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not torch.is_grad_enabled():
-        return x
-    size = torch.tensor([len(x)], device=x.device)
-    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, size)
-    return _GatherRows.apply(x, [int(s) for s in sizes])
+    sizes = _process_sizes(len(x), x.device)
+    return x if sizes is None else _GatherRows.apply(x, sizes)
 
 
 def process_offset(n: int, device: torch.device) -> int:
     """Where this process's ``n`` rows start in :func:`gather_across_processes`' concatenation (0 in one process)."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not torch.is_grad_enabled():
-        return 0
-    size = torch.tensor([n], device=device)
-    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, size)
-    return int(sum(int(s) for s in sizes[: dist.get_rank()]))
+    sizes = _process_sizes(n, device)
+    return 0 if sizes is None else sum(sizes[: dist.get_rank()])
