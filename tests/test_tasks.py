@@ -19,7 +19,7 @@ from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import TextEncoder, build_task, feature_widths, task_names
 from videoadapt.tasks.base import TextAdapter, text_adapter_spec
 from videoadapt.tasks.captioning import WordTokenizer
-from videoadapt.tasks.retrieval import contrastive_loss, multi_caption_loss
+from videoadapt.tasks.retrieval import contrastive_loss
 from videoadapt.train.data import BatchBuilder
 from videoadapt.train.trainer import TaskModel, check_items
 
@@ -194,11 +194,11 @@ def test_contrastive_loss_is_symmetric_infonce():
     expected = (
         torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)
     ) / 2
-    torch.testing.assert_close(contrastive_loss(v, t, scale), expected)
-    assert contrastive_loss(v, v, torch.tensor(100.0)) < 1e-3  # perfect alignment
+    torch.testing.assert_close(contrastive_loss(v, t, target, scale), expected)
+    assert contrastive_loss(v, v, target, torch.tensor(100.0)) < 1e-3  # perfect alignment
 
 
-def test_multi_caption_loss_is_mil_nce_and_reduces_to_infonce():
+def test_contrastive_loss_with_several_captions_per_video_is_mil_nce():
     torch.manual_seed(0)
     v = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     t = torch.nn.functional.normalize(torch.randn(7, 8), dim=-1)
@@ -211,9 +211,7 @@ def test_multi_caption_loss_is_mil_nce_and_reduces_to_infonce():
         probabilities = logits[:, video].softmax(0)
         v2t.append(-torch.log(probabilities[owner == video].sum()))
     expected = (t2v + torch.stack(v2t).mean()) / 2
-    torch.testing.assert_close(multi_caption_loss(v, t, owner, scale), expected)
-    # One caption per video, in order: plain symmetric InfoNCE.
-    torch.testing.assert_close(multi_caption_loss(v, t[:3], torch.arange(3), scale), contrastive_loss(v, t[:3], scale))
+    torch.testing.assert_close(contrastive_loss(v, t, owner, scale), expected)
 
 
 def test_retrieval_trains_on_every_caption_with_train_captions_all():

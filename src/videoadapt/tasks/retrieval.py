@@ -76,20 +76,11 @@ class RetrievalHead(TaskHead):
 TRAIN_CAPTIONS = ("one", "all")
 
 
-def contrastive_loss(video: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE of matching rows: ``video`` and ``text`` ``[B,E]``, normalised."""
-    logits = scale * text @ video.T
-    target = torch.arange(len(video), device=video.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-
-
-def multi_caption_loss(
-    video: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor
-) -> torch.Tensor:
-    """Symmetric InfoNCE with several captions per video: ``video`` ``[B,E]``, ``text`` ``[T,E]`` (normalised),
-    ``owner`` ``[T]`` the video of each caption. Text-to-video is cross-entropy per caption; video-to-text is
-    MIL-NCE, ``-log`` of the softmax mass on the video's own captions. With one caption per video, in order, it
-    equals :func:`contrastive_loss`."""
+def contrastive_loss(video: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE: ``video`` ``[B,E]``, ``text`` ``[T,E]`` (normalised), ``owner`` ``[T]`` the video of
+    each caption. Text-to-video is cross-entropy per caption; video-to-text is MIL-NCE, ``-log`` of the softmax mass
+    on the video's own captions, which with one caption per video (``owner = arange(B)``) is plain cross-entropy:
+    CLIP4Clip's loss."""
     logits = scale * text @ video.T  # [T,B]
     t2v = F.cross_entropy(logits, owner)
     own = owner.unsqueeze(0) == torch.arange(len(video), device=owner.device).unsqueeze(1)  # [B,T]
@@ -141,22 +132,19 @@ class Retrieval(CaptionTask):
     ) -> dict:
         if not (train and self.train_captions() == "all"):
             return super().targets(items, data, rngs, train)
-        captions = [[c for c in item.captions if c.strip()] for item in items]  # type: ignore[attr-defined]
+        captions = super().targets(items, data, rngs, train=False)[self.references_key]
         owner = [i for i, c in enumerate(captions) for _ in c]
         return {"texts": [t for c in captions for t in c], "owner": torch.tensor(owner, dtype=torch.long)}
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         video = head(features.video)
         texts = F.normalize(adapted_text(head, text, targets["texts"]).float().to(video.device), dim=-1)
-        if "owner" in targets:
-            # Owners index this process's videos; gathered, they index the global batch.
-            owner = targets["owner"].to(video.device) + process_offset(len(video), video.device)
-            video, texts = gather_across_processes(video), gather_across_processes(texts)
-            owner = gather_across_processes(owner)
-            return multi_caption_loss(video, texts, owner, head.scale())  # type: ignore[operator]
-        # Under several processes, the negatives are the whole global batch, as in one process.
+        owner = targets.get("owner", torch.arange(len(video)))
+        # Under several processes the negatives are the whole global batch, as in one process: owners index this
+        # process's videos, offset, they index the gathered ones.
+        owner = gather_across_processes(owner.to(video.device) + process_offset(len(video), video.device))
         video, texts = gather_across_processes(video), gather_across_processes(texts)
-        return contrastive_loss(video, texts, head.scale())  # type: ignore[operator]
+        return contrastive_loss(video, texts, owner, head.scale())  # type: ignore[operator]
 
     def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
         video = head(features.video).cpu()
