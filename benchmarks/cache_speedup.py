@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from videoadapt.bench.cost import machine_description
+    from videoadapt.utils.machine import machine_description
 
     bound = flops_bound(args)
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import av
 
-from videoadapt.bench.cost import machine_description
 from videoadapt.data.sampling import UniformSegments
 from videoadapt.data.video import read_video
+from videoadapt.utils.machine import machine_description
 
 # The shared data folder sits beside the checkout.
 ASL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "asl-gestures"

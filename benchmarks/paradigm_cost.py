@@ -145,8 +145,8 @@ def main() -> None:
         print(json.dumps(measure(args, args.child)))
         return
 
-    from videoadapt.bench.cost import machine_description
     from videoadapt.paradigms import paradigm_names
+    from videoadapt.utils.machine import machine_description
 
     known = paradigm_names()
     names = known if args.paradigms == "all" else [n.strip() for n in args.paradigms.split(",")]

@@ -10,9 +10,9 @@ import json
 import tempfile
 import time
 
-from videoadapt.bench.cost import machine_description
 from videoadapt.data.synthworld import SynthWorld, SynthWorldConfig
 from videoadapt.data.synthworld.disk import write_synthworld
+from videoadapt.utils.machine import machine_description
 
 
 def in_memory_rate(config: SynthWorldConfig, videos: int) -> float:

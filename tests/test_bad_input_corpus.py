@@ -21,11 +21,11 @@ import pytest
 
 import bad_inputs as bad
 from videoadapt.cli import main
-from videoadapt.data.feature_cache import FeatureCache, NonFiniteFeaturesError, extract_features
 from videoadapt.data.records import ClassificationItem, FileSource, TaskData, VideoRef
 from videoadapt.data.sampling import UniformSegments
 from videoadapt.data.video import read_video
 from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError, VideoDecodeError
+from videoadapt.foundation.feature_cache import FeatureCache, NonFiniteFeaturesError, extract_features
 
 DOCS = Path(__file__).parent.parent / "docs" / "video-io.md"
 SECONDS = 5.0  # per case, on 2 loaded cores; the cases take milliseconds to about a second

@@ -21,12 +21,13 @@ from videoadapt.bench.matrix import (
     ZERO_SHOT,
     Cell,
     build_matrix,
+    cell_dir,
     random_counterpart,
     task_tables,
     with_budget,
 )
 from videoadapt.bench.report import write_report
-from videoadapt.bench.runner import cell_dir, run_bench
+from videoadapt.bench.runner import run_bench
 from videoadapt.cli import main
 from videoadapt.errors import VideoadaptError
 from videoadapt.paradigms import paradigm_names

@@ -14,7 +14,12 @@ import pytest
 import torch
 
 from launch_helpers import check_launch
-from videoadapt.data.feature_cache import (
+from videoadapt.data.records import ClassificationItem, TaskData, VideoRef
+from videoadapt.data.sampling import sampler_from_spec
+from videoadapt.data.transforms import preprocess
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import FrameFeatures
+from videoadapt.foundation.feature_cache import (
     CacheDims,
     FeatureCache,
     IncompleteCacheError,
@@ -22,11 +27,6 @@ from videoadapt.data.feature_cache import (
     cache_key,
     extract_features,
 )
-from videoadapt.data.records import ClassificationItem, TaskData, VideoRef
-from videoadapt.data.sampling import sampler_from_spec
-from videoadapt.data.transforms import preprocess
-from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import FrameFeatures
 from videoadapt.foundation.hf import from_architecture
 
 SAMPLER = "uniform:4"

@@ -33,12 +33,12 @@ from videoadapt.data.synthworld.world import SynthWorldConfig
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.loading import load_backbone
 from videoadapt.tasks import build_task
-from videoadapt.train import checkpoint as ckpt
 from videoadapt.train import data as data_module
 from videoadapt.train import trainer as trainer_module
 from videoadapt.train.config import load_config
 from videoadapt.train.data import BatchBuilder, EpochPlan, WorkerLoader
 from videoadapt.train.trainer import Trainer, TrainingInterrupted, train
+from videoadapt.utils import checkpoint as ckpt
 from videoadapt.utils.safe_io import load_tensors
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -24,11 +24,11 @@ from videoadapt.errors import VideoadaptError, VideoDecodeError
 from videoadapt.tasks import build_task
 from videoadapt.tasks.base import text_adapter_spec
 from videoadapt.train import trainer as trainer_module
-from videoadapt.train.checkpoint import find_checkpoint, load_checkpoint
 from videoadapt.train.config import load_config
 from videoadapt.train.data import EpochPlan
 from videoadapt.train.schedule import lr_at
 from videoadapt.train.trainer import Trainer, TrainingInterrupted, build_encoder, train
+from videoadapt.utils.checkpoint import find_checkpoint, load_checkpoint
 from videoadapt.utils.safe_io import load_tensors
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -13,8 +13,8 @@ import transformers.models.siglip.modeling_siglip  # noqa: F401
 
 import videoadapt.bench.cell  # noqa: F401
 import videoadapt.bench.cost  # noqa: F401
-import videoadapt.data.feature_cache  # noqa: F401
 import videoadapt.data.formats  # noqa: F401
+import videoadapt.foundation.feature_cache  # noqa: F401
 import videoadapt.foundation.hf  # noqa: F401
 import videoadapt.foundation.loading  # noqa: F401
 import videoadapt.foundation.tinyclip.checkpoint  # noqa: F401

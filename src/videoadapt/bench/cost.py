@@ -7,8 +7,6 @@ With it, the ViT-B/16 image tower at 224 px costs about 17.6 GFLOPs.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from videoadapt.utils.machine import machine_description  # noqa: F401 - re-exported: cost columns name the machine
 
 
 def _attention_macs(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
@@ -98,26 +98,3 @@ def matmul_flops_per_second(size: int = 2048, dtype: torch.dtype = torch.float32
     b = torch.randn(size, size, dtype=dtype)
     seconds = time_call(lambda: a @ b, repeats=repeats, warmup=2)
     return 2 * size**3 / seconds
-
-
-def machine_description() -> dict[str, Any]:
-    """The machine a figure was measured on: named beside every absolute time we report."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }

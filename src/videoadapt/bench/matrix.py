@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from videoadapt.errors import VideoadaptError
@@ -268,6 +269,11 @@ def composition(cell: Cell) -> str:
     """``paradigm{options}`` as the config says it (the built head is recorded beside it by the runner)."""
     options = json.dumps(cell.options, sort_keys=True, separators=(",", ":")) if cell.options else ""
     return f"{cell.paradigm}{options}"
+
+
+def cell_dir(out: Path, cell: Cell) -> Path:
+    """Where a cell's files live: ``OUT/cells/<table>/<arm>/seed<k>``."""
+    return out / "cells" / slug(cell.table) / slug(cell.arm) / f"seed{cell.seed}"
 
 
 def slug(text: str) -> str:

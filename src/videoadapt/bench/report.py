@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from videoadapt.bench import cell as cell_module
-from videoadapt.bench.matrix import RANDOM_INIT, RANDOM_INIT_PARADIGM, RESERVED_TABLES, ZERO_SHOT, Cell, Table
+from videoadapt.bench.matrix import (
+    RANDOM_INIT,
+    RANDOM_INIT_PARADIGM,
+    RESERVED_TABLES,
+    ZERO_SHOT,
+    Cell,
+    Table,
+    cell_dir,
+)
 from videoadapt.utils.safe_io import load_json, save_json
 
 RESULTS, REPORT, SUMMARY, PLOTS = "results.csv", "report.md", "summary.json", "plots"
@@ -98,8 +106,6 @@ def fmt_cost(field: str, stats: tuple[float, float, int] | None) -> str:
 
 def cell_rows(out: Path, cells: Sequence[Cell], budget: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per cell that has a result (finished, incompatible or failed)."""
-    from videoadapt.bench.runner import cell_dir
-
     rows = []
     for cell in cells:
         path = cell_dir(out, cell) / cell_module.RESULT
@@ -285,8 +291,8 @@ def write_report(
     missing_tables: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write results.csv, report.md, summary.json and the plots from the cells' results in ``out``."""
-    from videoadapt.bench.cost import machine_description
     from videoadapt.bench.plots import plot_table
+    from videoadapt.utils.machine import machine_description
 
     rows = cell_rows(out, cells, settings["budget"])
     write_csv(out / RESULTS, rows)
@@ -300,8 +306,6 @@ def write_report(
     total = len(cells)
     done = sum(1 for r in rows if r["status"] in ("ok", "incompatible"))
     cell_seconds = 0.0
-    from videoadapt.bench.runner import cell_dir
-
     for cell in cells:
         path = cell_dir(out, cell) / cell_module.RESULT
         if path.is_file():

@@ -28,15 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from videoadapt.bench import cell as cell_module
-from videoadapt.bench.matrix import Cell, Preset, Table, build_matrix, slug
+from videoadapt.bench.matrix import Cell, Preset, Table, build_matrix, cell_dir, slug
+from videoadapt.bench.report import write_report
 from videoadapt.errors import VideoadaptError
 from videoadapt.utils.safe_io import load_json, save_json
 
 SETTINGS = "bench.json"
-
-
-def cell_dir(out: Path, cell: Cell) -> Path:
-    return out / "cells" / slug(cell.table) / slug(cell.arm) / f"seed{cell.seed}"
 
 
 def table_data(
@@ -84,7 +81,6 @@ def run_bench(
     """Run (or continue) the bench in ``out`` and write its report. Returns the summary with ``ran`` (cells run now)
     and ``reused`` (cells finished before). ``max_cells`` stops after that many cells were run (then the report
     covers what is done)."""
-    from videoadapt.bench.report import write_report
     from videoadapt.utils.progress import make_progress
 
     out = Path(out)

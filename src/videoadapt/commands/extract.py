@@ -68,7 +68,7 @@ def _accelerator() -> object | None:
 
 
 def _extract(args: argparse.Namespace, data: object, ilfm: object, accelerator: object, main: bool) -> object:
-    from videoadapt.data.feature_cache import extract_features
+    from videoadapt.foundation.feature_cache import extract_features
 
     cache = extract_features(
         ilfm,

@@ -15,11 +15,11 @@ from videoadapt.paradigms.base import (
     VideoEncoder,
     VideoFeatures,
     VideoHead,
-    build_video_encoder,
 )
+from videoadapt.paradigms.compose import build_video_encoder
 from videoadapt.registry import registry
 
-_INFRASTRUCTURE = {"base"}
+_INFRASTRUCTURE = {"base", "compose", "temporal_head"}
 
 
 def load_paradigms() -> None:

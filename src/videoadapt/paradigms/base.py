@@ -94,11 +94,10 @@ class Paradigm:
         """This paradigm's own head, or None."""
         return None
 
-    def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
-        """The head used when no paradigm of the composition brings one."""
-        from videoadapt.paradigms.post_network import TemporalHead
-
-        return TemporalHead(ilfm, temporal="mean")
+    def default_head(self, ilfm: ImageLanguageModel) -> VideoHead | None:
+        """The head used when no paradigm of the composition brings one; None: mean pooling of the frame
+        embeddings (:func:`videoadapt.paradigms.compose.build_video_encoder` builds it)."""
+        return None
 
 
 class VideoEncoder(nn.Module):
@@ -198,43 +197,3 @@ class VideoEncoder(nn.Module):
 
 def _trains(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters(recurse=False))
-
-
-def build_video_encoder(
-    ilfm: ImageLanguageModel, spec: str, options: dict[str, dict[str, Any]] | None = None
-) -> VideoEncoder:
-    """Compose the paradigms named in ``spec`` (``"a+b"``) on ``ilfm``, which is changed in place.
-
-    ``options`` maps a paradigm name to its keyword options. Conflicts are refused with the reason.
-    """
-    from videoadapt.paradigms import paradigm_class
-
-    names = [n.strip() for n in spec.split("+") if n.strip()]
-    if not names:
-        raise VideoadaptError("empty paradigm specification")
-    if len(set(names)) != len(names):
-        raise VideoadaptError(f"{spec}: a paradigm is named twice")
-    options = options or {}
-    unknown_options = set(options) - set(names)
-    if unknown_options:
-        raise VideoadaptError(f"{spec}: options given for paradigms not in the composition: {sorted(unknown_options)}")
-    paradigms = [paradigm_class(n)(**options.get(n, {})) for n in names]
-    adapting = [p for p in paradigms if p.adapts_backbone]
-    whole = [p for p in adapting if p.trains_whole_backbone]
-    if whole and len(adapting) > 1:
-        others = ", ".join(p.name for p in adapting if p is not whole[0])
-        raise VideoadaptError(
-            f"{spec}: {whole[0].name} already trains every backbone parameter; {others} would add nothing to train"
-        )
-    for parameter in ilfm.parameters():
-        parameter.requires_grad_(False)
-    context = TemporalContext()
-    for paradigm in adapting:
-        paradigm.adapt(ilfm, context)
-    heads = [(p, h) for p in paradigms if (h := p.head(ilfm)) is not None]
-    if len(heads) > 1:
-        raise VideoadaptError(
-            f"{spec}: {heads[0][0].name} and {heads[1][0].name} both put a module after the backbone; keep one"
-        )
-    head = heads[0][1] if heads else paradigms[0].default_head(ilfm)
-    return VideoEncoder(ilfm, head, context, paradigms)

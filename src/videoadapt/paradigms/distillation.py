@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoFeatures, VideoHead
-from videoadapt.paradigms.post_network import temporal_module
+from videoadapt.paradigms.temporal_head import temporal_module
 from videoadapt.registry import registry
 
 STUDENTS = ("backbone", "small")

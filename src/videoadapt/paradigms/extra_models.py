@@ -50,7 +50,7 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import Paradigm, VideoFeatures, VideoHead
-from videoadapt.paradigms.post_network import temporal_module
+from videoadapt.paradigms.temporal_head import temporal_module
 from videoadapt.registry import registry
 from videoadapt.temporal.fusion import CrossStreamFusion
 from videoadapt.temporal.motion import MotionEncoder

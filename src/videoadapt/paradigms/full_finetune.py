@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
-from videoadapt.paradigms.post_network import TemporalHead
+from videoadapt.paradigms.temporal_head import TemporalHead
 from videoadapt.registry import registry
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
-from videoadapt.paradigms.post_network import TemporalHead
+from videoadapt.paradigms.temporal_head import TemporalHead
 from videoadapt.registry import registry
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from videoadapt.foundation.base import ImageLanguageModel
-from videoadapt.paradigms.base import VideoEncoder, build_video_encoder
+from videoadapt.paradigms.base import VideoEncoder
+from videoadapt.paradigms.compose import build_video_encoder
 from videoadapt.registry import registry
 
 

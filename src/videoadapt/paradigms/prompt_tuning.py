@@ -41,7 +41,7 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
-from videoadapt.paradigms.post_network import TemporalHead
+from videoadapt.paradigms.temporal_head import TemporalHead
 from videoadapt.registry import registry
 
 DEPTHS = ("shallow", "deep")

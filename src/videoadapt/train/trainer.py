@@ -17,7 +17,7 @@ Run folder::
     RUN/vocabulary.json        the head's description: class names, answer vocabulary, caption words, mode
     RUN/metrics.json           training summary, validation history, best metrics
     RUN/log.csv                step, epoch, loss, lr, clips_per_s, elapsed_s
-    RUN/checkpoints/last/      model.safetensors, optimizer.safetensors, state.json (see train/checkpoint.py)
+    RUN/checkpoints/last/      model.safetensors, optimizer.safetensors, state.json (see utils/checkpoint.py)
     RUN/checkpoints/previous/  the checkpoint before, used when ``last`` is found damaged
     RUN/cache/<split>/         frame features of a frozen backbone (run.cache)
 """
@@ -44,10 +44,10 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.tasks import Task, TaskHead, TextEncoder, build_task, feature_widths
-from videoadapt.train import checkpoint as ckpt
 from videoadapt.train.config import sampler_specs, save_config, to_plain
 from videoadapt.train.data import Batch, BatchBuilder, EpochPlan, WorkerLoader, batch_loader, is_worker_failure
 from videoadapt.train.schedule import lr_at, schedule_state
+from videoadapt.utils import checkpoint as ckpt
 from videoadapt.utils.safe_io import load_json, load_tensors, save_json, save_tensors
 
 CONFIG, WEIGHTS, VOCABULARY, METRICS, LOG = (
@@ -205,8 +205,9 @@ def open_cache(
     progress: bool = False,
 ) -> Any:
     """Frame features of ``data``'s clips under ``directory``: extracted on first use (every process encodes its
-    share), reused as they are afterwards when backbone, sampler and videos match (videoadapt.data.feature_cache)."""
-    from videoadapt.data.feature_cache import extract_features
+    share), reused as they are afterwards when backbone, sampler and videos match
+    (videoadapt.foundation.feature_cache)."""
+    from videoadapt.foundation.feature_cache import extract_features
 
     return extract_features(
         ilfm,

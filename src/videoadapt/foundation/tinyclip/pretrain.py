@@ -29,7 +29,7 @@ from videoadapt.data.transforms import preprocess
 from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
 from videoadapt.foundation.tinyclip.model import TinyCLIP, TinyCLIPConfig
 from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-from videoadapt.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from videoadapt.utils.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 
 TWIN_ATTRIBUTES = ("shape", "position", "size", "colour")
 
@@ -164,8 +164,8 @@ def pretrain(
 
     ``stop_after``: checkpoint and return None once that many steps are done (time-boxed sessions; tests).
     """
-    from videoadapt.bench.cost import machine_description
     from videoadapt.foundation.zeroshot import evaluate, meets_targets
+    from videoadapt.utils.machine import machine_description
     from videoadapt.utils.progress import make_progress
     from videoadapt.utils.safe_io import load_json
 

@@ -10,7 +10,7 @@ from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.adapter.config import AdapterConfig
 from videoadapt.paradigms.adapter.model import AdaptedBlock, inject_adapters, merge_linear_adapters
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
-from videoadapt.paradigms.post_network import TemporalHead
+from videoadapt.paradigms.temporal_head import TemporalHead
 from videoadapt.registry import registry
 
 
