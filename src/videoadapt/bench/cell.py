@@ -1,8 +1,13 @@
-"""One bench cell: train (or, for the zero-shot baseline, only build) and score it on the test split.
+"""One bench cell: train (or, for the zero-shot baseline, only build) and score it.
 
 ``python -m videoadapt.bench.cell CELL_DIR`` runs the cell described by ``CELL_DIR/cell.json`` (written by the
 runner) in its own process, so that its peak memory is its own, and writes ``CELL_DIR/result.json`` then the
 ``CELL_DIR/done`` marker. The run folder of the trainer is ``CELL_DIR/run`` (config, weights, log, metrics).
+
+A bench cell is scored on the test split and keeps, beside its metrics, the per-item statistics the report's
+bootstrap resamples (``item_stats.safetensors``) and one record per test item (``predictions.jsonl``), so that the
+analysis can be redone without the model. A sweep cell (``score_split: val``) is scored on the validation split
+only: it never reads the test split.
 
 Status: ``ok``; ``incompatible`` (the paradigm cannot serve this task: the model cannot be built for it, e.g. a
 head that needs a text query on a task that has none; the reason is recorded and reported); ``failed`` (an error
@@ -24,7 +29,11 @@ from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.utils.safe_io import load_json, save_json
 
 CELL, RESULT, DONE, RUN, LOG = "cell.json", "result.json", "done", "run", "cell.log"
+ITEM_STATS, PREDICTIONS = "item_stats.safetensors", "predictions.jsonl"
 RANK = int(os.environ.get("RANK", "0"))  # set by `accelerate launch` / torchrun in each process
+# Above this size an every-layer feature cache (side networks) costs more than running the frozen backbone again
+# (a forward without gradients) each step: the cell then runs it live.
+MAX_ALL_LAYERS_CACHE_BYTES = 1 << 30
 
 
 def config_for(spec: dict[str, Any]) -> Any:
@@ -32,34 +41,42 @@ def config_for(spec: dict[str, Any]) -> Any:
     from videoadapt.train.config import load_config
 
     cell, budget, data = spec["cell"], spec["budget"], spec["data"]
+    curve = int(budget.get("curve_points") or 0)
+    # Validation during training (learning curves, best weights); a sweep cell scores val after training instead.
+    validate = bool(budget["validate"]) or curve > 0
     flags = {
         "run.task": cell["task"],
         "model.paradigm": cell["paradigm"],
         "model.backbone": cell["backbone"],
-        "model.options": {cell["paradigm"]: cell["options"]} if cell["options"] else {},
+        "model.options": cell["options"],
         "model.head": cell["head"],
+        "model.teacher_run": spec.get("teacher_run"),
         "data.source": data["source"],
         "data.options": data["options"],
         "data.frames": budget["frames"],
-        "data.val_split": "val" if budget["validate"] else None,
+        "data.train_split": spec.get("train_split", "train"),
+        "data.val_split": spec.get("val_split", "val") if validate else None,
         "data.skip_bad": bool(data.get("skip_bad", False)),
         "run.seed": cell["seed"],
         "run.epochs": 10**6,  # the step budget decides
         "run.max_steps": budget["steps"],
         "run.batch_size": budget["batch_size"],
         "run.eval_batch_size": budget["eval_batch_size"],
-        "run.lr": budget["lr"],
+        "run.lr": cell.get("lr") or 1e-3,
+        "run.backbone_lr": cell.get("backbone_lr"),
         "run.warmup_steps": budget["warmup_steps"],
-        "run.cache": True,
+        "run.eval_every": 0,  # validations come from eval_every_steps (the learning curve) and the end
+        "run.eval_every_steps": max(1, int(budget["steps"]) // curve) if curve else None,
+        "run.cache": spec.get("cache", True),
         "run.cache_dir": spec["cache_dir"],
         "run.checkpoint_every": 0,
         "run.progress": False,
-        "run.log_every": 1,
+        "run.log_every": max(1, int(budget["steps"]) // 50),
         "run.cpu": spec.get("device") == "cpu",
-        "run.precision": spec.get("precision", "no"),
+        "run.precision": spec.get("precision") or budget.get("precision", "no"),
     }
     # val_split=None must reach the config as null, which flags (None = not given) cannot say.
-    overrides = [] if budget["validate"] else ["data.val_split=null"]
+    overrides = [] if validate else ["data.val_split=null"]
     return load_config(None, {k: v for k, v in flags.items() if v is not None}, overrides)
 
 
@@ -99,17 +116,65 @@ def gflops_per_view(model: Any, frames: int) -> float | None:
         encoder.train(was_training)
 
 
+def training_gflops_per_step(trainer: Any) -> float | None:
+    """GFLOPs (fvcore convention) of one optimizer step of ``trainer``: the forward and backward of its first
+    batch, counted in eval mode (no dropout, no BatchNorm statistics touched) so that counting changes nothing the
+    training then does; the gradients are dropped. None when the counter cannot follow the step."""
+    from videoadapt.bench.cost import count_training_flops
+
+    model = trainer.model
+    batch = trainer.train_builder.build(trainer.plan.batch(0, 0, trainer.rank, trainer.world), 0)
+    batch = batch.to(trainer.accelerator.device)
+    was_training = model.training
+
+    def step() -> None:
+        with trainer.accelerator.autocast():
+            loss = model(batch)
+        loss.backward()
+
+    model.eval()
+    try:
+        flops = count_training_flops(step) * int(trainer.world) * int(trainer.config.run.grad_accum)
+        return flops / 1e9
+    except Exception:  # noqa: BLE001 - a cost the counter cannot follow is reported as missing
+        return None
+    finally:
+        model.train(was_training)
+        for parameter in model.parameters():
+            parameter.grad = None
+
+
 def _trainable(model: Any) -> int:
     from videoadapt.bench.cost import count_parameters
 
     return count_parameters(model, trainable_only=True)
 
 
+def parameter_split(model: Any) -> tuple[int, int]:
+    """Trainable parameters of ``(the paradigm, the shared heads)``: the paradigm's are those in the image model,
+    a student's copy of it and every module after the backbone that is not the task head; the task head (and a
+    shared temporal head composed with the paradigm) are the heads'."""
+    from videoadapt.bench.cost import count_parameters
+
+    task_head = count_parameters(model.head, trainable_only=True)
+    total = _trainable(model)
+    encoder = model.encoder
+    shared = 0
+    if "post_network" in encoder.paradigm_names and len(encoder.paradigm_names) > 1:
+        shared = count_parameters(encoder.head, trainable_only=True)
+    return total - task_head - shared, task_head + shared
+
+
+def _estimated_all_layers_bytes(spec: dict[str, Any], ilfm: Any, videos: int) -> int:
+    dims = ilfm.dims
+    tokens = dims.num_patches + (1 if dims.has_cls else 0)
+    return int(videos * int(spec["budget"]["frames"]) * dims.layers * tokens * dims.width * 4)
+
+
 def run_cell(directory: str | Path) -> dict[str, Any]:
     """Run the cell in ``directory`` in this process; returns (and writes) its result."""
     import torch
 
-    from videoadapt.bench.matrix import ZERO_SHOT
     from videoadapt.bench.memory import PeakMemory
     from videoadapt.foundation.loading import load_backbone
     from videoadapt.train.config import sampler_specs
@@ -128,21 +193,25 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     spec = load_json(directory / CELL)
     cell, budget = spec["cell"], spec["budget"]
+    score_split = str(cell.get("score_split") or spec.get("test_split", "test"))
     result: dict[str, Any] = {"cell": cell, "status": "ok", "reason": "", "started": time.time()}
     phase = "config"
     trainer = None
     try:
+        if spec.get("teacher_run") and not (Path(spec["teacher_run"]) / WEIGHTS).is_file():
+            raise VideoadaptError(f"the teacher's run {spec['teacher_run']} did not finish (its cell failed)")
         config = config_for(spec)
         phase = "data"
         # Read once here so that a data problem is a failure, not an incompatibility (readers cache in-process).
-        load_split(config, "train")
+        train_items = load_split(config, str(config.data.train_split))
         phase = "backbone"
         ilfm = load_backbone(cell["backbone"])
         phase = "build"
         device = "cuda" if torch.cuda.is_available() and spec.get("device") != "cpu" else "cpu"
         memory = PeakMemory(device)
         accelerator = None
-        if cell["arm"] == ZERO_SHOT:
+        history: list[dict[str, Any]] = []
+        if cell["role"] == "none":
             if RANK != 0:
                 return result  # under a multi-process launch one process scores the untrained model
             # Nothing trains: the head built on the training split's vocabulary, scored as it is.
@@ -150,22 +219,30 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             from videoadapt.train.config import to_plain
 
             task = build_task(cell["task"], **to_plain(config.model.head))
-            train_data = check_items(task, load_split(config, "train"), bool(config.data.skip_bad))
+            train_data = check_items(task, train_items, bool(config.data.skip_bad))
             model = build_model(config, train_data, ilfm=ilfm).to(device)
             trained, train_s, setup_s, peak, measure = 0, None, None, None, "no training"
-            use_cache = False
+            use_cache, step_gflops = False, None
             result["steps"] = 0
         else:
+            if cell["paradigm"].startswith("side_tuning"):
+                # Side networks read every block's tokens: cache them only while that stays small.
+                videos = len({item.video.video_id for item in train_items.items})
+                spec["cache"] = _estimated_all_layers_bytes(spec, ilfm, videos) <= MAX_ALL_LAYERS_CACHE_BYTES
+                config = config_for(spec)
 
             class MeasuredTrainer(Trainer):
-                """Starts the peak-memory window once the model is built and the feature cache extracted."""
+                """Counts one step's FLOPs, then starts the peak-memory window, once the model is built and the
+                feature cache extracted."""
 
                 setup_seconds: float | None = None
+                step_gflops: float | None = None
 
                 def setup(self) -> None:
                     began = time.perf_counter()
                     super().setup()
                     self.setup_seconds = time.perf_counter() - began
+                    self.step_gflops = training_gflops_per_step(self)
                     memory.start()
 
                 def _cache(self, data: Any, sampler: str) -> Any:
@@ -190,16 +267,19 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             if budget["validate"] and (directory / RUN / WEIGHTS).is_file():
                 model.load_trainable_state(load_tensors(directory / RUN / WEIGHTS))
             trained = _trainable(model)
-            train_s, setup_s = float(summary["train"]["seconds"]), float(trainer.setup_seconds)
+            train = summary["train"]
+            train_s = float(train.get("train_seconds", train["seconds"]))
+            setup_s = float(trainer.setup_seconds)
             use_cache = trainer.use_cache
+            step_gflops = trainer.step_gflops
+            history = list(summary.get("validation", []))
             result["steps"] = int(summary["steps"])
-            result["final_loss"] = summary["train"]["final_loss"]
+            result["final_loss"] = train["final_loss"]
             result["train_items"] = len(trainer.train_data)
             result["cache_videos_encoded"] = trainer.cache_extractions
-        phase = "test"
+        phase = "test" if score_split != "val" else "validation"
         began = time.perf_counter()
-        test_split = str(spec.get("test_split", "test"))
-        test_data = check_items(model.task, load_split(config, test_split), bool(config.data.skip_bad))
+        test_data = check_items(model.task, load_split(config, score_split), bool(config.data.skip_bad))
         _, eval_spec = sampler_specs(config)
         cache = None
         if use_cache:
@@ -207,11 +287,12 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                 model.encoder.ilfm,
                 test_data,
                 eval_spec,
-                cache_folder(spec["cache_dir"], model.encoder.head.needs_layers) / test_split,
+                cache_folder(spec["cache_dir"], model.encoder.head.needs_layers) / score_split,
                 all_layers=model.encoder.head.needs_layers,
                 accelerator=accelerator,
                 skip_bad=bool(config.data.skip_bad),
             )
+        predictions: list[Any] = []
         metrics = evaluate_data(
             model,
             test_data,
@@ -220,14 +301,23 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             int(budget["eval_batch_size"]),
             cache=cache,
             skip_bad=bool(config.data.skip_bad),
+            keep=predictions,
         )
+        scored = _scored_data(test_data, predictions)
+        if RANK == 0 and score_split != "val":
+            _keep_items(directory, model.task, [p for _, p in predictions], scored)
+        paradigm_params, head_params = parameter_split(model) if trained else (0, 0)
         result.update(
             metrics=metrics,
-            test_split=test_split,
-            test_items=len(test_data),
+            score_split=score_split,
+            test_split=score_split,
+            test_items=len(scored.items),
             eval_s=time.perf_counter() - began,
             trainable_parameters=trained,
+            paradigm_parameters=paradigm_params,
+            head_parameters=head_params,
             gflops_per_view=gflops_per_view(model, int(budget["frames"])),
+            train_gflops_per_step=step_gflops,
             train_s=train_s,
             setup_s=setup_s,
             peak_memory_mb=peak,
@@ -235,6 +325,9 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             video_head=video_head_description(model.encoder),
             cached_features=use_cache,
             device=device,
+            curve=[_curve_point(h, step_gflops) for h in history],
+            lr=cell.get("lr"),
+            backbone_lr=cell.get("backbone_lr"),
         )
     except Exception as error:  # noqa: BLE001 - any failure of one cell is recorded, the bench goes on
         if phase == "build" and isinstance(error, VideoadaptError) and not isinstance(error, InputFileError):
@@ -247,6 +340,47 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
         if trainer is not None and trainer.world > 1:
             _teardown(trainer)
     return _finish(directory, result)
+
+
+def _curve_point(entry: dict[str, Any], step_gflops: float | None) -> dict[str, Any]:
+    """One validation of the learning curve: step, training seconds so far, training GFLOPs so far, metrics."""
+    point = {k: v for k, v in entry.items() if isinstance(v, int | float)}
+    if step_gflops is not None and "step" in entry:
+        point["train_gflops"] = float(step_gflops) * int(entry["step"])
+    return point
+
+
+def _scored_data(data: Any, predictions: list[tuple[int, Any]]) -> Any:
+    """The items that were scored (all, unless unreadable clips were skipped), as the task's evaluate saw them."""
+    from videoadapt.data.records import TaskData
+
+    if len(predictions) == len(data.items):
+        return data
+    keep = sorted(i for i, _ in predictions)
+    return TaskData(
+        data.task,
+        data.split,
+        [data.items[i] for i in keep],
+        data.source,
+        data.origin,
+        data.classes,
+        data.answers,
+        data.extra,
+    )
+
+
+def _keep_items(directory: Path, task: Any, predictions: list[Any], data: Any) -> None:
+    """``item_stats.safetensors`` (what the bootstrap resamples) and ``predictions.jsonl`` (one record per item)."""
+    import numpy as np
+    import torch
+
+    from videoadapt.utils.safe_io import atomic_write_bytes, save_tensors
+
+    stats = task.item_statistics(predictions, data)
+    save_tensors(directory / ITEM_STATS, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in stats.items()})
+    records = task.item_records(predictions, data)
+    lines = "".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in records)
+    atomic_write_bytes(directory / PREDICTIONS, lines.encode())
 
 
 def _teardown(trainer: Any) -> None:

@@ -67,6 +67,20 @@ def count_flops(fn: Callable[[], Any], modules: Sequence[nn.Module] = ()) -> flo
     return counter.get_total_flops() / 2
 
 
+def count_training_flops(step: Callable[[], Any]) -> float:
+    """Multiply-accumulates (fvcore convention) of one training step ``step`` that runs forward *and* backward:
+    the forward of whatever the step runs (not a cached backbone), plus the gradients it computes. Where no
+    parameter upstream needs a gradient the backward stops, so a frozen backbone costs its forward only."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        torch.backends.mha.set_fastpath_enabled(False)
+        with FlopCounterMode(display=False, custom_mapping=_attention_ops()) as counter:
+            step()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return counter.get_total_flops() / 2
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     # Shared tensors (tied embeddings) count once.
     seen: set[int] = set()

@@ -1,14 +1,22 @@
 """The bench's matrix: every registered paradigm x every task table of a preset, plus two baselines per table.
 
-Nothing here names a task or a paradigm it must know: tables come from each task's ``survey`` declaration
+Nothing here names a task it must know: tables come from each task's ``survey`` declaration
 (:class:`videoadapt.tasks.SurveyTable`), paradigms from the registry. A task registered later joins the matrix
 with its declared tables (or, without a declaration, one table of every metric it reports); a paradigm
-registered later joins with its default options.
+registered later joins with its default options, read by the shared head if it adapts the backbone.
 
-A :class:`Cell` is one (table, arm, seed): an arm is a paradigm with the bench's options for it, the zero-shot
-ILFM (``zero_shot``: no training; the untrained head on mean-pooled frame embeddings), or ``random_init`` (the same
-architecture with the image tower re-initialised at random, trained end to end by ``full_finetune``: what
-image-language pretraining buys). Every cell of a bench shares one :class:`Budget`.
+**The paradigm is the only thing that varies between two rows.** Every row of a table trains on the same data,
+frames, steps and batch, and is scored by the same task head (the table's ``head`` options: for recognition a
+classifier that starts at the zero-shot one). Every arm that adapts the backbone (full, partial, adapter, LoRA,
+prompt tuning, the random-init baseline) is read by the same *shared video head*, composed as
+``<paradigm>+post_network`` with the budget's ``video_head`` options (default: a one-layer temporal transformer
+over the frame embeddings whose residual branches start at zero, so every arm starts at mean pooling of the
+ILFM's frame embeddings, the zero-shot answer). Arms whose paradigm *is* the module after the backbone keep it:
+post-network tuning (two arms, the head as its own axis: mean pooling alone and the shared head on the frozen
+backbone), side-tuning, extra models, and distillation, whose small student is read by the same temporal head.
+
+A :class:`Cell` is one (table, arm, seed); every cell of a bench shares one :class:`Budget`. Learning rates are
+per (table, arm): chosen on the validation split by ``videoadapt bench --sweep lr`` (``bench/learning_rates.py``).
 """
 
 from __future__ import annotations
@@ -36,24 +44,15 @@ PARADIGM_ORDER = (
     "prompt_tuning",
 )
 
-# What each paradigm runs with in the bench: its documented default, written out so that results.csv records the
-# exact composition (a paradigm with a head of its own needs a module choice; post_network's is CLIP4Clip's
-# seqTransf). A paradigm missing here runs with {} (its own defaults).
-PARADIGM_OPTIONS: dict[str, dict[str, Any]] = {
-    "distillation": {"student": "backbone"},
-    "post_network": {"temporal": "transformer"},
-    "side_tuning": {"design": "evl"},
-    "full_finetune": {},
-    "partial_tuning": {"subset": "bias_norm"},
-    "extra_models": {"stream": "motion"},
-    "adapter": {"variant": "st_adapter"},
-    "lora": {"r": 8},
-    "prompt_tuning": {"depth": "deep"},
-}
-
 ZERO_SHOT, RANDOM_INIT = "zero_shot", "random_init"
 BASELINES = (ZERO_SHOT, RANDOM_INIT)
-RANDOM_INIT_PARADIGM = "full_finetune"  # a random image tower must train end to end to learn anything
+HEAD_ONLY = "post_network:mean"  # the head axis' first point: mean pooling, only the task head trains
+SHARED_HEAD = "post_network"  # the shared video head on the frozen backbone
+TEACHER_ARM = "full_finetune"  # distillation's stronger teacher: this arm's trained run (same table and seed)
+
+# Roles: which learning rates an arm has. "frozen": the backbone is frozen, one rate (run.lr) for everything that
+# trains; "backbone": the backbone (or a copy of it) trains at run.backbone_lr, the heads at run.lr; "none".
+ROLES = ("none", "frozen", "backbone")
 
 # The survey's Table II columns, for tasks not registered yet: a task registered under one of these names without
 # a ``survey`` declaration of its own gets this table.
@@ -76,29 +75,35 @@ RESERVED_TABLES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 
 @dataclass(frozen=True)
 class Budget:
-    """What every cell gets: the same data, frames, steps and batch. ``videos``/``size``/``source_frames`` describe
-    the SynthWorld set generated on the fly (ignored for benchmark data)."""
+    """What every cell gets: the same data, frames, steps, batch and video head. ``videos``/``size``/
+    ``source_frames``/``split_fractions`` describe the SynthWorld set generated on the fly (ignored for benchmark
+    data); ``curve_points`` validations during training make the learning curves (0: none)."""
 
     steps: int = 8
     batch_size: int = 8
     frames: int = 4
-    lr: float = 1e-3
     warmup_steps: int = 0
     videos: int = 240
     size: int = 64
     source_frames: int = 8
-    eval_batch_size: int = 32
-    validate: bool = False  # validate at the end and keep the best weights (more time); else the last weights
+    split_fractions: tuple[float, ...] | None = None
+    eval_batch_size: int = 64
+    curve_points: int = 0
+    video_head: dict[str, Any] = field(default_factory=lambda: {"temporal": "transformer", "layers": 1})
+    precision: str = "auto"
+    validate: bool = False  # keep the best validation weights (selected on val) instead of the last ones
 
     def describe(self) -> str:
         return (
-            f"{self.steps} optimizer steps of {self.batch_size} clips x {self.frames} frames, AdamW lr {self.lr:g}"
+            f"{self.steps} optimizer steps of {self.batch_size} clips x {self.frames} frames, AdamW"
             f"{f' with {self.warmup_steps} warm-up steps' if self.warmup_steps else ''}, cosine decay"
         )
 
 
 @dataclass(frozen=True)
-class Preset:
+class BenchPreset:
+    """A bench preset: which tables, what budget, how many seeds (each seed its own data seed too)."""
+
     name: str
     tables: tuple[str, ...] | None  # table names; None: every table of every registered task
     budget: Budget
@@ -106,25 +111,63 @@ class Preset:
     description: str = ""
 
 
-PRESETS: dict[str, Preset] = {
-    "micro": Preset(
+BENCH_PRESETS: dict[str, BenchPreset] = {
+    "micro": BenchPreset(
         "micro",
         ("recognition", "retrieval"),
-        Budget(steps=2, batch_size=4, frames=2, videos=40, size=64, source_frames=8),
+        Budget(steps=2, batch_size=4, frames=2, videos=40, size=64, source_frames=8, eval_batch_size=32),
         description="a smoke test: 2 steps of 4 clips x 2 frames on 40 videos (use with --paradigms)",
     ),
-    "quick": Preset(
+    "quick": BenchPreset(
         "quick",
-        ("recognition", "retrieval", "qa-mc"),
-        Budget(steps=16, batch_size=8, frames=4, videos=240, size=64, source_frames=8),
-        description="every paradigm on recognition, retrieval and multiple-choice QA; ~10 minutes on 2 CPU cores",
+        ("recognition",),
+        Budget(
+            steps=200,
+            batch_size=16,
+            frames=4,
+            warmup_steps=20,
+            videos=4000,
+            size=64,
+            source_frames=8,
+            split_fractions=(0.6, 0.1, 0.3),
+            curve_points=4,
+        ),
+        description="every paradigm on action recognition, 1,200 test videos, one seed; ~10 minutes on 2 CPU cores",
     ),
-    "full": Preset(
+    "standard": BenchPreset(
+        "standard",
+        ("recognition", "retrieval", "qa-mc", "qa-open", "captioning"),
+        Budget(
+            steps=120,
+            batch_size=16,
+            frames=4,
+            warmup_steps=12,
+            videos=2000,
+            size=64,
+            source_frames=8,
+            split_fractions=(0.6, 0.15, 0.25),
+            curve_points=3,
+        ),
+        seeds=3,
+        description="every Table III table (recognition, retrieval, multiple-choice and open QA, captioning), "
+        "3 seeds, each with its own SynthWorld set; ~60 minutes on 2 CPU cores",
+    ),
+    "full": BenchPreset(
         "full",
         None,
-        Budget(steps=150, batch_size=16, frames=8, videos=1200, size=64, source_frames=16, warmup_steps=10),
+        Budget(
+            steps=1000,
+            batch_size=32,
+            frames=8,
+            warmup_steps=50,
+            videos=10000,
+            size=64,
+            source_frames=16,
+            split_fractions=(0.7, 0.1, 0.2),
+            curve_points=5,
+        ),
         seeds=3,
-        description="every table of every registered task (captioning and open-ended QA included), 3 seeds",
+        description="every table of every registered task, 3 seeds, a budget for a GPU",
     ),
 }
 
@@ -144,6 +187,7 @@ class Table:
     zero_shot_note: str = ""
     primary: str | None = None
     monitor: str = ""
+    head: dict[str, Any] = field(default_factory=dict)  # the task head every trained arm gets
 
     @property
     def primary_metric(self) -> str:
@@ -151,27 +195,53 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """One row of every table: what trains, and how it differs from the zero-shot row (``changes``)."""
+
+    name: str
+    paradigm: str  # the composition, e.g. "adapter+post_network"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per paradigm of the composition
+    role: str = "frozen"  # see ROLES
+    changes: str = ""
+    random_backbone: bool = False
+    zero_shot_head: bool = False  # scored with the table's zero-shot head options, untrained
+    teacher: str | None = None  # the arm whose trained run (same table and seed) is the distillation teacher
+
+    @property
+    def trains(self) -> bool:
+        return self.role != "none"
+
+
+@dataclass(frozen=True)
 class Cell:
     table: str
     task: str
-    arm: str  # a paradigm name, zero_shot or random_init
+    arm: str
     seed: int
-    paradigm: str  # the composition trained ("" for zero-shot)
-    options: dict[str, Any] = field(default_factory=dict)
+    paradigm: str  # the composition trained
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backbone: str = "tiny"
-    head: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] = field(default_factory=dict)  # task head options
     data: dict[str, Any] = field(default_factory=dict)  # the table's reader options
+    role: str = "frozen"
+    lr: float | None = None  # the head group's rate (every trainable parameter when the backbone is frozen)
+    backbone_lr: float | None = None  # the backbone group's rate (role "backbone")
+    teacher: str | None = None  # cell key of the distillation teacher's cell
+    data_seed: int = 0
+    score_split: str = "test"  # "val" for the learning-rate sweep: its cells never read the test split
+    tag: str = ""  # the sweep's grid point, part of the folder
 
     @property
     def key(self) -> str:
-        return f"{self.table}/{self.arm}/seed{self.seed}"
+        return f"{self.table}/{self.arm}/{self.tag + '/' if self.tag else ''}seed{self.seed}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Cell:
-        return cls(**data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def task_tables() -> list[Table]:
@@ -196,6 +266,7 @@ def task_tables() -> list[Table]:
                         t.zero_shot_note,
                         t.primary,
                         monitor,
+                        dict(getattr(t, "head", {}) or {}),
                     )
                 )
         elif name in RESERVED_TABLES:
@@ -219,6 +290,142 @@ def paradigms_in_order(names: list[str] | None = None) -> list[str]:
     return sorted(known, key=lambda n: (PARADIGM_ORDER.index(n) if n in PARADIGM_ORDER else len(PARADIGM_ORDER), n))
 
 
+def _head_text(video_head: dict[str, Any]) -> str:
+    temporal = video_head.get("temporal", "transformer")
+    if temporal == "transformer":
+        layers = video_head.get("layers", 4)
+        return f"a {layers}-layer temporal transformer over the frame embeddings (residual branches start at zero)"
+    return f"temporal module {temporal!r} {json.dumps(video_head, sort_keys=True)}"
+
+
+def paradigm_arms(name: str, video_head: dict[str, Any]) -> list[Arm]:
+    """The arms of one registered paradigm: how the bench runs it beside the others (module docstring)."""
+    head = dict(video_head)
+    shared = f"the shared head ({_head_text(head)})"
+    if name == "post_network":
+        return [
+            Arm(
+                HEAD_ONLY,
+                "post_network",
+                {"post_network": {"temporal": "mean"}},
+                "frozen",
+                "nothing in the video path: mean of the frozen frame embeddings; the task head trains",
+            ),
+            Arm(SHARED_HEAD, "post_network", {"post_network": head}, "frozen", f"{shared} on the frozen backbone"),
+        ]
+    if name == "distillation":
+        return [
+            Arm(
+                name,
+                "distillation",
+                {"distillation": {"student": "small", "teacher": "run", **_prefixed_temporal(head)}},
+                "backbone",
+                "a student with half the image tower's blocks (weights inherited), distilled from the "
+                f"{TEACHER_ARM} row's trained model (same table and seed) and read by the same temporal head; "
+                "only the student runs at inference",
+                teacher=TEACHER_ARM,
+            )
+        ]
+    if name == "side_tuning":
+        return [
+            Arm(
+                name,
+                "side_tuning",
+                {"side_tuning": {"design": "evl"}},
+                "frozen",
+                "EVL's side decoder over the frozen backbone's last blocks, into the joint space through the ILFM's "
+                "own projection",
+            )
+        ]
+    if name == "extra_models":
+        return [
+            Arm(
+                name,
+                "extra_models",
+                {"extra_models": {"stream": "motion"}},
+                "frozen",
+                "a motion stream (frame differences) fused with the frozen frame embeddings",
+            )
+        ]
+    options = BACKBONE_OPTIONS.get(name)
+    if options is None:
+        from videoadapt.paradigms import paradigm_class
+
+        if not getattr(paradigm_class(name), "adapts_backbone", False):
+            # A paradigm registered later that puts its own module after the backbone: alone, its defaults.
+            return [Arm(name, name, {}, "frozen", f"{name} with its default options")]
+        options = {}
+    what = BACKBONE_CHANGES.get(name, f"{name} with its default options")
+    return [
+        Arm(
+            name,
+            f"{name}+post_network",
+            {name: dict(options), "post_network": head},
+            "backbone",
+            f"{what}; {shared}",
+        )
+    ]
+
+
+def _prefixed_temporal(video_head: dict[str, Any]) -> dict[str, Any]:
+    """The shared head's temporal module as the distillation student's options."""
+    return dict(video_head)
+
+
+# What each backbone-adapting paradigm runs with (its documented default, written out so that results.csv
+# records the exact composition) and what it changes in the backbone. A paradigm missing here runs with {}.
+BACKBONE_OPTIONS: dict[str, dict[str, Any]] = {
+    "full_finetune": {},
+    "partial_tuning": {"subset": "bias_norm"},
+    "adapter": {"variant": "st_adapter"},
+    "lora": {"r": 8},
+    "prompt_tuning": {"depth": "deep"},
+}
+BACKBONE_CHANGES = {
+    "full_finetune": "every weight of the image tower trains",
+    "partial_tuning": "the image tower's biases and LayerNorms train (BitFit-like)",
+    "adapter": "ST-Adapters (bottleneck + depthwise temporal convolution) before every block's MLP",
+    "lora": "rank-8 LoRA on the query and value projections of every vision block",
+    "prompt_tuning": "8 learnable prompt tokens before every vision block (VPT-deep)",
+}
+
+
+def bench_arms(paradigms: list[str] | None, video_head: dict[str, Any], baselines: bool = True) -> list[Arm]:
+    """Every arm of a table, in report order: the baselines, then each paradigm's arms in the survey's order."""
+    arms: list[Arm] = []
+    if baselines:
+        arms.append(
+            Arm(
+                ZERO_SHOT,
+                "post_network",
+                {"post_network": {"temporal": "mean"}},
+                "none",
+                "the zero-shot ILFM: mean of the frozen frame embeddings, the task head untrained",
+                zero_shot_head=True,
+            )
+        )
+        arms.append(
+            Arm(
+                RANDOM_INIT,
+                "full_finetune+post_network",
+                {"full_finetune": {}, "post_network": dict(video_head)},
+                "backbone",
+                "the same architecture as full_finetune with the image tower re-initialised at random, trained end "
+                "to end: what image-language pretraining buys",
+                random_backbone=True,
+            )
+        )
+    names = paradigms_in_order(paradigms)
+    for name in names:
+        arms.extend(paradigm_arms(name, video_head))
+    teachers = {a.teacher for a in arms if a.teacher}
+    missing = sorted(t for t in teachers if t not in {a.name for a in arms})
+    if missing:
+        # A distillation arm needs its teacher's row in the same bench.
+        arms = [a for a in arms if a.teacher not in missing]
+    return arms
+
+
 def random_counterpart(backbone: str) -> str:
     """The backbone spec of the same architecture with a random image tower (videoadapt.foundation.loading)."""
     if backbone.startswith(("random:", "hf-config:")) or backbone == "tiny-random":
@@ -226,16 +433,7 @@ def random_counterpart(backbone: str) -> str:
     return f"random:{backbone}"
 
 
-def build_matrix(
-    preset: Preset,
-    backbone: str = "tiny",
-    seeds: int | None = None,
-    paradigms: list[str] | None = None,
-    tables: list[str] | None = None,
-    baselines: bool = True,
-) -> tuple[list[Table], list[Cell]]:
-    """The tables and cells of a bench, in run order: per table, the baselines, then every paradigm; per arm,
-    every seed."""
+def select_tables(preset: BenchPreset, tables: list[str] | None) -> list[Table]:
     every = task_tables()
     wanted = list(tables) if tables is not None else (list(preset.tables) if preset.tables is not None else None)
     if wanted is not None:
@@ -245,42 +443,110 @@ def build_matrix(
             raise VideoadaptError(f"unknown table(s) {', '.join(unknown)}; registered: {', '.join(sorted(names))}")
         every = [t for t in every if t.name in wanted]
         every.sort(key=lambda t: wanted.index(t.name))
+    return every
+
+
+def build_matrix(
+    preset: BenchPreset,
+    backbone: str = "tiny",
+    seeds: int | None = None,
+    paradigms: list[str] | None = None,
+    tables: list[str] | None = None,
+    baselines: bool = True,
+    rates: Any = None,
+    first_seed: int = 0,
+) -> tuple[list[Table], list[Cell]]:
+    """The tables and cells of a bench, in report order: per table, the baselines, then every paradigm; per arm,
+    every seed. ``rates`` (:class:`videoadapt.bench.learning_rates.LearningRates`) gives each (table, arm) its
+    learning rates; None: the published defaults."""
+    from videoadapt.bench.learning_rates import LearningRates
+
+    every = select_tables(preset, tables)
     count = seeds if seeds is not None else preset.seeds
     if count < 1:
         raise VideoadaptError(f"--seeds must be at least 1, got {count}")
-    names = paradigms_in_order(paradigms)
+    if first_seed < 0:
+        raise VideoadaptError(f"--seed must be >= 0, got {first_seed}")
+    rates = rates if rates is not None else LearningRates.defaults()
+    arms = bench_arms(paradigms, preset.budget.video_head, baselines)
     cells: list[Cell] = []
     for table in every:
-        arms: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = []
-        if baselines:
-            if table.zero_shot_head is not None:
-                arms.append((ZERO_SHOT, "post_network", {"temporal": "mean"}, backbone, dict(table.zero_shot_head)))
-            arms.append((RANDOM_INIT, RANDOM_INIT_PARADIGM, {}, random_counterpart(backbone), {}))
-        for name in names:
-            arms.append((name, name, dict(PARADIGM_OPTIONS.get(name, {})), backbone, {}))
-        for arm, paradigm, options, spec, head in arms:
-            # Zero-shot has nothing random to vary: one seed.
-            for seed in range(1 if arm == ZERO_SHOT else count):
-                cells.append(Cell(table.name, table.task, arm, seed, paradigm, options, spec, head, dict(table.data)))
+        for arm in arms:
+            lr, backbone_lr = rates.for_arm(table.name, arm)
+            head = dict(table.zero_shot_head or {}) if arm.zero_shot_head else dict(table.head)
+            if arm.zero_shot_head and table.zero_shot_head is None:
+                continue  # the task has no zero-shot predictor (the report says why)
+            spec = random_counterpart(backbone) if arm.random_backbone else backbone
+            # Zero-shot has nothing random to vary, but each seed has its own data: one cell per seed all the same.
+            for seed in range(first_seed, first_seed + count):
+                teacher = f"{table.name}/{arm.teacher}/seed{seed}" if arm.teacher else None
+                cells.append(
+                    Cell(
+                        table.name,
+                        table.task,
+                        arm.name,
+                        seed,
+                        arm.paradigm,
+                        _copy_options(arm.options),
+                        spec,
+                        head,
+                        dict(table.data),
+                        arm.role,
+                        lr,
+                        backbone_lr,
+                        teacher,
+                        data_seed=seed,
+                    )
+                )
     return every, cells
+
+
+def _copy_options(options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {k: dict(v) for k, v in options.items()}
+
+
+def run_order(cells: list[Cell]) -> list[Cell]:
+    """``cells`` in an order that trains every teacher before its students (otherwise the report order)."""
+    keys = {c.key for c in cells}
+    done: set[str] = set()
+    ordered: list[Cell] = []
+    waiting = list(cells)
+    while waiting:
+        progressed = False
+        rest = []
+        for cell in waiting:
+            if cell.teacher is None or cell.teacher in done or cell.teacher not in keys:
+                ordered.append(cell)
+                done.add(cell.key)
+                progressed = True
+            else:
+                rest.append(cell)
+        if not progressed:
+            raise VideoadaptError(f"the teachers of {[c.key for c in rest]} form a loop")
+        waiting = rest
+    return ordered
 
 
 def composition(cell: Cell) -> str:
     """``paradigm{options}`` as the config says it (the built head is recorded beside it by the runner)."""
-    options = json.dumps(cell.options, sort_keys=True, separators=(",", ":")) if cell.options else ""
-    return f"{cell.paradigm}{options}"
+    if not cell.options:
+        return cell.paradigm
+    return f"{cell.paradigm} {json.dumps(cell.options, sort_keys=True, separators=(',', ':'))}"
 
 
 def cell_dir(out: Path, cell: Cell) -> Path:
-    """Where a cell's files live: ``OUT/cells/<table>/<arm>/seed<k>``."""
-    return out / "cells" / slug(cell.table) / slug(cell.arm) / f"seed{cell.seed}"
+    """Where a cell's files live: ``OUT/cells/<table>/<arm>[/<grid point>]/seed<k>``."""
+    folder = out / "cells" / slug(cell.table) / slug(cell.arm)
+    if cell.tag:
+        folder = folder / slug(cell.tag)
+    return folder / f"seed{cell.seed}"
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
-def with_budget(preset: Preset, **changes: Any) -> Preset:
+def with_budget(preset: BenchPreset, **changes: Any) -> BenchPreset:
     """``preset`` with some budget fields changed (None values ignored)."""
     changes = {k: v for k, v in changes.items() if v is not None}
     return replace(preset, budget=replace(preset.budget, **changes)) if changes else preset

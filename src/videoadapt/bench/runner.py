@@ -2,16 +2,18 @@
 
 Layout of ``OUT``::
 
-    OUT/bench.json                              settings (preset, budget, backbone, seeds, data): a rerun must match
+    OUT/bench.json                              settings (preset, budget, seeds, data, rates): a rerun must match
     OUT/cells/<table>/<arm>/seed<k>/cell.json   what the cell runs (videoadapt.bench.cell)
     OUT/cells/<table>/<arm>/seed<k>/run/        the trainer's run folder (config.yaml, model.safetensors, log.csv, ...)
-    OUT/cells/<table>/<arm>/seed<k>/result.json metrics and costs;  .../done  written last
-    OUT/cache/<table>/<backbone>/               frame features of the frozen backbone, shared by the frozen cells
+    OUT/cells/<table>/<arm>/seed<k>/result.json metrics, costs, learning curve;  .../done  written last
+    OUT/cells/<table>/<arm>/seed<k>/item_stats.safetensors, predictions.jsonl   per test item
+    OUT/cache/<table>/data<k>/<backbone>/       frame features of the frozen backbone, shared by the frozen cells
     OUT/report.md, results.csv, summary.json, plots/*.png
 
 Rerunning the same command skips every cell with a ``done`` marker and continues at the first cell without one
 (a cell interrupted half-way starts again from scratch; a failed cell is retried). Each cell runs in a fresh
-Python process by default, so that its peak memory is its own and a crash stays inside it.
+Python process by default, so that its peak memory is its own and a crash stays inside it. A distillation cell
+runs after its teacher's cell (the full fine-tuning row of the same table and seed), whose run it reads.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from videoadapt.bench import cell as cell_module
-from videoadapt.bench.matrix import Cell, Preset, Table, build_matrix, cell_dir, slug
+from videoadapt.bench.learning_rates import LearningRates
+from videoadapt.bench.matrix import BenchPreset, Cell, Table, build_matrix, cell_dir, run_order, slug
 from videoadapt.bench.report import write_report
 from videoadapt.errors import VideoadaptError
 from videoadapt.utils.safe_io import load_json, save_json
@@ -37,21 +40,29 @@ SETTINGS = "bench.json"
 
 
 def table_data(
-    table: Table, preset: Preset, data: dict[str, str] | None, data_options: dict[str, dict[str, Any]]
+    table: Table,
+    preset: BenchPreset,
+    data: dict[str, str] | None,
+    data_options: dict[str, dict[str, Any]],
+    data_seed: int = 0,
 ) -> dict[str, Any] | None:
     """The data a table's cells read: SynthWorld generated on the fly (the budget's size, the table's reader
-    options) or the benchmark given for this table or its task; None when real data was given but not for it."""
+    options, its own data seed) or the benchmark given for this table or its task; None when real data was given
+    but not for it."""
     options = dict(data_options.get(table.name, data_options.get(table.task, {})))
-    if not data:
-        budget = preset.budget
-        synth = {"seed": 0, "videos": budget.videos, "size": budget.size, "frames": budget.source_frames}
-        return {"source": "synth", "options": {**synth, **table.data, **options}}
-    source = data.get(table.name, data.get(table.task))
+    source = "synth" if not data else data.get(table.name, data.get(table.task))
     if source is None:
         return None
     if source.strip().lower() == "synth":
         budget = preset.budget
-        synth = {"seed": 0, "videos": budget.videos, "size": budget.size, "frames": budget.source_frames}
+        synth: dict[str, Any] = {
+            "seed": data_seed,
+            "videos": budget.videos,
+            "size": budget.size,
+            "frames": budget.source_frames,
+        }
+        if budget.split_fractions is not None:
+            synth["split_fractions"] = list(budget.split_fractions)
         return {"source": "synth", "options": {**synth, **table.data, **options}}
     # On a benchmark the task's variant follows the data set (MSRVTT-QA is open-ended): no SynthWorld options.
     return {"source": source, "options": options}
@@ -59,59 +70,108 @@ def table_data(
 
 def run_bench(
     out: str | Path,
-    preset: Preset,
+    preset: BenchPreset,
     *,
     backbone: str = "tiny",
     seeds: int | None = None,
+    first_seed: int = 0,
     paradigms: list[str] | None = None,
     tables: list[str] | None = None,
     data: dict[str, str] | None = None,
     data_options: dict[str, dict[str, Any]] | None = None,
+    rates: LearningRates | None = None,
     baselines: bool = True,
     isolate: bool = True,
     device: str | None = None,
-    precision: str = "no",
+    precision: str | None = None,
     skip_bad: bool = False,
     max_cells: int | None = None,
-    test_split: str = "test",
+    splits: tuple[str, str, str] = ("train", "val", "test"),
     launcher: list[str] | None = None,
     progress: bool = True,
     on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the bench in ``out`` and write its report. Returns the summary with ``ran`` (cells run now)
     and ``reused`` (cells finished before). ``max_cells`` stops after that many cells were run (then the report
-    covers what is done)."""
-    from videoadapt.utils.progress import make_progress
-
+    covers what is done). ``splits`` are the (train, validation, test) split names: validation feeds the learning
+    curves (and ``--validate``), never the test split."""
     out = Path(out)
     data_options = data_options or {}
-    every, cells = build_matrix(preset, backbone, seeds, paradigms, tables, baselines)
-    bound: dict[str, dict[str, Any] | None] = {t.name: table_data(t, preset, data, data_options) for t in every}
-    missing = [name for name, d in bound.items() if d is None]
-    cells = [c for c in cells if bound[c.table] is not None]
+    rates = rates if rates is not None else LearningRates.defaults()
+    every, cells = build_matrix(preset, backbone, seeds, paradigms, tables, baselines, rates, first_seed)
+    _check_splits(splits)
+    bound = {
+        (t.name, seed): table_data(t, preset, data, data_options, seed)
+        for t in every
+        for seed in sorted({c.seed for c in cells})
+    }
+    missing = sorted({name for (name, _), d in bound.items() if d is None})
+    cells = [c for c in cells if bound[(c.table, c.seed)] is not None]
     settings = {
         "preset": preset.name,
         "budget": asdict(preset.budget),
         "backbone": backbone,
         "seeds": seeds if seeds is not None else preset.seeds,
+        "first_seed": first_seed,
         "paradigms": paradigms,
         "tables": [t.name for t in every],
-        "data": {name: d for name, d in bound.items() if d is not None},
+        "data": {f"{name}/seed{seed}": d for (name, seed), d in bound.items() if d is not None},
         "baselines": baselines,
-        "precision": precision,
-        "test_split": test_split,
+        "precision": precision or preset.budget.precision,
+        "splits": list(splits),
+        "learning_rates": {"source": rates.source, "describe": rates.describe()},
     }
     _check_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / SETTINGS, settings)
 
+    def spec_of(cell: Cell) -> dict[str, Any]:
+        bound_data = bound[(cell.table, cell.seed)]
+        assert bound_data is not None
+        spec: dict[str, Any] = {
+            "cell": cell.to_json(),
+            "budget": asdict(preset.budget),
+            "data": {**bound_data, "skip_bad": skip_bad},
+            "cache_dir": str(out / "cache" / slug(cell.table) / f"data{cell.data_seed}" / slug(cell.backbone)),
+            "device": device,
+            "precision": precision or preset.budget.precision,
+            "train_split": splits[0],
+            "val_split": splits[1],
+            "test_split": splits[2],
+        }
+        if cell.teacher is not None:
+            teacher = next((c for c in cells if c.key == cell.teacher), None)
+            if teacher is not None:
+                spec["teacher_run"] = str(cell_dir(out, teacher) / cell_module.RUN)
+        return spec
+
+    started = time.perf_counter()
+    ran, reused = run_cells(out, cells, spec_of, isolate, launcher, progress, max_cells, on_cell)
+    elapsed = time.perf_counter() - started
+    summary = write_report(out, every, cells, settings, missing_tables=missing)
+    summary.update(ran=ran, reused=reused, seconds=elapsed, complete=len(ran) + len(reused) == len(cells))
+    return summary
+
+
+def run_cells(
+    out: Path,
+    cells: Sequence[Cell],
+    spec_of: Callable[[Cell], dict[str, Any]],
+    isolate: bool,
+    launcher: list[str] | None,
+    progress: bool,
+    max_cells: int | None = None,
+    on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Run every unfinished cell (teachers before their students); returns the keys run now and those reused."""
+    from videoadapt.utils.progress import make_progress
+
     ran: list[str] = []
     reused: list[str] = []
-    started = time.perf_counter()
     bar_display = make_progress(disable=not progress)
     with bar_display:
         bar = bar_display.add_task("bench", total=len(cells), info="")
-        for cell in cells:
+        for cell in run_order(list(cells)):
             folder = cell_dir(out, cell)
             if (folder / cell_module.DONE).is_file() and (folder / cell_module.RESULT).is_file():
                 reused.append(cell.key)
@@ -123,16 +183,7 @@ def run_bench(
             if folder.exists():
                 shutil.rmtree(folder)  # an unfinished or failed cell starts again from scratch
             folder.mkdir(parents=True)
-            spec = {
-                "cell": cell.to_json(),
-                "budget": asdict(preset.budget),
-                "data": {**bound[cell.table], "skip_bad": skip_bad},  # type: ignore[dict-item]
-                "cache_dir": str(out / "cache" / slug(cell.table) / slug(cell.backbone)),
-                "device": device,
-                "precision": precision,
-                "test_split": test_split,
-            }
-            save_json(folder / cell_module.CELL, spec)
+            save_json(folder / cell_module.CELL, spec_of(cell))
             result = _run_one(folder, isolate, launcher)
             ran.append(cell.key)
             if on_cell is not None:
@@ -140,10 +191,7 @@ def run_bench(
             if result.get("status") != "ok":
                 bar_display.console.print(f"{cell.key}: {result.get('status')}: {result.get('reason')}")
             bar_display.update(bar, advance=1)
-    elapsed = time.perf_counter() - started
-    summary = write_report(out, every, cells, settings, missing_tables=missing)
-    summary.update(ran=ran, reused=reused, seconds=elapsed, complete=len(ran) + len(reused) == len(cells))
-    return summary
+    return ran, reused
 
 
 # Imported once by the fork server, so that a cell's process starts without importing torch and transformers
@@ -217,6 +265,15 @@ def _run_one(folder: Path, isolate: bool, launcher: list[str] | None = None) -> 
     }
     save_json(folder / cell_module.RESULT, result)
     return result
+
+
+def _check_splits(splits: Sequence[str]) -> None:
+    train, val, test = splits
+    if test in (train, val):
+        raise VideoadaptError(
+            f"the test split {test!r} is also the {'training' if test == train else 'validation'} split: nothing "
+            "may be selected or trained on the split a bench is scored on"
+        )
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:

@@ -14,7 +14,10 @@ Options common to the benchmark formats: ``video_dir`` (where the clips are; def
 the annotation folder), ``skip_bad`` (skip and count bad items instead of raising), ``skip_missing`` (drop items
 whose video file is not found instead of keeping the expected path). Unknown options are an error listing the
 accepted ones; option values given as strings (from a command line) are converted to the option's type.
-Splits are ``train``, ``val`` and ``test`` for every format (mapped to the benchmark's own split names).
+Splits are ``train``, ``val`` and ``test`` for every format (mapped to the benchmark's own split names), plus two
+made from the training split for benchmarks whose ``val`` is the set papers report on (MSR-VTT 1k-A, Kinetics-400):
+``holdout`` (a seeded ``holdout_fraction`` of the training split's videos, default 10 %) and ``fit`` (the rest), so
+that validation never touches the split a model is scored on. A video's items stay together on one side.
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ def parse_spec(data: str) -> tuple[str, str | None]:
     return name, path.strip()
 
 
+HOLDOUT, FIT = "holdout", "fit"
+HOLDOUT_FRACTION = 0.1
+
+
 def load_task_data(data: str, split: str, task: str, **options: Any) -> TaskData:
     """The items of ``split`` for ``task`` from the data set ``data`` (see the module docstring for the grammar).
 
@@ -75,7 +82,46 @@ def load_task_data(data: str, split: str, task: str, **options: Any) -> TaskData
     """
     name, path = parse_spec(data)
     reader = registry.get("format", name)
+    fraction = options.pop("holdout_fraction", None)
+    if split in (HOLDOUT, FIT):
+        train = reader(path, "train", task, **_coerce_options(name, reader, options))
+        return holdout_split(train, split, HOLDOUT_FRACTION if fraction is None else fraction)
+    if fraction is not None:
+        raise VideoadaptError(f"option holdout_fraction applies to the splits {HOLDOUT} and {FIT}, not {split!r}")
     return reader(path, split, task, **_coerce_options(name, reader, options))
+
+
+def holdout_split(train: TaskData, split: str, fraction: Any) -> TaskData:
+    """``holdout``: a seeded ``fraction`` of ``train``'s videos (all their items); ``fit``: the other videos."""
+    import hashlib
+
+    import numpy as np
+
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise VideoadaptError(f"holdout_fraction {fraction!r} is not a number") from None
+    if not 0.0 < fraction < 1.0:
+        raise VideoadaptError(f"holdout_fraction must be between 0 and 1 (exclusive), got {fraction}")
+    videos = sorted({item.video.video_id for item in train.items})
+    count = max(1, round(fraction * len(videos)))
+    if count >= len(videos):
+        raise VideoadaptError(f"{train.origin}: {len(videos)} training videos leave none to fit after the holdout")
+    # Seeded by the video ids themselves: the same split whatever the order of the annotation file.
+    digest = hashlib.sha256("\n".join(videos).encode()).digest()
+    order = np.random.default_rng(int.from_bytes(digest[:8], "little")).permutation(len(videos))
+    held = {videos[i] for i in order[:count]}
+    keep = [item for item in train.items if (item.video.video_id in held) == (split == HOLDOUT)]
+    return TaskData(
+        train.task,
+        split,
+        keep,
+        train.source,
+        f"{train.origin} ({split}: {fraction:g} of the training videos held out)",
+        train.classes,
+        train.answers,
+        dict(train.extra),
+    )
 
 
 def _coerce_options(name: str, reader: Any, options: dict[str, Any]) -> dict[str, Any]:
