@@ -310,18 +310,3 @@ def test_text_encoder_memoises_a_frozen_tower():
     assert text.calls == calls and pooled.shape == (1, ilfm.dims.text_width)
     live = ilfm.encode_text(["a red circle"])
     torch.testing.assert_close(pooled, live.tokens[:, : int(live.mask.sum())].mean(1))
-
-
-def test_reversal_metrics_score_only_the_pairs_and_the_binary_choice():
-    from videoadapt.tasks.recognition import reversal_metrics
-
-    # Classes 0<->1 form a pair, 2 has no partner. Video 0 (class 0): right. Video 1 (class 1): wrong overall (class 2
-    # wins) but beats its partner 0. Video 2 (class 0): loses to its partner. Video 3 (class 2): not counted.
-    scores = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 5.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
-    labels = torch.tensor([0, 1, 0, 2])
-    result = reversal_metrics(scores, labels, [[0, 1]])
-    assert result["reversal_videos"] == 3
-    assert result["reversal_top1"] == pytest.approx(100 / 3)
-    assert result["reversal_pair_accuracy"] == pytest.approx(200 / 3)
-    # A tie between a class and its partner is not a correct choice (strictly higher).
-    assert reversal_metrics(torch.zeros(1, 3), torch.tensor([0]), [[0, 1]])["reversal_pair_accuracy"] == 0
