@@ -117,6 +117,16 @@ def test_retrieval_sums_give_evaluate_with_ties():
     assert out["stats"]["t2v"][:, -1].sum() > sum(len(item.captions) for item in test.items)  # ties counted
     record = out["records"][0]
     assert len(record["t2v_ranks"]) == len(test.items[0].captions) and record["v2t_rank"] >= 1
+    for record in out["records"]:  # the first-ranked item is the right one exactly when the rank is 1 (no tie)
+        for rank, tied, top in zip(record["t2v_ranks"], record["t2v_tied"], record["t2v_top"], strict=True):
+            if (rank, tied) == (1, 1):
+                assert top == record["id"]
+            if rank > 1:
+                assert top != record["id"]
+        if record["v2t_rank"] > 1:
+            assert record["v2t_top"] != record["id"]
+        elif record["v2t_tied"] == 1:
+            assert record["v2t_top"] == record["id"]
 
 
 def test_retrieval_records_rank_every_caption_on_the_full_gallery():
