@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from videoadapt.data.formats import load_task_data
-from videoadapt.data.records import TaskData, time_reversal_copies
+from videoadapt.data.records import ClassificationItem, TaskData, time_reversal_copies
 from videoadapt.data.sampling import sampler_from_spec
 from videoadapt.data.synthworld import ACTIONS, partner
 from videoadapt.data.transforms import preprocess
@@ -67,6 +67,14 @@ def test_pairing_comes_from_the_items_and_names_a_lone_copy():
     twice = [*data.items, data.items[copy]]
     with pytest.raises(VideoadaptError, match="two time-reversed copies"):
         time_reversal_copies(twice)
+    mislabelled = list(data.items)
+    mislabelled[copy] = ClassificationItem(data.items[copy].video, data.items[original].label, time_reversed=True)
+    broken = TaskData("recognition", "test", mislabelled, data.source, data.origin, data.classes, extra=data.extra)
+    scores = [torch.zeros(len(data.classes)) for _ in mislabelled]
+    with pytest.raises(
+        VideoadaptError, match=rf"item {copy} is the time-reversed copy of item {original} .* not its reversal partner"
+    ):
+        build_task("recognition").evaluate(scores, broken)
 
 
 def builder(data: TaskData, train: bool = False, **options) -> BatchBuilder:

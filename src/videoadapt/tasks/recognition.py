@@ -285,10 +285,19 @@ def _originals(count: int, copies: dict[int, int]) -> np.ndarray:
 
 
 def _pairs(data: TaskData, copies: dict[int, int]) -> list[list[int]]:
-    pairs = data.extra.get("reversal_pairs") or []
+    """The data's time-reversal class pairs; each copy must carry its original's partner class."""
+    pairs = list(data.extra.get("reversal_pairs") or [])  # type: ignore[call-overload]
     if copies and not pairs:
         raise VideoadaptError(f"{data.origin}: time-reversed copies but no reversal_pairs to score them with")
-    return list(pairs)  # type: ignore[call-overload]
+    partner = _partner(pairs)
+    for original, copy in copies.items():
+        label, copied = data.items[original].label, data.items[copy].label  # type: ignore[union-attr]
+        if partner.get(label) != copied or copied == label:
+            raise VideoadaptError(
+                f"{data.origin}: item {copy} is the time-reversed copy of item {original} (class {label}) but is "
+                f"labelled {copied}, not its reversal partner {partner.get(label)}"
+            )
+    return pairs
 
 
 def _partner(pairs: Sequence[Sequence[int]]) -> dict[int, int]:
