@@ -323,3 +323,64 @@ def test_meteor_times_out_instead_of_hanging() -> None:
     # METEOR needs seconds to load its paraphrase table; a tiny deadline must raise and kill the JVM.
     with pytest.raises(VideoadaptError, match="did not answer"):
         meteor_score({"a": ["a dog"]}, {"a": ["a dog"]}, timeout=0.05)
+
+
+# ------------------------------------------------------------------------ captioning: sums of per-video statistics
+
+TOKENISED_GTS = {
+    "a": ["a man is slicing a tomato on a board", "someone cuts a tomato"],
+    "b": ["two children play football in the garden", "kids play soccer outside", "children are playing"],
+    "c": ["a woman cooks pasta in a kitchen"],
+    "d": ["the red star moves to the left"],
+    "e": ["a dog runs in a park", "the dog is running"],
+}
+TOKENISED_RES = {
+    "a": ["a man slices a tomato"],
+    "b": ["children play in a garden"],
+    "c": ["a woman cooks pasta in a kitchen"],  # identical to its reference: METEOR's perfect-segment rule
+    "d": ["a red star moves left"],
+    "e": ["a cat sleeps"],
+}
+
+
+def resampled(draw: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The test set of videos ``draw`` (with repeats), keyed so that a repeated video is a second segment."""
+    gts = {f"{key}#{i}": TOKENISED_GTS[key] for i, key in enumerate(draw)}
+    res = {f"{key}#{i}": TOKENISED_RES[key] for i, key in enumerate(draw)}
+    return gts, res
+
+
+def test_bleu_from_summed_statistics_is_pycocoevalcaps_corpus_bleu() -> None:
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    from videoadapt.metrics.captioning import bleu_from_sums, bleu_statistics
+
+    stats = bleu_statistics(TOKENISED_GTS, TOKENISED_RES)
+    for draw in (list(TOKENISED_GTS), ["a", "a", "b", "e", "e"], ["c"], ["e", "d"]):
+        gts, res = resampled(draw)
+        expected, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        weights = np.array([draw.count(key) for key in TOKENISED_GTS], dtype=np.float64)
+        np.testing.assert_allclose(bleu_from_sums(weights @ stats), expected, rtol=1e-12, atol=1e-15)
+    # "closest" reference length: the hypothesis of "b" has 5 words, its references 7, 4 and 3 -> 4.
+    assert stats[1, :2].tolist() == [5, 4]
+
+
+@needs_java
+def test_meteor_from_summed_statistics_is_the_jars_corpus_score_on_resamples() -> None:
+    """The jar's own corpus score of a resampled test set equals meteor_from_sums of the resampled statistics
+    from one run; without the perfect-segment chunk rule it would not."""
+    from videoadapt.metrics.captioning import meteor_from_sums, meteor_statistics
+
+    stats, segments, corpus = meteor_statistics(TOKENISED_GTS, TOKENISED_RES)
+    assert stats.shape == (5, 23) and segments.shape == (5,)
+    assert meteor_from_sums(stats.sum(axis=0)) == pytest.approx(corpus, abs=1e-12)
+    assert stats[2, 20] == 0.0  # "c" matches its reference in one chunk: left out of the corpus sum
+    draw = ["c", "c", "a", "d", "d"]
+    weights = np.array([draw.count(key) for key in TOKENISED_GTS], dtype=np.float64)
+    _, _, jar = meteor_statistics(*resampled(draw))
+    assert meteor_from_sums(weights @ stats) == pytest.approx(jar, abs=1e-12)
+    naive = stats.copy()
+    naive[2, 20] = 1.0
+    assert abs(meteor_from_sums(weights @ naive) - jar) > 1e-4
+    # One row alone is the jar's segment score, except for the perfect segment (whose chunk was set aside).
+    np.testing.assert_allclose(meteor_from_sums(stats[[0, 1, 3, 4]]), segments[[0, 1, 3, 4]], rtol=1e-12)

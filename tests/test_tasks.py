@@ -4,6 +4,7 @@ named. Backbone: ``hf-config:clip-tiny`` (random, 32 px, E = 16), so nothing dep
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -312,16 +313,89 @@ def test_text_encoder_memoises_a_frozen_tower():
     torch.testing.assert_close(pooled, live.tokens[:, : int(live.mask.sum())].mean(1))
 
 
-def test_reversal_metrics_score_only_the_pairs_and_the_binary_choice():
-    from videoadapt.tasks.recognition import reversal_metrics
+def test_text_tuned_classifier_starts_at_the_text_classifier_and_trains():
+    """``text_tuned``: the class embeddings are a parameter initialised from the normalised prompt embeddings, so
+    step 0 predicts what ``text`` predicts; on a mean-pooled frozen backbone they are all that trains, and they
+    learn; the spec and the head's state rebuild it."""
+    data = synth("recognition")
+    frozen = {"post_network": {"temporal": "mean"}}
+    ilfm = load_backbone("hf-config:clip-tiny")
+    encoder = build_video_encoder(ilfm, "post_network", frozen)
+    feature_widths(encoder, FRAMES)
+    fixed, tuned = build_task("recognition", classifier="text"), build_task("recognition", classifier="text_tuned")
+    text_model = TaskModel(encoder, fixed.build_head(ilfm, encoder, data), fixed, TextEncoder(ilfm))
+    tuned_model = TaskModel(encoder, tuned.build_head(ilfm, encoder, data), tuned, TextEncoder(ilfm))
+    assert isinstance(tuned_model.head.class_embeds, torch.nn.Parameter)
+    torch.testing.assert_close(tuned_model.head.class_embeds.detach(), text_model.head.class_embeds, rtol=0, atol=0)
+    batch = first_batch(text_model, data, train=False)
+    text_model.eval()
+    tuned_model.eval()
+    with torch.no_grad():
+        for a, b in zip(text_model.predict(batch), tuned_model.predict(batch), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    trainable = [n for n, p in tuned_model.named_parameters() if p.requires_grad]
+    assert trainable == ["head.class_embeds"]
+    start = tuned_model.head.class_embeds.detach().clone()
+    optimizer = torch.optim.AdamW([tuned_model.head.class_embeds], lr=1e-2)
+    tuned_model.train()
+    losses = []
+    for _ in range(8):
+        loss = tuned_model(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] and not torch.equal(start, tuned_model.head.class_embeds.detach())
+    rebuilt = tuned.build_head(ilfm, encoder, data, spec=json.loads(json.dumps(tuned_model.head.spec)))
+    rebuilt.load_state_dict(tuned_model.head.state_dict())
+    video = torch.randn(3, encoder._task_feature_widths[1])
+    torch.testing.assert_close(rebuilt(video), tuned_model.head(video))
 
-    # Classes 0<->1 form a pair, 2 has no partner. Video 0 (class 0): right. Video 1 (class 1): wrong overall (class 2
-    # wins) but beats its partner 0. Video 2 (class 0): loses to its partner. Video 3 (class 2): not counted.
-    scores = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 5.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
-    labels = torch.tensor([0, 1, 0, 2])
-    result = reversal_metrics(scores, labels, [[0, 1]])
-    assert result["reversal_videos"] == 3
-    assert result["reversal_top1"] == pytest.approx(100 / 3)
-    assert result["reversal_pair_accuracy"] == pytest.approx(200 / 3)
-    # A tie between a class and its partner is not a correct choice (strictly higher).
-    assert reversal_metrics(torch.zeros(1, 3), torch.tensor([0]), [[0, 1]])["reversal_pair_accuracy"] == 0
+
+def test_anchor_texts_of_each_task():
+    """The text embeddings a batch is scored against (TeachCLIP's anchors), L2-normalised: recognition's class
+    embeddings, retrieval's captions (through a text adapter when there is one), multiple-choice QA's candidate
+    texts; None where there are none."""
+    unit = lambda x: torch.nn.functional.normalize(x.float(), dim=-1)  # noqa: E731
+    data = synth("recognition")
+    linear = model_for("recognition", "post_network", {}, data)
+    assert linear.task.anchor_texts(linear.head, {}, linear.text) is None
+    for classifier in ("text", "text_tuned"):
+        model = model_for("recognition", "post_network", {"classifier": classifier}, data)
+        anchors = model.task.anchor_texts(model.head, {}, model.text)
+        torch.testing.assert_close(anchors, unit(model.head.class_embeds.detach()))
+        assert anchors.shape == (len(data.classes), model.encoder.ilfm.dims.embed_dim)
+        assert anchors.requires_grad == (classifier == "text_tuned")
+
+    data = synth("retrieval")
+    items = data.items[:3]
+    for head in ({}, {"text_adapter": True, "text_hidden": 16}):
+        model = model_for("retrieval", "post_network", head, data)
+        with torch.no_grad():  # a non-zero residual, so that the adapter's part shows
+            if model.head.text_adapter is not None:
+                torch.nn.init.normal_(model.head.text_adapter.out.weight, std=0.5)
+        train = model.task.targets(items, data, None, train=True)
+        anchors = model.task.anchor_texts(model.head, train, model.text)
+        expected = model.text.embeds(train["texts"])
+        if model.head.text_adapter is not None:
+            expected = model.head.text_adapter(model.text, train["texts"])
+            assert not torch.allclose(unit(expected), unit(model.text.embeds(train["texts"])))
+        torch.testing.assert_close(anchors, unit(expected))
+        evaluation = model.task.targets(items, data, None, train=False)
+        assert len(model.task.anchor_texts(model.head, evaluation, model.text)) == sum(len(i.captions) for i in items)
+
+    data = synth("qa")
+    model = model_for("qa", "post_network", {}, data)
+    targets = model.task.targets(data.items[:2], data, None, train=True)
+    anchors = model.task.anchor_texts(model.head, targets, model.text)
+    texts = [f"{q} {c}" for q, cands in zip(targets["questions"], targets["candidates"], strict=True) for c in cands]
+    torch.testing.assert_close(anchors, unit(model.text.embeds(texts)))
+    open_data = synth("qa", qa="open_ended")
+    model = model_for("qa", "post_network", {}, open_data)
+    assert (
+        model.task.anchor_texts(model.head, model.task.targets(open_data.items[:2], open_data, None, True), model.text)
+        is None
+    )
+    data = synth("captioning")
+    model = model_for("captioning", "post_network", {"width": 32, "heads": 2, "layers": 1}, data)
+    assert model.task.anchor_texts(model.head, model.task.targets(data.items[:2], data, None, True), model.text) is None

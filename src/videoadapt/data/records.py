@@ -33,10 +33,16 @@ class VideoRef:
 
 @dataclass(frozen=True)
 class ClassificationItem:
-    """Action recognition: a clip and its class index into :attr:`TaskData.classes`."""
+    """Action recognition: a clip and its class index into :attr:`TaskData.classes`.
+
+    ``time_reversed``: the clip is played backwards (SynthWorld's reversal copies, evaluation only): the batch
+    builder flips the frames it sampled for ``video``, so the item is exactly the clip of the unreversed item of
+    the same video, in reverse order; its label is that item's time-reversal partner.
+    """
 
     video: VideoRef
     label: int
+    time_reversed: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,27 @@ class QAItem:
 
 
 Item = ClassificationItem | CaptionItem | QAItem
+
+
+def time_reversal_copies(items: list[Item]) -> dict[int, int]:
+    """Index of each item's time-reversed copy, keyed by the index of the item it copies (the unreversed item of
+    the same :class:`VideoRef`). Read from the items themselves, so it stays right when a caller keeps a subset of
+    them (bad items skipped); a copy without its original, or a second copy of one, is an error."""
+    originals: dict[VideoRef, int] = {}
+    copies: dict[int, int] = {}
+    for index, item in enumerate(items):
+        if not getattr(item, "time_reversed", False):
+            originals.setdefault(item.video, index)
+    for index, item in enumerate(items):
+        if not getattr(item, "time_reversed", False):
+            continue
+        original = originals.get(item.video)
+        if original is None:
+            raise VideoadaptError(f"item {index} ({item.video.video_id!r}): a time-reversed copy without its original")
+        if original in copies:
+            raise VideoadaptError(f"item {original} ({item.video.video_id!r}) has two time-reversed copies")
+        copies[original] = index
+    return copies
 
 
 class VideoSource(Protocol):

@@ -4,6 +4,7 @@ recognition — MMAction2 top-k / mean class accuracy; retrieval — CLIP4Clip `
 normalisation, multiple-choice and open-ended accuracy; captioning — pycocoevalcap (BLEU, METEOR, ROUGE-L,
 CIDEr). Each module's docstring states its conventions (ties, the median, strict vs. inclusive thresholds).
 Accuracies and recalls are percentages (0–100), ranks are ranks, caption scores are x100 as papers report them.
+``bootstrap`` turns a task's per-item statistics into paired percentile intervals over test items.
 """
 
 from __future__ import annotations

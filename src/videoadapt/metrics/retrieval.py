@@ -27,6 +27,8 @@ matrix in descending order and finds where the correct item's similarity sits (`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from videoadapt.errors import VideoadaptError
@@ -40,7 +42,39 @@ CONVENTIONS = {
     "video's own group; videos without captions are not v2t queries",
 }
 
-_KS = (1, 5, 10)
+KS = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class QueryRanks:
+    """The multiset of 0-based ranks of each query: ``{lo, ..., lo + tied - 1}`` (``tied`` >= 1 counts the correct
+    item and those tied with it; ``tied`` is 1 without ties)."""
+
+    lo: np.ndarray
+    tied: np.ndarray
+
+    def below(self, k: int) -> np.ndarray:
+        """Per query, how many of its ranks are < ``k`` (0-based): R@k's numerator."""
+        return np.clip(np.minimum(self.lo + self.tied, k) - self.lo, 0, None)
+
+    def rank_sum(self) -> np.ndarray:
+        """Per query, the sum of its 0-based ranks (MnR's numerator)."""
+        return self.tied * self.lo + self.tied * (self.tied - 1) / 2.0
+
+
+def retrieval_ranks(similarity: np.ndarray, text_to_video: np.ndarray) -> tuple[QueryRanks, QueryRanks, np.ndarray]:
+    """Each query's ranks, with the conventions of :func:`retrieval_metrics`: text-to-video per text, and
+    video-to-text per captioned video; the third array is those videos' column indices (the v2t query order).
+    Every metric but MdR is a sum over queries of what :class:`QueryRanks` gives per query."""
+    similarity, text_to_video = _check(similarity, text_to_video)
+    rows = np.arange(similarity.shape[0])
+    t2v = _ranks(similarity, similarity[rows, text_to_video])
+    # v2t: one row per captioned video, one column per caption group (= captioned video), max over the captions.
+    order = np.argsort(text_to_video, kind="stable")
+    videos, starts = np.unique(text_to_video[order], return_index=True)
+    group_max = np.maximum.reduceat(similarity[order], starts, axis=0)  # [group, video]
+    v2t = group_max[:, videos].T  # [query video, group]; the correct group is on the diagonal
+    return t2v, _ranks(v2t, np.diag(v2t)), videos
 
 
 def retrieval_metrics(similarity: np.ndarray, text_to_video: np.ndarray) -> dict[str, float]:
@@ -56,32 +90,29 @@ def retrieval_metrics(similarity: np.ndarray, text_to_video: np.ndarray) -> dict
         v2t_Rsum, Rsum``. Recalls in percent (0–100); MdR/MnR are ranks (1 = best). See the module docstring for
         ties, the median and the v2t multi-caption convention.
     """
-    similarity, text_to_video = _check(similarity, text_to_video)
-    rows = np.arange(similarity.shape[0])
-    result = {f"t2v_{k}": v for k, v in _summarise(similarity, similarity[rows, text_to_video]).items()}
-
-    # v2t: one row per captioned video, one column per caption group (= captioned video), max over the captions.
-    order = np.argsort(text_to_video, kind="stable")
-    videos, starts = np.unique(text_to_video[order], return_index=True)
-    group_max = np.maximum.reduceat(similarity[order], starts, axis=0)  # [group, video]
-    v2t = group_max[:, videos].T  # [query video, group]; the correct group is on the diagonal
-    result.update({f"v2t_{k}": v for k, v in _summarise(v2t, np.diag(v2t)).items()})
-
+    t2v, v2t, _ = retrieval_ranks(similarity, text_to_video)
+    result = {f"t2v_{k}": v for k, v in _summarise(t2v).items()}
+    result.update({f"v2t_{k}": v for k, v in _summarise(v2t).items()})
     result["t2v_Rsum"] = result["t2v_R1"] + result["t2v_R5"] + result["t2v_R10"]
     result["v2t_Rsum"] = result["v2t_R1"] + result["v2t_R5"] + result["v2t_R10"]
     result["Rsum"] = result["t2v_Rsum"] + result["v2t_Rsum"]
     return result
 
 
-def _summarise(scores: np.ndarray, correct: np.ndarray) -> dict[str, float]:
-    """R@K, MdR, MnR over the multiset of 0-based ranks {lo, ..., lo + tied - 1} of every query."""
+def _ranks(scores: np.ndarray, correct: np.ndarray) -> QueryRanks:
     lo = (scores > correct[:, None]).sum(axis=1).astype(np.int64)
     tied = (scores == correct[:, None]).sum(axis=1).astype(np.int64)  # >= 1: the correct item itself
+    return QueryRanks(lo, tied)
+
+
+def _summarise(ranks: QueryRanks) -> dict[str, float]:
+    """R@K, MdR, MnR over the multiset of 0-based ranks {lo, ..., lo + tied - 1} of every query."""
+    lo, tied = ranks.lo, ranks.tied
     hi = lo + tied  # exclusive
     total = int(tied.sum())
 
     def count_below(r: int) -> int:  # how many ranks (0-based) are < r
-        return int(np.clip(np.minimum(hi, r) - lo, 0, None).sum())
+        return int(ranks.below(r).sum())
 
     def kth(k: int) -> int:  # the k-th smallest rank (0-based k), by bisection on count_below
         low, high = 0, int(hi.max()) - 1
@@ -95,9 +126,8 @@ def _summarise(scores: np.ndarray, correct: np.ndarray) -> dict[str, float]:
 
     # np.median convention: the mean of the two middle values when the count is even.
     median = (kth((total - 1) // 2) + kth(total // 2)) / 2.0
-    # Sum of lo, lo+1, ..., hi-1 per query.
-    rank_sum = float((tied * lo + tied * (tied - 1) / 2.0).sum())
-    out = {f"R{k}": 100.0 * count_below(k) / total for k in _KS}
+    rank_sum = float(ranks.rank_sum().sum())
+    out = {f"R{k}": 100.0 * count_below(k) / total for k in KS}
     out["MdR"] = median + 1.0
     out["MnR"] = rank_sum / total + 1.0
     return out

@@ -203,6 +203,51 @@ class Task:
         """Metrics of ``predictions`` (one per item of ``data``, in order)."""
         raise NotImplementedError
 
+    # --- per item: confidence intervals and saved predictions (videoadapt.metrics.bootstrap) -----------------------
+
+    def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """Additive statistics of each scored test item: ``{name: [N, K] float64}``, one row per resampling unit
+        in data order (an item, or an item with what belongs to it: a video with its captions, an original clip
+        with its time-reversed copy). :meth:`metrics_from_sums` of their column sums is :meth:`evaluate`."""
+        raise NotImplementedError(f"{self.name}: no per-item statistics")
+
+    def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The metrics as functions of the column sums of :meth:`item_statistics`, vectorised over leading axes
+        (``[..., K] -> [...]``): on the sums over every item, the values of :meth:`evaluate` for the same keys
+        (metrics that are no function of sums, e.g. a median rank, are left out)."""
+        raise NotImplementedError(f"{self.name}: no metrics from sums")
+
+    def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
+        """One small JSON-able record per row of :meth:`item_statistics`: the item's id, what was predicted, the
+        target, whether it was right; enough to redo the analysis without the model."""
+        raise NotImplementedError(f"{self.name}: no per-item records")
+
+    def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
+        """The text embeddings ``[M, E]`` (joint space, L2-normalised) a training batch is scored against, for a
+        distillation loss that matches a teacher's video-to-text similarity distributions over them (TeachCLIP);
+        None when the head has none. They keep their gradients where they train; detach them to hold them fixed."""
+        return None
+
+
+def check_predictions(task: Task, predictions: Sequence[Any], data: TaskData) -> None:
+    if len(predictions) != len(data.items):
+        raise VideoadaptError(
+            f"{task.name}: {len(predictions)} predictions for the {len(data.items)} items of {data.origin} "
+            f"({data.split}); expected one per item, in order"
+        )
+
+
+def percent(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``100 * numerator / denominator``, NaN where the denominator is 0 (a resample without such items)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100.0 * np.asarray(numerator, dtype=np.float64) / np.asarray(denominator, dtype=np.float64)
+
+
+def head_device(head: nn.Module) -> torch.device:
+    for tensor in (*head.parameters(), *head.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
 
 class CaptionTask(Task):
     """A task over caption items (retrieval, captioning): one caption drawn per video in training, all at test."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +25,19 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
-from videoadapt.tasks.base import CaptionTask, SurveyTable, TaskHead, TextEncoder, check_spec, feature_widths
+from videoadapt.tasks.base import (
+    CaptionTask,
+    SurveyTable,
+    TaskHead,
+    TextEncoder,
+    check_predictions,
+    check_spec,
+    feature_widths,
+    percent,
+)
+
+if TYPE_CHECKING:
+    from videoadapt.metrics.captioning import CaptionScores
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -166,6 +179,7 @@ class Captioning(CaptionTask):
         ),
     )
     references_key = "references"
+    _memo: tuple[tuple, CaptionScores] | None = None  # the last scores (see _scores)
 
     def build_head(
         self,
@@ -207,10 +221,73 @@ class Captioning(CaptionTask):
         return [head.tokenizer.decode(row) for row in ids]  # type: ignore[union-attr]
 
     def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
-        from videoadapt.metrics.captioning import caption_metrics
+        return self._scores(predictions, data).metrics()
 
+    def _scores(self, predictions: Sequence[Any], data: TaskData) -> CaptionScores:
+        """pycocoevalcap's scores, per video too; the last ones are kept, so that :meth:`evaluate`,
+        :meth:`item_statistics` and :meth:`item_records` of the same predictions run the Java steps once."""
+        from videoadapt.metrics.captioning import caption_scores
+
+        check_predictions(self, predictions, data)
         items: list[CaptionItem] = list(data.items)  # type: ignore[arg-type]
         # Keyed by position, not video id: a data set may list a video twice, and the metric must see each item.
         predicted = {str(i): p for i, p in enumerate(predictions)}
         references = {str(i): [c for c in item.captions if c.strip()] for i, item in enumerate(items)}
-        return {k: float(v) for k, v in caption_metrics(predicted, references).items()}
+        key = (tuple(predicted.values()), tuple(tuple(r) for r in references.values()))
+        memo = self._memo
+        if memo is None or memo[0] != key:
+            memo = (key, caption_scores(predicted, references))
+            self._memo = memo
+        return memo[1]
+
+    # --- per item: a video ---------------------------------------------------------------------------------------
+
+    def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """One row per video: ``bleu`` (hypothesis and closest reference length, n-gram totals and matches),
+        ``meteor`` (the jar's statistics line), ``rouge`` and ``cider`` (the video's score, 0–1; CIDEr's document
+        frequencies are the whole test set's and stay fixed in a resample), ``items``."""
+        scores = self._scores(predictions, data)
+        return {
+            "items": np.ones((len(scores.ids), 1)),
+            "bleu": scores.bleu_stats,
+            "meteor": scores.meteor_stats,
+            "rouge": scores.rouge[:, None],
+            "cider": scores.cider[:, None],
+        }
+
+    def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from videoadapt.metrics.captioning import BLEU_N, bleu_from_sums, meteor_from_sums
+
+        bleu = bleu_from_sums(sums["bleu"])
+        result = {f"BLEU-{n}": 100.0 * bleu[..., n - 1] for n in range(1, BLEU_N + 1)}
+        items = sums["items"][..., 0]
+        result.update(
+            {
+                "METEOR": 100.0 * meteor_from_sums(sums["meteor"]),
+                "ROUGE-L": percent(sums["rouge"][..., 0], items),
+                "CIDEr": percent(sums["cider"][..., 0], items),
+            }
+        )
+        return result
+
+    def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
+        """Per video: ``id``, the generated ``caption``, its ``references`` and its own scores x100 (``BLEU-4``
+        of its statistics alone, the jar's ``METEOR`` segment score, ``ROUGE-L``, ``CIDEr``)."""
+        from videoadapt.metrics.captioning import bleu_from_sums
+
+        scores = self._scores(predictions, data)
+        bleu4 = bleu_from_sums(scores.bleu_stats)[:, -1]
+        records = []
+        for i, (caption, item) in enumerate(zip(predictions, data.items, strict=True)):
+            records.append(
+                {
+                    "id": item.video.video_id,
+                    "caption": str(caption),
+                    "references": [c for c in getattr(item, "captions", ()) if c.strip()],
+                    "BLEU-4": 100.0 * float(bleu4[i]),
+                    "METEOR": 100.0 * float(scores.meteor_segments[i]),
+                    "ROUGE-L": 100.0 * float(scores.rouge[i]),
+                    "CIDEr": 100.0 * float(scores.cider[i]),
+                }
+            )
+        return records

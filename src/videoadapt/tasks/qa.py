@@ -38,9 +38,12 @@ from videoadapt.tasks.base import (
     TextEncoder,
     adapted_text,
     build_text_adapter,
+    check_predictions,
     check_spec,
     feature_widths,
+    head_device,
     ilfm_logit_scale,
+    percent,
     projection,
     text_adapter_spec,
 )
@@ -150,21 +153,24 @@ class QuestionAnswering(Task):
         check_spec(spec, self.name, ("mode", "logit_scale"))
         return QAHead(spec, width, ilfm.dims.embed_dim, build_text_adapter(spec, ilfm.dims))
 
+    def _candidate_embeds(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor:
+        """``[B, K, E]``: each question written with each of its candidates, through the text side."""
+        if "candidates" not in targets:
+            raise VideoadaptError("qa: this head answers multiple-choice questions but the items are open-ended")
+        template = head.spec.get("template", "{question} {candidate}")
+        pairs = [
+            template.format(question=q, candidate=c)
+            for q, cands in zip(targets["questions"], targets["candidates"], strict=True)
+            for c in cands
+        ]
+        counts = {len(c) for c in targets["candidates"]}
+        if len(counts) != 1:
+            raise VideoadaptError(f"qa: a batch mixes questions with {sorted(counts)} candidates")
+        return adapted_text(head, text, pairs).reshape(len(targets["questions"]), counts.pop(), -1)
+
     def _logits(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         if head.spec["mode"] == "multiple_choice":
-            if "candidates" not in targets:
-                raise VideoadaptError("qa: this head answers multiple-choice questions but the items are open-ended")
-            template = head.spec.get("template", "{question} {candidate}")
-            pairs = [
-                template.format(question=q, candidate=c)
-                for q, cands in zip(targets["questions"], targets["candidates"], strict=True)
-                for c in cands
-            ]
-            counts = {len(c) for c in targets["candidates"]}
-            if len(counts) != 1:
-                raise VideoadaptError(f"qa: a batch mixes questions with {sorted(counts)} candidates")
-            embeds = adapted_text(head, text, pairs).reshape(len(targets["questions"]), counts.pop(), -1)
-            return head(features.video, embeds)
+            return head(features.video, self._candidate_embeds(head, targets, text))
         if "candidates" in targets:
             raise VideoadaptError("qa: this head answers open-ended questions but the items are multiple choice")
         return head(features.video, adapted_text(head, text, targets["questions"]))
@@ -179,12 +185,64 @@ class QuestionAnswering(Task):
             return best
         return [head.spec["answers"][i] for i in best]
 
+    def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
+        """Multiple choice: the batch's candidate texts (``"{question} {candidate}"``) ``[B*K, E]``; open-ended:
+        None (its answers are classes of a learnt classifier, not texts in the joint space)."""
+        if head.spec["mode"] != "multiple_choice":
+            return None
+        embeds = self._candidate_embeds(head, targets, text).flatten(0, 1)
+        return F.normalize(embeds.float().to(head_device(head)), dim=-1)
+
     def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
         from videoadapt.metrics import qa
 
+        check_predictions(self, predictions, data)
         items: list[QAItem] = list(data.items)  # type: ignore[arg-type]
         if items[0].multiple_choice:
             result = qa.multiple_choice_accuracy(list(predictions), [q.answer_index for q in items])
         else:
             result = qa.open_ended_accuracy([str(p) for p in predictions], [q.answer for q in items])
         return {k: float(v) for k, v in result.items()}
+
+    # --- per item: a question --------------------------------------------------------------------------------------
+
+    def _correct(self, predictions: Sequence[Any], data: TaskData) -> list[bool]:
+        from videoadapt.metrics.qa import normalize_answer
+
+        items: list[QAItem] = list(data.items)  # type: ignore[arg-type]
+        if items[0].multiple_choice:
+            return [int(p) == q.answer_index for p, q in zip(predictions, items, strict=True)]
+        return [normalize_answer(str(p)) == normalize_answer(q.answer) for p, q in zip(predictions, items, strict=True)]
+
+    def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """One row per question: ``items`` and ``correct`` (multiple choice: the gold candidate; open-ended: the
+        answer after VQA normalisation)."""
+        check_predictions(self, predictions, data)
+        correct = np.asarray(self._correct(predictions, data), dtype=np.float64)[:, None]
+        return {"items": np.ones_like(correct), "correct": correct}
+
+    def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"accuracy": percent(sums["correct"][..., 0], sums["items"][..., 0])}
+
+    def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
+        """Per question: ``id``, ``video``, ``question``, ``predicted`` and ``answer`` (multiple choice: candidate
+        indices, with their texts in ``predicted_text`` / ``answer_text``; open-ended: the answers), ``correct``."""
+        check_predictions(self, predictions, data)
+        items: list[QAItem] = list(data.items)  # type: ignore[arg-type]
+        records = []
+        for p, q, right in zip(predictions, items, self._correct(predictions, data), strict=True):
+            record: dict[str, Any] = {"id": q.question_id, "video": q.video.video_id, "question": q.question}
+            if q.multiple_choice:
+                candidates = q.candidates or ()
+                chosen = int(p)
+                record.update(
+                    predicted=chosen,
+                    predicted_text=candidates[chosen] if 0 <= chosen < len(candidates) else None,
+                    answer=q.answer_index,
+                    answer_text=q.answer,
+                )
+            else:
+                record.update(predicted=str(p), answer=q.answer)
+            record["correct"] = bool(right)
+            records.append(record)
+        return records

@@ -41,10 +41,13 @@ from videoadapt.tasks.base import (
     TextEncoder,
     adapted_text,
     build_text_adapter,
+    check_predictions,
     check_spec,
     feature_widths,
     gather_across_processes,
+    head_device,
     ilfm_logit_scale,
+    percent,
     process_offset,
     projection,
     text_adapter_spec,
@@ -153,10 +156,90 @@ class Retrieval(CaptionTask):
             out.append({"video": row, "texts": F.normalize(adapted_text(head, text, captions).float(), dim=-1).cpu()})
         return out
 
+    def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
+        """The batch's caption embeddings (through the head's text adapter when it has one): the captions drawn for
+        training, or every caption of the batch's videos in evaluation."""
+        texts = targets["texts"] if "texts" in targets else [c for group in targets["captions"] for c in group]
+        return F.normalize(adapted_text(head, text, texts).float().to(head_device(head)), dim=-1)
+
     def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
         from videoadapt.metrics import retrieval_metrics
 
-        videos = torch.stack([p["video"] for p in predictions])
-        texts = torch.cat([p["texts"] for p in predictions])
-        owner = torch.cat([torch.full((len(p["texts"]),), i, dtype=torch.long) for i, p in enumerate(predictions)])
-        return {k: float(v) for k, v in retrieval_metrics(texts @ videos.T, owner).items()}
+        check_predictions(self, predictions, data)
+        return {k: float(v) for k, v in retrieval_metrics(*_similarity(predictions)).items()}
+
+    # --- per item: a video with its captions ---------------------------------------------------------------------
+
+    def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """One row per video: ``t2v`` sums over its captions as queries, ``v2t`` the video as a query; columns
+        (ranks <= 1, <= 5, <= 10, sum of 0-based ranks, ranks), ranks taken on the full gallery with CLIP4Clip's
+        tie convention (a tie of m+1 counts m+1 ranks). A resample keeps a video's captions together."""
+        from videoadapt.metrics.retrieval import KS, QueryRanks, retrieval_ranks
+
+        check_predictions(self, predictions, data)
+        similarity, owner = _similarity(predictions)
+        t2v, v2t, queries = retrieval_ranks(similarity, owner)
+
+        def columns(ranks: QueryRanks) -> np.ndarray:
+            return np.stack([*(ranks.below(k) for k in KS), ranks.rank_sum(), ranks.tied], axis=1).astype(np.float64)
+
+        per_text, per_query = columns(t2v), columns(v2t)
+        stats = {"items": np.ones((len(predictions), 1)), "t2v": np.zeros((len(predictions), len(KS) + 2))}
+        np.add.at(stats["t2v"], owner, per_text)
+        stats["v2t"] = np.zeros_like(stats["t2v"])
+        stats["v2t"][queries] = per_query
+        return stats
+
+    def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from videoadapt.metrics.retrieval import KS
+
+        result: dict[str, np.ndarray] = {}
+        for direction in ("t2v", "v2t"):
+            s = sums[direction]
+            ranks = s[..., len(KS) + 1]
+            for j, k in enumerate(KS):
+                result[f"{direction}_R{k}"] = percent(s[..., j], ranks)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                result[f"{direction}_MnR"] = s[..., len(KS)] / ranks + 1.0
+            result[f"{direction}_Rsum"] = sum(result[f"{direction}_R{k}"] for k in KS)
+        result["Rsum"] = result["t2v_Rsum"] + result["v2t_Rsum"]
+        return result
+
+    def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
+        """Per video: ``id``; per caption the 1-based rank of its video (``t2v_ranks``, ties counted from the best
+        position; ``t2v_tied``: how many share it, 1 without a tie) and the video it ranks first (``t2v_top``);
+        the rank of the video's own captions among the videos' best captions (``v2t_rank``, ``v2t_tied``) and the
+        video whose caption ranks first (``v2t_top``). Right at R@1 means rank 1 and tied 1."""
+        from videoadapt.metrics.retrieval import retrieval_ranks
+
+        check_predictions(self, predictions, data)
+        similarity, owner = _similarity(predictions)
+        t2v, v2t, queries = retrieval_ranks(similarity, owner)
+        ids = [item.video.video_id for item in data.items]
+        best_video = np.argmax(similarity, axis=1)
+        groups = np.full((len(ids), len(ids)), -np.inf)  # [video query, caption group]: its best caption
+        np.maximum.at(groups.T, owner, similarity)
+        records = []
+        for video in range(len(ids)):
+            mine = np.flatnonzero(owner == video)
+            record: dict[str, Any] = {
+                "id": ids[video],
+                "t2v_ranks": [int(r) + 1 for r in t2v.lo[mine]],
+                "t2v_tied": [int(t) for t in t2v.tied[mine]],
+                "t2v_top": [ids[int(v)] for v in best_video[mine]],
+            }
+            where = np.flatnonzero(queries == video)
+            if where.size:
+                record["v2t_rank"] = int(v2t.lo[where[0]]) + 1
+                record["v2t_tied"] = int(v2t.tied[where[0]])
+                record["v2t_top"] = ids[int(np.argmax(groups[video]))]
+            records.append(record)
+        return records
+
+
+def _similarity(predictions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Every caption against every video ``[N_text, N_video]`` and each caption's video ``[N_text]``."""
+    videos = torch.stack([p["video"] for p in predictions])
+    texts = torch.cat([p["texts"] for p in predictions])
+    owner = torch.cat([torch.full((len(p["texts"]),), i, dtype=torch.long) for i, p in enumerate(predictions)])
+    return (texts @ videos.T).detach().cpu().numpy(), owner.numpy()

@@ -152,20 +152,26 @@ class BatchBuilder:
         return _Seeded(sampler, item_rng(self.seed, epoch, index)) if self.train else sampler
 
     def clip(self, index: int, epoch: int) -> torch.Tensor:
-        ref = self.data.items[index].video
+        item = self.data.items[index]
         sampler = self._for_item(self.sampler, index, epoch)
-        frames = self.data.source.frames(ref, sampler)
+        frames = self.data.source.frames(item.video, sampler)
         if frames.ndim != 4 or len(frames) == 0:
             raise VideoadaptError(f"decoded no frames (shape {tuple(frames.shape)})")
+        if _time_reversed(item):
+            frames = np.ascontiguousarray(frames[::-1])  # the sampled clip, played backwards
         return preprocess(frames, self.processor)
 
     def build(self, indices: Sequence[int], epoch: int = 0) -> Batch:
         kept: list[int] = []
         skipped: list[str] = []
-        clips: dict[str, torch.Tensor] = {}
-        order: list[str] = []
+        # A clip is a video and a direction: a time-reversed copy is a clip of its own, not its original's.
+        clips: dict[tuple[str, bool], torch.Tensor] = {}
+        order: list[tuple[str, bool]] = []
         for index in indices:
-            video_id = self.data.items[index].video.video_id
+            key = _clip_key(self.data.items[index])
+            video_id = key[0]
+            if self.train and key[1]:
+                raise VideoadaptError(f"{self.describe(index)}: a time-reversed copy is for evaluation, not training")
             if index in self.excluded:
                 skipped.append(self.excluded[index])
                 continue
@@ -176,11 +182,11 @@ class BatchBuilder:
                     raise VideoadaptError(message)
                 skipped.append(message)
                 continue
-            if video_id not in clips and self.pixels:
+            if key not in clips and self.pixels:
                 if self.watch is not None:
                     self.watch(index)
                 try:
-                    clips[video_id] = self.clip(index, epoch)
+                    clips[key] = self.clip(index, epoch)
                 except READ_ERRORS as error:
                     message = f"{self.describe(index)}: cannot read its video: {error}"
                     if not self.skip_bad:
@@ -190,19 +196,23 @@ class BatchBuilder:
                 finally:
                     if self.watch is not None:
                         self.watch(-1)
-            if video_id not in order:
-                order.append(video_id)
+            if key not in order:
+                order.append(key)
             kept.append(index)
-        rows = torch.tensor([order.index(self.data.items[i].video.video_id) for i in kept], dtype=torch.long)
+        rows = torch.tensor([order.index(_clip_key(self.data.items[i])) for i in kept], dtype=torch.long)
         video = None
         if self.pixels and order:
-            video = torch.stack([clips[v] for v in order])
-        cached = self.cache.get(order, patches=self.cache_patches) if self.cache is not None and order else None
+            video = torch.stack([clips[k] for k in order])
+        cached = None
+        if self.cache is not None and order:
+            cached = self.cache.get([video_id for video_id, _ in order], patches=self.cache_patches)
         if cached is not None and self.cache_sampler is not None:
             first = {}
             for index in kept:
-                first.setdefault(self.data.items[index].video.video_id, index)
-            cached = self._resample(cached, [first[v] for v in order], epoch)
+                first.setdefault(_clip_key(self.data.items[index]), index)
+            cached = self._resample(cached, [first[k] for k in order], epoch)
+        if cached is not None and any(backwards for _, backwards in order):
+            cached = _reverse_rows(cached, [backwards for _, backwards in order])
         items: list[Item] = [self.data.items[i] for i in kept]
         rngs = [item_rng(self.seed + 1, epoch, i) for i in kept] if self.train else None
         targets = self.task.targets(items, self.data, rngs, train=self.train) if items else {}
@@ -230,6 +240,28 @@ class BatchBuilder:
         return FrameFeatures(
             cls=take(cached.cls), patches=take(cached.patches), embeds=take(cached.embeds), layers=layers
         )
+
+
+def _time_reversed(item: Item) -> bool:
+    return bool(getattr(item, "time_reversed", False))
+
+
+def _clip_key(item: Item) -> tuple[str, bool]:
+    return item.video.video_id, _time_reversed(item)
+
+
+def _reverse_rows(cached: FrameFeatures, reverse: Sequence[bool]) -> FrameFeatures:
+    """The cached rows marked in ``reverse`` with their frames (dim 1) in reverse order: the cached clip played
+    backwards, as a decoded time-reversed item is."""
+    rows = torch.tensor([i for i, backwards in enumerate(reverse) if backwards], dtype=torch.long)
+
+    def flip(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[rows] = x[rows].flip(1)
+        return x
+
+    layers = None if cached.layers is None else [flip(t) for t in cached.layers]
+    return FrameFeatures(cls=flip(cached.cls), patches=flip(cached.patches), embeds=flip(cached.embeds), layers=layers)
 
 
 @dataclass

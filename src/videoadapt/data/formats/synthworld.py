@@ -19,6 +19,13 @@ each time-reversal pair ``[i, j]`` of class indices and ``extra["reversal_partne
 ``qa="multiple_choice"`` (default): 5 candidates per question, ids ``<video>/mc<k>``; ``qa="open_ended"``: answers
 from the closed answer vocabulary, ids ``<video>/oe<k>``). Every task sets ``extra["novel"]`` (per item: the video
 shows a category held out of video training) and ``extra["config"]``.
+
+Recognition with ``reversal_copies=True`` measures the time-reversal pairs exactly: the val and test splits get, after
+their videos, one more item per video whose class has a distinct partner: the same video played backwards
+(``ClassificationItem.time_reversed``), labelled with the partner class; ``extra["reversal_copies"]`` lists
+``[original, copy]`` item indices. A bag-of-frames model scores a clip and its reversal alike, so on these balanced
+pairs it cannot beat 50 %. The train split never gets copies (a reversed clip is a valid video of its partner, but
+training on them would change the data the paradigms are compared on), so one option serves every split.
 """
 
 from __future__ import annotations
@@ -148,6 +155,18 @@ def _items(
     return items, novel
 
 
+def _add_reversal_copies(items: list[Item], novel: list[bool], partner: list[int]) -> list[list[int]]:
+    """Append the time-reversed copy of every item whose class has a distinct partner; ``[original, copy]`` pairs."""
+    pairs = []
+    for index in range(len(items)):
+        ref, label = items[index].video, items[index].label  # type: ignore[union-attr]
+        if partner[label] != label:
+            pairs.append([index, len(items)])
+            items.append(ClassificationItem(ref, partner[label], time_reversed=True))
+            novel.append(novel[index])
+    return pairs
+
+
 def _where(k: int, ann: Any) -> str:
     return f"video {k} ({ann.get('id', '?')!r})" if isinstance(ann, dict) else f"video {k}"
 
@@ -182,6 +201,7 @@ def _finish(
     partners: dict[str, str],
     answers: list[str],
     config: dict[str, Any],
+    reversal_copies: bool = False,
 ) -> TaskData:
     items, novel = _items(task, annotations, ref_for, origin, problems, qa, actions, answers)
     extra: dict[str, Any] = {"novel": novel, "config": config}
@@ -189,6 +209,8 @@ def _finish(
     if task == "recognition":
         classes = list(actions)
         extra["reversal_pairs"], extra["reversal_partner"] = _reversal(actions, partners)
+        if reversal_copies and split != "train":
+            extra["reversal_copies"] = _add_reversal_copies(items, novel, extra["reversal_partner"])
     if task == "qa":
         extra["qa"] = qa
         if qa == "open_ended":
@@ -219,16 +241,22 @@ def load_synthworld(
     qa: str = "multiple_choice",
     split_fractions: Sequence[float] | None = None,
     skip_bad: bool = False,
+    reversal_copies: bool = False,
 ) -> TaskData:
     """SynthWorld in memory (``path`` None: options ``seed``, ``videos``, ``size``, ``frames``, ``split_fractions``)
     or the set written by ``videoadapt synth`` in folder ``path`` (those options are then ignored: the set's own
     config applies). Video ``i`` of a split is the same whatever ``videos`` and ``split_fractions`` are, so
     ``videos: 9000, split_fractions: [16, 1, 1]`` trains on 8,000 videos and keeps the 500 validation and test
-    videos of ``videos: 5000``."""
+    videos of ``videos: 5000``. ``reversal_copies`` (recognition): time-reversed copies in val and test (see the
+    module docstring)."""
     check_task("synthworld", task, TASKS)
     check_split("synthworld", split, SPLITS)
     if qa not in QA_KINDS:
         raise VideoadaptError(f"qa must be one of {', '.join(QA_KINDS)}, got {qa!r}")
+    if not isinstance(reversal_copies, bool):
+        raise VideoadaptError(f"reversal_copies must be true or false, got {reversal_copies!r}")
+    if reversal_copies and task != "recognition":
+        raise VideoadaptError(f"reversal_copies applies to recognition only (its action classes), not to {task}")
     problems = Problems(skip_bad)
     actions, answers = list(vocab.ACTIONS), list(vocab.ANSWER_VOCAB)
     partners = {a: vocab.partner(a) for a in actions}
@@ -259,6 +287,7 @@ def load_synthworld(
             partners,
             answers,
             config.to_dict(),
+            reversal_copies,
         )
 
     root = Path(path)
@@ -287,7 +316,19 @@ def load_synthworld(
         return VideoRef(str(ann["id"]), paths[id(ann)])
 
     return _finish(
-        task, split, annotations, ref_for, FileSource(), file, problems, qa, actions, partners, answers, config
+        task,
+        split,
+        annotations,
+        ref_for,
+        FileSource(),
+        file,
+        problems,
+        qa,
+        actions,
+        partners,
+        answers,
+        config,
+        reversal_copies,
     )
 
 
