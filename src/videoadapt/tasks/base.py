@@ -134,7 +134,9 @@ class SurveyTable:
     variant of the task (QA: multiple choice or open-ended); ``columns`` pairs each column as the survey prints it
     with the key of :meth:`Task.evaluate` that fills it (the first column ranks paradigms unless ``primary`` says
     otherwise); ``zero_shot_head`` are the ``model.head`` options under which the *untrained* head, on mean-pooled
-    frame embeddings, is the ILFM's zero-shot predictor (None: no zero-shot baseline, ``zero_shot_note`` says why).
+    frame embeddings, is the ILFM's zero-shot predictor (None: no zero-shot baseline, ``zero_shot_note`` says why);
+    ``head`` are the ``model.head`` options of every *trained* row (one task head for all, so that the paradigm is
+    the only thing that varies; best one that starts at the zero-shot answer).
     """
 
     name: str
@@ -144,6 +146,7 @@ class SurveyTable:
     zero_shot_head: dict[str, Any] | None = None
     zero_shot_note: str = ""
     primary: str | None = None
+    head: dict[str, Any] = field(default_factory=dict)
 
     @property
     def primary_metric(self) -> str:

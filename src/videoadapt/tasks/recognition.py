@@ -93,7 +93,11 @@ class Recognition(Task):
                 ("reversal top-1", "reversal_top1"),
                 ("reversal pair acc.", "reversal_pair_accuracy"),
             ),
+            # SynthWorld's val and test get each reversal-class clip played backwards too (balanced pairs).
+            data={"reversal_copies": True},
             zero_shot_head={"classifier": "text"},  # class-name prompts against mean-pooled frame embeddings
+            # Every trained row: the zero-shot classifier's class embeddings, trained (starts at zero-shot).
+            head={"classifier": "text_tuned"},
         ),
     )
 
