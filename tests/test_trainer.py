@@ -7,9 +7,12 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,9 +73,11 @@ def test_epoch_plan_is_seeded_and_split_across_processes():
 # --- exact resume ------------------------------------------------------------------------------------------
 
 
-def test_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("groups", ["head only", "backbone and head"])
+def test_resume_is_exact(tmp_path, groups):
     """6 optimizer steps straight == 3 steps, stop, resume, 3 more: bitwise, with dropout, gradient accumulation,
-    warm-up and an epoch boundary in between (the plan has 4 micro-batches = 2 steps per epoch)."""
+    warm-up and an epoch boundary in between (the plan has 4 micro-batches = 2 steps per epoch); with a frozen
+    backbone (one learning-rate group) and with LoRA in it at its own rate (two)."""
     overrides = [
         "run.epochs=3",
         "run.grad_accum=2",
@@ -81,14 +86,35 @@ def test_resume_is_exact(tmp_path):
         "data.val_split=null",
         "run.checkpoint_every=2",
     ]
+    if groups == "backbone and head":
+        overrides += ["model.paradigm=lora", "run.backbone_lr=2e-4"]
     straight = tmp_path / "straight"
     train(tiny(*overrides), straight)
     interrupted = tmp_path / "interrupted"
     assert Trainer(tiny(*overrides), interrupted).fit(stop_at=3) == {"stopped_at": 3}
     state = load_checkpoint(find_checkpoint(interrupted / "checkpoints" / "last"))
     assert state.step == 3 and state.extra["position"] == {"step": 3, "epoch": 1, "batch": 2}
+    backbone_lr = 2e-4 if groups == "backbone and head" else 1e-3
+    assert state.extra["schedule"]["base_lr"] == {"head": 1e-3, "backbone": backbone_lr}
+    # The rates of the 4th update: warm-up is over (2 steps), cosine progress (3 - 2) / (6 - 2).
+    expected = {
+        name: base * 0.5 * (1 + math.cos(math.pi / 4)) for name, base in state.extra["schedule"]["base_lr"].items()
+    }
+    assert state.extra["schedule"]["lr"] == pytest.approx(expected)
+    roles = [group["group"] for group in state.optimizer["param_groups"]]
+    # LoRA matrices all decay (no biases); the head has both kinds.
+    assert roles == (["backbone", "head", "head"] if groups == "backbone and head" else ["head", "head"])
     with pytest.raises(VideoadaptError, match="--resume"):
         Trainer(tiny(*overrides), interrupted).fit()
+    if groups == "head only":
+        # A log.csv written before the backbone group (no backbone_lr column) is continued, not dropped.
+        with open(interrupted / "log.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        with open(interrupted / "log.csv", "w", newline="") as handle:
+            old = [c for c in rows[0] if c != "backbone_lr"]
+            writer = csv.DictWriter(handle, fieldnames=old, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
     train(tiny(*overrides), interrupted, resume=True)
 
     a, b = load_tensors(straight / "model.safetensors"), load_tensors(interrupted / "model.safetensors")
@@ -100,15 +126,177 @@ def test_resume_is_exact(tmp_path):
     assert all(torch.equal(opt_a[k], opt_b[k]) for k in opt_a)
     # The log has one row per step: the resumed run does not repeat or lose any.
     with open(interrupted / "log.csv") as handle:
-        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4, 5, 6]
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    with open(straight / "log.csv") as handle:
+        assert [(r["lr"], r["backbone_lr"]) for r in csv.DictReader(handle)] == [
+            (r["lr"], r["backbone_lr"]) for r in rows
+        ]
+
+
+# --- learning-rate groups ----------------------------------------------------------------------------------
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_backbone_and_head_train_at_their_own_rates(tmp_path):
+    """LoRA in the backbone at run.backbone_lr, the head at run.lr, both on warm-up + cosine: each optimizer group
+    holds exactly one side's parameters, log.csv and metrics.json report both rates and group sizes."""
+    config = tiny("model.paradigm=lora", "run.lr=1e-3", "run.backbone_lr=1e-4", "run.max_steps=4", "run.warmup_steps=1")
+    trainer = Trainer(config, tmp_path)
+    metrics = trainer.fit()
+    model = trainer.model
+    in_backbone = {id(p) for p in model.encoder.ilfm.parameters() if p.requires_grad}
+    backbone_size = sum(p.numel() for p in model.encoder.ilfm.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 0 < backbone_size < total
+    for group in trainer.optimizer.param_groups:
+        assert {id(p) in in_backbone for p in group["params"]} == {group["group"] == "backbone"}
+    assert metrics["param_groups"] == {
+        "backbone": {"parameters": backbone_size, "base_lr": 1e-4},
+        "head": {"parameters": total - backbone_size, "base_lr": 1e-3},
+    }
+    # Warm-up of one step, then cosine over the remaining 3: 1, 1, 0.75, 0.25 of each base rate.
+    factors = [1.0, 1.0, 0.75, 0.25]
+    rows = _rows(tmp_path)
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3 * f for f in factors])
+    assert [float(r["backbone_lr"]) for r in rows] == pytest.approx([1e-4 * f for f in factors])
+    # What the optimizer used for the last update, per group.
+    last = {g["group"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert last == pytest.approx({"backbone": 2.5e-5, "head": 2.5e-4})
+
+
+def test_parameters_a_head_declares_as_backbone_copies_take_the_backbone_rate(tmp_path, monkeypatch):
+    """A video head's ``backbone_parameters()`` (a copy of the backbone inside the head) join the backbone group,
+    even with the ILFM itself frozen."""
+    real_build = trainer_module.build_encoder
+    declared: list[torch.nn.Parameter] = []
+
+    def build(config, ilfm=None):
+        encoder = real_build(config, ilfm)
+        declared.extend(p for p in encoder.head.parameters() if p.ndim >= 2)
+        encoder.head.backbone_parameters = lambda: declared[:1]
+        return encoder
+
+    monkeypatch.setattr(trainer_module, "build_encoder", build)
+    trainer = Trainer(tiny("run.max_steps=1", "run.backbone_lr=1e-5", "data.val_split=null"), tmp_path)
+    metrics = trainer.fit()
+    groups = {g["group"]: g for g in trainer.optimizer.param_groups}
+    assert [id(p) for p in groups["backbone"]["params"]] == [id(declared[0])]
+    assert metrics["param_groups"]["backbone"] == {"parameters": declared[0].numel(), "base_lr": 1e-5}
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("run.lr=0", "run.lr"),
+        ("run.lr=-1e-3", "run.lr"),
+        ("run.lr=fast", "run.lr"),
+        ("run.backbone_lr=0", "run.backbone_lr"),
+        ("run.backbone_lr=-1e-7", "run.backbone_lr"),
+        ("run.backbone_lr=.nan", "run.backbone_lr"),
+    ],
+)
+def test_a_non_positive_learning_rate_is_a_config_error(override, key):
+    with pytest.raises(VideoadaptError, match=rf"{re.escape(key)} must be a positive, finite learning rate"):
+        load_config(overrides=[override])
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5", "often"])
+def test_eval_every_steps_must_be_a_whole_number_of_steps(value):
+    with pytest.raises(VideoadaptError, match="run.eval_every_steps must be a whole number"):
+        load_config(overrides=[f"run.eval_every_steps={value}"])
+
+
+# --- learning curves ---------------------------------------------------------------------------------------
+
+
+def test_learning_curve_validates_every_n_steps_and_resumes_exactly(tmp_path, monkeypatch):
+    """run.eval_every_steps=3 over 2 epochs of 4 steps: validations at steps 3 and 6, at each epoch's end (4, 8),
+    none twice; each with the training seconds so far (validation and checkpoints excluded: both are slowed down
+    here by 0.2 s a call, which must not show) and the clips seen. Stopped at a validated step and resumed, the
+    history, best step and weights are those of the uninterrupted run."""
+    settings = ("run.epochs=2", "run.eval_every_steps=3", "model.head.dropout=0.3", "run.checkpoint_every=1")
+    real_evaluate, real_save = trainer_module.evaluate_data, trainer_module.ckpt.save_checkpoint
+    calls = {"evaluate": 0, "save": 0}
+
+    def slow(name, function):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            time.sleep(0.2)
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(trainer_module, "evaluate_data", slow("evaluate", real_evaluate))
+    monkeypatch.setattr(trainer_module.ckpt, "save_checkpoint", slow("save", real_save))
+    straight = train(tiny(*settings), tmp_path / "straight")
+    history = straight["validation"]
+    assert [h["step"] for h in history] == [3, 4, 6, 8] and calls["evaluate"] == 4
+    assert [h["clips_seen"] for h in history] == [24, 32, 48, 64] and straight["train"]["clips_seen"] == 64
+    seconds = [h["train_seconds"] for h in history]
+    assert 0 < seconds[0] and all(a < b for a, b in zip(seconds, seconds[1:], strict=False))
+    assert seconds[-1] <= straight["train"]["train_seconds"]
+    paused = 0.2 * (calls["evaluate"] + calls["save"])
+    assert straight["train"]["train_seconds"] <= straight["train"]["seconds"] - paused
+    top1 = [h["top1"] for h in history]
+    assert straight["best"]["step"] == history[top1.index(max(top1))]["step"]
+
+    run = tmp_path / "interrupted"
+    assert Trainer(tiny(*settings), run).fit(stop_at=3) == {"stopped_at": 3}
+    state = load_checkpoint(find_checkpoint(run / "checkpoints" / "last"))
+    assert [h["step"] for h in state.extra["history"]] == [3]
+    resumed = train(tiny(*settings), run, resume=True)
+
+    def without_clock(entries):
+        return [{k: v for k, v in h.items() if k != "train_seconds"} for h in entries]
+
+    assert without_clock(resumed["validation"]) == without_clock(history)
+    assert resumed["best"] == straight["best"]
+    assert resumed["validation"][0]["train_seconds"] == state.extra["history"][0]["train_seconds"]
+    resumed_seconds = [h["train_seconds"] for h in resumed["validation"]]
+    assert all(a < b for a, b in zip(resumed_seconds, resumed_seconds[1:], strict=False))
+    a, b = load_tensors(tmp_path / "straight" / "model.safetensors"), load_tensors(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_by_steps_alone_and_early_stopping_on_it(tmp_path):
+    """With run.eval_every=0 the step validations (and the final one) still run; patience counts them."""
+    settings = ("run.epochs=3", "run.eval_every=0", "run.eval_every_steps=2", "run.lr=1e-12", "run.patience=2")
+    metrics = train(tiny(*settings, "run.monitor=top1"), tmp_path)
+    # lr 1e-12 never improves top-1: the first validation is the best, the third stops the run.
+    assert [h["step"] for h in metrics["validation"]] == [2, 4, 6]
+    assert metrics["stopped_early"] and metrics["steps"] == 6 and metrics["best"]["step"] == 2
+    assert load_checkpoint(find_checkpoint(tmp_path / "checkpoints" / "last")).step == 6
+
+
+# --- precision ------------------------------------------------------------------------------------------------
+
+
+def test_precision_auto_is_bf16_exactly_where_the_cpu_has_bf16_instructions(tmp_path):
+    """run.precision=auto on the CPU: bf16 where /proc/cpuinfo lists AVX512-BF16 or AMX-BF16, else fp32."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to check against")
+    flags = set(re.findall(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.MULTILINE)[0].split())
+    expected = "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "no"
+    metrics = train(tiny("run.precision=auto", "run.max_steps=1", "data.val_split=null", "run.cpu=true"), tmp_path)
+    assert metrics["precision"] == expected
+    assert load_config(overrides=["run.precision=auto"]).run.precision == "auto"  # the config keeps the choice
+    with pytest.raises(VideoadaptError, match="run.precision must be one of no, bf16, auto, got 'fp8'"):
+        load_config(overrides=["run.precision=fp8"])
 
 
 # --- run folder, early stopping ---------------------------------------------------------------------------
 
 
 def test_run_folder_and_early_stopping(tmp_path):
-    # lr 0 never improves the validation metric: patience 1 stops after the second validation.
-    metrics = train(tiny("run.epochs=5", "run.lr=0", "run.patience=1", "run.monitor=top1"), tmp_path)
+    # lr 1e-12 moves no weight by an ulp, so the validation metric never improves: patience 1 stops after the
+    # second validation.
+    metrics = train(tiny("run.epochs=5", "run.lr=1e-12", "run.patience=1", "run.monitor=top1"), tmp_path)
     assert metrics["stopped_early"] and len(metrics["validation"]) == 2
     assert metrics["weights"] == "best" and metrics["best"]["step"] == 4
     for name in ("config.yaml", "model.safetensors", "vocabulary.json", "metrics.json", "log.csv"):

@@ -8,6 +8,7 @@ with the path of the key, except inside the free-form option maps (``model.optio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,16 +43,22 @@ DEFAULTS: dict[str, Any] = {
         "max_steps": None,  # optimizer steps; stops earlier than epochs when set
         "batch_size": 8,  # global batch per micro-step (split across processes)
         "grad_accum": 1,  # micro-steps per optimizer step
-        "lr": 1e-3,
+        "lr": 1e-3,  # the head group: everything that is not the backbone (temporal modules, side networks, task head)
+        # The backbone group: every trainable parameter of the ILFM (unfrozen weights, adapters, LoRA, prompts, a
+        # text context) and the head's declared copies of it; null: run.lr (CLIP4Clip tunes CLIP at 1e-7, its new
+        # modules at 1e-4)
+        "backbone_lr": None,
         "weight_decay": 0.01,
         "betas": [0.9, 0.999],
         "warmup_steps": 0,
         "min_lr_ratio": 0.0,  # cosine decays to lr * min_lr_ratio
         "clip_grad": 1.0,  # max gradient norm; null: no clipping
-        "precision": "no",  # "no" or "bf16" (autocast)
+        # "no" (fp32), "bf16" (autocast) or "auto": bf16 where the hardware runs it natively (train/precision.py)
+        "precision": "no",
         "cpu": False,  # force CPU even where an accelerator is present
         "checkpoint_every": 100,  # optimizer steps between checkpoints (0: only at the end)
         "eval_every": 1,  # epochs between validations (0: never)
+        "eval_every_steps": None,  # also validate every N optimizer steps (learning curves); null: never
         "patience": None,  # validations without improvement before stopping early
         "monitor": None,  # validation metric for early stopping (default: the task's)
         "cache": False,  # frozen backbone: extract frame features once, never run the backbone in training
@@ -66,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+PRECISIONS = ("no", "bf16", "auto")
 FREE_FORM = (("model", "options"), ("model", "head"), ("data", "options"))
 
 
@@ -121,8 +129,14 @@ def check_config(config: Any) -> None:
     run = config.run
     if int(run.batch_size) < 1 or int(run.grad_accum) < 1:
         raise VideoadaptError("run.batch_size and run.grad_accum must be >= 1")
-    if run.precision not in ("no", "bf16"):
-        raise VideoadaptError(f"run.precision must be 'no' or 'bf16', got {run.precision!r}")
+    if run.precision not in PRECISIONS:
+        raise VideoadaptError(f"run.precision must be one of {', '.join(PRECISIONS)}, got {run.precision!r}")
+    for key in ("lr", "backbone_lr"):
+        if run[key] is not None or key == "lr":
+            _check_rate(f"run.{key}", run[key])
+    every = run.eval_every_steps
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+        raise VideoadaptError(f"run.eval_every_steps must be a whole number of steps >= 1 (or null), got {every!r}")
     if int(config.data.frames) < 1:
         raise VideoadaptError("data.frames must be >= 1")
     if run.patience is not None and int(run.patience) < 1:
@@ -131,6 +145,15 @@ def check_config(config: Any) -> None:
         raise VideoadaptError("run.max_nonfinite_steps and run.worker_timeout must be >= 0")
     if run.worker_start not in ("forkserver", "fork", "spawn"):
         raise VideoadaptError(f"run.worker_start must be forkserver, fork or spawn, got {run.worker_start!r}")
+
+
+def _check_rate(key: str, value: Any) -> None:
+    try:
+        rate = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise VideoadaptError(f"{key} must be a positive, finite learning rate, got {value!r}")
 
 
 def to_plain(config: Any) -> dict[str, Any]:

@@ -46,7 +46,9 @@ from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.tasks import Task, TaskHead, TextEncoder, build_task, feature_widths
 from videoadapt.train.config import sampler_specs, save_config, to_plain
 from videoadapt.train.data import Batch, BatchBuilder, EpochPlan, WorkerLoader, batch_loader, is_worker_failure
-from videoadapt.train.schedule import lr_at, schedule_state
+from videoadapt.train.optimizer import BACKBONE, HEAD, ROLES, build_optimizer, group_sizes, set_rates, split_trainable
+from videoadapt.train.precision import autocast, resolve_precision
+from videoadapt.train.schedule import rates_at, schedule_state
 from videoadapt.utils import checkpoint as ckpt
 from videoadapt.utils.safe_io import load_json, load_tensors, save_json, save_tensors
 
@@ -57,7 +59,7 @@ CONFIG, WEIGHTS, VOCABULARY, METRICS, LOG = (
     "metrics.json",
     "log.csv",
 )
-LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "elapsed_s")
+LOG_COLUMNS = ("step", "epoch", "loss", "lr", "backbone_lr", "clips_per_s", "elapsed_s")
 
 
 class TrainingInterrupted(VideoadaptError):
@@ -231,6 +233,36 @@ class Position:
     batch: int = 0  # next micro-batch within the epoch
 
 
+class TrainClock:
+    """Wall time spent training (steps, batch building, logging), the x axis of a learning curve: validation and
+    checkpoint writing are paused out, and the feature cache is extracted before it starts. ``seconds`` carries over
+    a resume (checkpointed)."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self._done = seconds
+        self._since: float | None = None
+        self._pauses = 0
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def seconds(self) -> float:
+        running = time.perf_counter() - self._since if self._since is not None and not self._pauses else 0.0
+        return self._done + running
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        if self._since is not None and not self._pauses:
+            self._done += time.perf_counter() - self._since
+        self._pauses += 1
+        try:
+            yield
+        finally:
+            self._pauses -= 1
+            if self._since is not None and not self._pauses:
+                self._since = time.perf_counter()
+
+
 class Trainer:
     """Train ``config`` into the run folder ``out``. ``fit()`` returns (and writes) the run's metrics."""
 
@@ -251,11 +283,15 @@ class Trainer:
         self.resume = resume
         self._ilfm = ilfm
         run = config.run
+        cpu = bool(run.cpu) or not torch.cuda.is_available()
+        self.precision = resolve_precision(str(run.precision), cuda=not cpu)  # "auto" decided on this machine
         self.accelerator = accelerator or Accelerator(
             # Without a GPU, say so: Accelerate otherwise ignores a torchrun / `accelerate launch --multi_gpu`
             # environment on a CPU-only machine and every process trains alone (measured with accelerate 1.15).
-            cpu=bool(run.cpu) or not torch.cuda.is_available(),
-            mixed_precision=str(run.precision),
+            cpu=cpu,
+            # The trainer autocasts itself (autocast is all Accelerate's bf16 mode does under DDP): Accelerate keeps
+            # one state per process, and a second run in the same process with another precision would be refused.
+            mixed_precision="no",
             # Some heads leave part of the encoder unused for a task (frame tokens of a recognition run).
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
@@ -272,7 +308,8 @@ class Trainer:
         self.cache_extractions = 0
         self.checkpoint_seconds = 0.0  # inside train.seconds; reported apart, since it is disk I/O, not training
         # What metrics.json counts, kept in checkpoints so that a resumed run reports what an uninterrupted one does.
-        self.counters = {"skipped_clips": 0, "nonfinite_steps": 0, "nonfinite_streak": 0}
+        self.counters = {"skipped_clips": 0, "nonfinite_steps": 0, "nonfinite_streak": 0, "clips_seen": 0}
+        self.clock = TrainClock()
         self.window = {"loss": 0.0, "micro": 0}  # finite micro-batch losses since the last log row
         self.last_loss = math.nan
 
@@ -303,7 +340,7 @@ class Trainer:
         skip_bad = bool(config.data.skip_bad)
         self.train_data = check_items(self.task, load_split(config, str(config.data.train_split)), skip_bad)
         self.val_data = None
-        if config.data.val_split and int(run.eval_every) > 0:
+        if config.data.val_split and (int(run.eval_every) > 0 or run.eval_every_steps):
             self.val_data = check_items(self.task, load_split(config, str(config.data.val_split)), skip_bad)
         self.model = build_model(config, self.train_data, ilfm=self._ilfm)
         self.task = self.model.task
@@ -363,17 +400,11 @@ class Trainer:
         if self.total_steps < 1:
             raise VideoadaptError("nothing to train: run.epochs and run.max_steps give 0 optimizer steps")
 
-        decay, no_decay = [], []
-        for name, parameter in self.model.trainable_parameters():
-            # No weight decay on biases, norms, embeddings of one dimension and temperatures (as CLIP does).
-            (decay if parameter.ndim >= 2 and "log_scale" not in name else no_decay).append(parameter)
-        if not decay and not no_decay:
-            raise VideoadaptError("nothing trains: the paradigm and the task head have no trainable parameter")
-        groups = [{"params": decay, "weight_decay": float(run.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
-        groups = [g for g in groups if g["params"]]
-        # The fused kernel (CPU and CUDA): one pass over all parameters instead of a Python loop over tensors,
-        # 8x faster per step for a 3 M-parameter head on this CPU, which is what a cached epoch mostly does.
-        self.optimizer = torch.optim.AdamW(groups, lr=float(run.lr), betas=tuple(run.betas), fused=True)
+        # Two learning rates (videoadapt.train.optimizer): the backbone's and the head's.
+        self.base_lrs = {HEAD: float(run.lr), BACKBONE: float(run.backbone_lr if run.backbone_lr else run.lr)}
+        groups = split_trainable(self.model)
+        self.group_sizes = group_sizes(groups)
+        self.optimizer = build_optimizer(groups, self.base_lrs, float(run.weight_decay), run.betas)
 
         self.position = Position()
         self.history: list[dict[str, Any]] = []
@@ -387,18 +418,12 @@ class Trainer:
             self._checkpoint_step = state.step
             self.model.load_trainable_state(state.model)
             extra = state.extra
-            saved_total = extra.get("schedule", {}).get("total_steps")
-            if saved_total is not None and saved_total != self.total_steps and self.accelerator.is_main_process:
-                # Legitimate (training longer), but the cosine then continues on a stretched curve.
-                print(
-                    f"videoadapt train: resuming a run planned for {saved_total} steps with {self.total_steps}; "
-                    "the learning-rate schedule follows the new length",
-                    file=sys.stderr,
-                )
+            self._check_schedule(extra.get("schedule", {}))
             self.position = Position(**extra["position"])
             self.history = list(extra.get("history", []))
             self.best = dict(extra.get("best", self.best))
             self.counters.update(extra.get("counters", {}))
+            self.clock = TrainClock(float(extra.get("train_seconds", 0.0)))
             self.window.update(extra.get("window", {}))
             self.last_loss = float(extra.get("last_loss", math.nan))
         self.ddp_model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
@@ -439,6 +464,8 @@ class Trainer:
             # A kill mid-append can leave a partial last row (even "1" of "12,..."): only whole rows, in order.
             with open(path, newline="", encoding="utf-8", errors="replace") as handle:
                 for row in csv.DictReader(handle):
+                    if "backbone_lr" not in row and row.get("lr"):
+                        row["backbone_lr"] = row["lr"]  # a log from before the backbone group: one rate for all
                     if any(not row.get(c) for c in LOG_COLUMNS) or None in row:
                         continue
                     try:
@@ -461,7 +488,11 @@ class Trainer:
 
     def save_checkpoint(self, collective: bool = True) -> None:
         """Write ``checkpoints/last`` atomically; ``collective`` gathers every process's RNG state (False on the
-        error path, where another process may no longer answer)."""
+        error path, where another process may no longer answer). Not training time (``train_seconds``)."""
+        with self.clock.paused():
+            self._save_checkpoint(collective)
+
+    def _save_checkpoint(self, collective: bool) -> None:
         from accelerate.utils import gather_object
 
         # On the error path the generators have moved on through the failed micro-batches: use their state at the
@@ -475,7 +506,7 @@ class Trainer:
             "position": vars(self.position).copy(),
             "schedule": schedule_state(
                 self.position.step,
-                float(run.lr),
+                self.base_lrs,
                 self.total_steps,
                 int(run.warmup_steps),
                 float(run.min_lr_ratio),
@@ -487,6 +518,7 @@ class Trainer:
             "counters": dict(self.counters),
             "window": dict(self.window),
             "last_loss": self.last_loss,
+            "train_seconds": self.clock.seconds(),
         }
         optimizer = self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer
         began = time.perf_counter()
@@ -514,21 +546,44 @@ class Trainer:
 
     def save_weights(self) -> None:
         if self.accelerator.is_main_process:
-            save_tensors(self.out / WEIGHTS, self.model.trainable_state())
+            with self.clock.paused():
+                save_tensors(self.out / WEIGHTS, self.model.trainable_state())
+
+    def _check_schedule(self, saved: dict[str, Any]) -> None:
+        """Resuming with another length or other rates is legitimate (training longer, a gentler backbone), but
+        the schedule then continues on another curve: say so."""
+        if not self.accelerator.is_main_process:
+            return
+        notes = []
+        saved_total = saved.get("total_steps")
+        if saved_total is not None and saved_total != self.total_steps:
+            notes.append(f"a run planned for {saved_total} steps resumes with {self.total_steps}")
+        saved_rates = saved.get("base_lr")
+        if isinstance(saved_rates, float | int):  # a checkpoint from before the backbone group: one rate
+            saved_rates = {HEAD: saved_rates, BACKBONE: saved_rates}
+        if isinstance(saved_rates, dict) and saved_rates != self.base_lrs:
+            notes.append(f"base rates {saved_rates} are now {self.base_lrs}")
+        if notes:
+            print(
+                f"videoadapt train: {'; '.join(notes)}: the learning-rate schedule follows the new settings",
+                file=sys.stderr,
+            )
 
     # --- evaluation ---
 
     def validate(self) -> dict[str, float]:
         assert self.val_data is not None
-        return evaluate_data(
-            self.model,
-            self.val_data,
-            self.eval_spec,
-            self.accelerator,
-            int(self.config.run.eval_batch_size or self.config.run.batch_size),
-            cache=self.val_cache,
-            skip_bad=bool(self.config.data.skip_bad),
-        )
+        with self.clock.paused():
+            return evaluate_data(
+                self.model,
+                self.val_data,
+                self.eval_spec,
+                self.accelerator,
+                int(self.config.run.eval_batch_size or self.config.run.batch_size),
+                cache=self.val_cache,
+                skip_bad=bool(self.config.data.skip_bad),
+                precision=self.precision,
+            )
 
     def _after_validation(self, metrics: dict[str, float]) -> bool:
         """Record a validation; keep the best weights; True when early stopping says stop."""
@@ -536,7 +591,16 @@ class Trainer:
         monitor = str(run.monitor or self.task.monitor)
         if monitor not in metrics:
             raise VideoadaptError(f"run.monitor {monitor!r} is not among the validation metrics {sorted(metrics)}")
-        self.history.append({"step": self.position.step, "epoch": self.position.epoch, **metrics})
+        # Where on the learning curve: training time (validation and checkpoints excluded) and clips trained on.
+        self.history.append(
+            {
+                "step": self.position.step,
+                "epoch": self.position.epoch,
+                "train_seconds": self.clock.seconds(),
+                "clips_seen": self.counters["clips_seen"],
+                **metrics,
+            }
+        )
         value = metrics[monitor]
         if self.best["value"] is None or value > self.best["value"]:
             self.best = {"value": value, "step": self.position.step, "metrics": metrics, "bad_evals": 0}
@@ -578,16 +642,19 @@ class Trainer:
 
         run, accelerator = self.config.run, self.accelerator
         accum, log_every = int(run.grad_accum), max(1, int(run.log_every))
-        checkpoint_every = int(run.checkpoint_every)
+        checkpoint_every, eval_every = int(run.checkpoint_every), int(run.eval_every)
+        eval_every_steps = int(run.eval_every_steps or 0)
         batches_per_epoch = self.steps_per_epoch * accum
         self.ddp_model.train()
         start = time.perf_counter()
+        self.clock.start()
         rate = {"clips": 0, "t": start}  # clips/s since the last log row (wall clock: not checkpointed)
         clips_total = 0
-        stopped_early = False
+        # A run resumed after it stopped early stays stopped.
+        stopped_early = run.patience is not None and self.best["bad_evals"] >= int(run.patience)
         max_bad = int(run.max_nonfinite_steps or 0)
         step_losses: list[float] = []  # the micro-batches of the optimizer step in progress
-        step_skipped = 0
+        step_skipped = step_clips = 0
         progress = make_progress(disable=not (bool(run.progress) and accelerator.is_main_process))
         with progress:
             bar = progress.add_task(f"train {run.task}", total=self.total_steps, completed=self.position.step, info="")
@@ -610,14 +677,16 @@ class Trainer:
                     sync = (
                         contextlib.nullcontext() if boundary or self.world == 1 else accelerator.no_sync(self.ddp_model)
                     )
-                    with sync, accelerator.autocast():
-                        loss = self.ddp_model(batch)
+                    with sync:
+                        with autocast(accelerator.device, self.precision):
+                            loss = self.ddp_model(batch)
                         # Backward even for a non-finite loss: under DDP every process must join the gradient
                         # all-reduce of every step; the step is dropped below.
                         accelerator.backward(loss / accum)
                     step_losses.append(float(loss.detach()))
                     rate["clips"] += len(batch) * self.world
                     clips_total += len(batch) * self.world
+                    step_clips += len(batch) * self.world
                     if not boundary:
                         continue
                     bad = not all(math.isfinite(v) for v in step_losses)
@@ -625,15 +694,14 @@ class Trainer:
                         # Every process must take the same decision, or their optimizers (and DDP) diverge.
                         flag = torch.tensor(float(bad), device=accelerator.device)
                         bad = float(accelerator.reduce(flag, "sum")) > 0
-                    lr = lr_at(
+                    rates = rates_at(
                         self.position.step,
-                        float(run.lr),
+                        self.base_lrs,
                         self.total_steps,
                         int(run.warmup_steps),
                         float(run.min_lr_ratio),
                     )
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
+                    set_rates(self.optimizer, rates)
                     if run.clip_grad and not bad:
                         norm = accelerator.clip_grad_norm_(self.model.parameters(), float(run.clip_grad))
                         # A finite loss can still overflow in backward; DDP averaged the gradients, so every
@@ -646,6 +714,7 @@ class Trainer:
                     self.position = Position(self.position.step + 1, epoch, k + 1)
                     step = self.position.step
                     self.counters["skipped_clips"] += step_skipped
+                    self.counters["clips_seen"] += step_clips
                     if bad:
                         self.counters["nonfinite_steps"] += 1
                         self.counters["nonfinite_streak"] += 1
@@ -653,7 +722,7 @@ class Trainer:
                         self.counters["nonfinite_streak"] = 0
                         self.window["loss"] += sum(step_losses)
                         self.window["micro"] += len(step_losses)
-                    step_losses, step_skipped = [], 0
+                    step_losses, step_skipped, step_clips = [], 0, 0
                     self._step_rng = ckpt.capture_rng()  # ~0.2 ms; what an error checkpoint records
                     if step % log_every == 0 or step == self.total_steps:
                         now = time.perf_counter()
@@ -669,7 +738,8 @@ class Trainer:
                                 "step": step,
                                 "epoch": epoch,
                                 "loss": f"{loss_value:.6f}",
-                                "lr": f"{lr:.6g}",
+                                "lr": f"{rates[HEAD]:.6g}",
+                                "backbone_lr": f"{rates[BACKBONE]:.6g}",
                                 "clips_per_s": f"{clips_per_s:.2f}",
                                 "elapsed_s": f"{now - start:.2f}",
                             }
@@ -691,6 +761,12 @@ class Trainer:
                             f"without updating the weights. {kept}; lower run.lr, set run.clip_grad or check the "
                             "data, then continue with --resume"
                         )
+                    if self.val_data is not None and eval_every_steps and step % eval_every_steps == 0:
+                        # A point of the learning curve; early stopping and the best weights follow it too.
+                        stopped_early = self._after_validation(self.validate())
+                        self.ddp_model.train()
+                        if stopped_early:
+                            break
                     if (checkpoint_every and step % checkpoint_every == 0) or self._checkpoint_due:
                         self._checkpoint_when_good()
                     if stop_at is not None and step >= stop_at:
@@ -702,7 +778,7 @@ class Trainer:
                 if self.position.batch >= batches_per_epoch or self.position.step >= self.total_steps:
                     finished_epoch = self.position.batch >= batches_per_epoch
                     validate = self.val_data is not None and (
-                        (finished_epoch and (epoch + 1) % int(run.eval_every) == 0)
+                        (finished_epoch and eval_every > 0 and (epoch + 1) % eval_every == 0)
                         or self.position.step >= self.total_steps
                     )
                     if validate and not any(h["step"] == self.position.step for h in self.history):
@@ -711,6 +787,8 @@ class Trainer:
                     if finished_epoch:
                         self.position = Position(self.position.step, epoch + 1, 0)
                     self._checkpoint_when_good()
+                elif stopped_early:
+                    self._checkpoint_when_good()  # a step validation stopped the run mid-epoch
             if self._checkpoint_due:
                 self.save_checkpoint()  # the run is over: its final state, even in a run of skipped steps
         self._loader = None
@@ -726,10 +804,18 @@ class Trainer:
             "epochs": self.position.epoch,
             "world_size": self.world,
             "trainable_parameters": sum(p.numel() for _, p in self.model.trainable_parameters()),
+            # The two learning-rate groups (videoadapt.train.optimizer): parameters and base rate of each.
+            "param_groups": {
+                role: {"parameters": self.group_sizes[role], "base_lr": self.base_lrs[role]} for role in ROLES
+            },
+            "precision": self.precision,
             "train": {
                 "final_loss": self.last_loss,
                 "seconds": seconds,
                 "checkpoint_seconds": self.checkpoint_seconds,
+                # Training steps only (validation and checkpoints excluded), over the whole run if it was resumed.
+                "train_seconds": self.clock.seconds(),
+                "clips_seen": self.counters["clips_seen"],
                 "clips_per_s": clips_total / max(seconds, 1e-9),
                 "skipped_clips": self.counters["skipped_clips"],
                 "nonfinite_steps": self.counters["nonfinite_steps"],
@@ -784,8 +870,10 @@ def evaluate_data(
     cache: Any = None,
     skip_bad: bool = False,
     progress: bool = False,
+    precision: str | None = None,
 ) -> dict[str, float]:
-    """The task's metrics of ``model`` on ``data``; items are split across processes and predictions gathered."""
+    """The task's metrics of ``model`` on ``data``; items are split across processes and predictions gathered.
+    ``precision`` ``"bf16"`` runs the model under bf16 autocast, ``"no"`` in fp32; None: as ``accelerator`` says."""
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
@@ -804,12 +892,14 @@ def evaluate_data(
     was_training = model.training
     model.eval()
     indexed: list[tuple[int, Any]] = []
-    autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+    mixed = autocast(device, precision) if precision is not None else None
+    if mixed is None:
+        mixed = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
     try:
         from videoadapt.utils.progress import track
 
         batches = list(_shards(len(data), batch_size, rank, world))
-        with autocast:
+        with mixed:
             for indices in track(batches, len(batches), f"eval {data.split}", enabled=progress):
                 batch = builder.build(indices).to(device)
                 indexed.extend(zip(batch.indices, model.predict(batch), strict=True))
