@@ -193,7 +193,9 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     spec = load_json(directory / CELL)
     cell, budget = spec["cell"], spec["budget"]
-    score_split = str(cell.get("score_split") or spec.get("test_split", "test"))
+    # Which split scores the cell: the bench's test split, or (a sweep cell) its validation split; names as given.
+    sweeping = cell.get("score_split") == "val"
+    score_split = str(spec.get("val_split", "val") if sweeping else spec.get("test_split", "test"))
     result: dict[str, Any] = {"cell": cell, "status": "ok", "reason": "", "started": time.time()}
     phase = "config"
     trainer = None
@@ -277,7 +279,7 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             result["final_loss"] = train["final_loss"]
             result["train_items"] = len(trainer.train_data)
             result["cache_videos_encoded"] = trainer.cache_extractions
-        phase = "test" if score_split != "val" else "validation"
+        phase = "validation" if sweeping else "test"
         began = time.perf_counter()
         test_data = check_items(model.task, load_split(config, score_split), bool(config.data.skip_bad))
         _, eval_spec = sampler_specs(config)
@@ -292,6 +294,8 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                 accelerator=accelerator,
                 skip_bad=bool(config.data.skip_bad),
             )
+        from videoadapt.train.precision import resolve_precision
+
         predictions: list[Any] = []
         metrics = evaluate_data(
             model,
@@ -301,17 +305,20 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             int(budget["eval_batch_size"]),
             cache=cache,
             skip_bad=bool(config.data.skip_bad),
+            precision=resolve_precision(str(config.run.precision), device == "cuda"),
             keep=predictions,
         )
         scored = _scored_data(test_data, predictions)
-        if RANK == 0 and score_split != "val":
-            _keep_items(directory, model.task, [p for _, p in predictions], scored)
+        units = len(scored.items)
+        if RANK == 0 and not sweeping:
+            units = _keep_items(directory, model.task, [p for _, p in predictions], scored)
         paradigm_params, head_params = parameter_split(model) if trained else (0, 0)
         result.update(
             metrics=metrics,
             score_split=score_split,
             test_split=score_split,
-            test_items=len(scored.items),
+            test_items=units,  # the bootstrap's units (a clip and its time-reversed copy are one)
+            test_clips=len(scored.items),
             eval_s=time.perf_counter() - began,
             trainable_parameters=trained,
             paradigm_parameters=paradigm_params,
@@ -369,8 +376,9 @@ def _scored_data(data: Any, predictions: list[tuple[int, Any]]) -> Any:
     )
 
 
-def _keep_items(directory: Path, task: Any, predictions: list[Any], data: Any) -> None:
-    """``item_stats.safetensors`` (what the bootstrap resamples) and ``predictions.jsonl`` (one record per item)."""
+def _keep_items(directory: Path, task: Any, predictions: list[Any], data: Any) -> int:
+    """``item_stats.safetensors`` (what the bootstrap resamples) and ``predictions.jsonl`` (one record per item);
+    returns how many items (resampling units) there are."""
     import numpy as np
     import torch
 
@@ -381,6 +389,7 @@ def _keep_items(directory: Path, task: Any, predictions: list[Any], data: Any) -
     records = task.item_records(predictions, data)
     lines = "".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in records)
     atomic_write_bytes(directory / PREDICTIONS, lines.encode())
+    return len(next(iter(stats.values())))
 
 
 def _teardown(trainer: Any) -> None:

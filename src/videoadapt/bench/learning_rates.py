@@ -137,9 +137,9 @@ class LearningRates:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise InputFileError(f"{path}: learning-rate file not found") from None
+            raise InputFileError(path, "learning-rate file not found") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputFileError(f"{path}: not a learning-rate file: {error}") from None
+            raise InputFileError(path, f"not a learning-rate file: {error}") from None
         return cls.from_json(data, str(path), tables, arms)
 
     @classmethod
@@ -147,34 +147,34 @@ class LearningRates:
         cls, data: Any, origin: str, tables: list[str] | None = None, arms: list[Any] | None = None
     ) -> LearningRates:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise InputFileError(f"{origin}: not a learning-rate file (format must be {FORMAT!r})")
+            raise InputFileError(origin, f"not a learning-rate file (format must be {FORMAT!r})")
         raw = data.get("tables")
         if not isinstance(raw, dict):
-            raise InputFileError(f"{origin}: 'tables' must map table names to arms")
+            raise InputFileError(origin, "'tables' must map table names to arms")
         roles = {a.name: a.role for a in arms} if arms is not None else None
         out: dict[str, dict[str, dict[str, float]]] = {}
         for table, by_arm in raw.items():
             if tables is not None and table not in tables:
-                raise InputFileError(f"{origin}: unknown table {table!r}; this bench has {', '.join(tables)}")
+                raise InputFileError(origin, f"unknown table {table!r}; this bench has {', '.join(tables)}")
             if not isinstance(by_arm, dict):
-                raise InputFileError(f"{origin}: tables.{table} must map arm names to rates")
+                raise InputFileError(origin, f"tables.{table} must map arm names to rates")
             out[table] = {}
             for arm, rates in by_arm.items():
                 if roles is not None and arm not in roles:
                     raise InputFileError(
-                        f"{origin}: tables.{table} names unknown arm {arm!r}; arms: {', '.join(sorted(roles))}"
+                        origin, f"tables.{table} names unknown arm {arm!r}; arms: {', '.join(sorted(roles))}"
                     )
                 if not isinstance(rates, dict) or "lr" not in rates:
-                    raise InputFileError(f"{origin}: tables.{table}.{arm} must be {{'lr': ..., ['backbone_lr': ...]}}")
+                    raise InputFileError(origin, f"tables.{table}.{arm} must be {{'lr': ..., ['backbone_lr': ...]}}")
                 try:
-                    entry = {"lr": check_rate(rates["lr"], f"{origin}: tables.{table}.{arm}.lr")}
+                    entry = {"lr": check_rate(rates["lr"], f"tables.{table}.{arm}.lr")}
                     if rates.get("backbone_lr") is not None:
-                        where = f"{origin}: tables.{table}.{arm}.backbone_lr"
+                        where = f"tables.{table}.{arm}.backbone_lr"
                         entry["backbone_lr"] = check_rate(rates["backbone_lr"], where)
                 except VideoadaptError as error:
-                    raise InputFileError(str(error)) from None
+                    raise InputFileError(origin, str(error)) from None
                 if roles is not None and roles[arm] == "backbone" and "backbone_lr" not in entry:
-                    raise InputFileError(f"{origin}: tables.{table}.{arm} adapts the backbone: give its backbone_lr")
+                    raise InputFileError(origin, f"tables.{table}.{arm} adapts the backbone: give its backbone_lr")
                 out[table][arm] = entry
         return cls(out, source=origin, command=str(data.get("command", "")))
 

@@ -111,7 +111,6 @@ def run_sweep(
             "precision": precision or preset.budget.precision,
             "train_split": splits[0],
             "val_split": splits[1],
-            "test_split": splits[1],
         }
         if cell.teacher is not None:
             spec["teacher_run"] = str(out / "cells" / cell.teacher / cell_module.RUN)

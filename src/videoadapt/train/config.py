@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
         "preset": None,  # a registered preset (videoadapt.paradigms.presets)
         "options": {},  # per-paradigm options {paradigm: {key: value}}
         "head": {},  # task head options (classifier, temperature, beam_size, ...)
+        "teacher_run": None,  # a trained run folder whose video encoder teaches distillation (teacher: run)
     },
     "data": {
         "source": "synth",  # load_task_data spec: synth, synth:DIR, msrvtt:PATH, ...

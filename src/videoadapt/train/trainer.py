@@ -101,7 +101,13 @@ class TaskModel(nn.Module):
             )
         # Cached features stand in for the backbone; a head that also reads pixels gets both.
         video = batch.video if (batch.cached is None or self.encoder.cache_with_pixels) else None
-        return select_rows(self.encoder(video=video, cached=batch.cached), batch.rows)
+        extras = {}
+        if "anchors" in self.encoder.head.extra_inputs and self.training:
+            # A distillation head matches its teacher's text-video similarities over the task's texts of the batch
+            # (class prompts, captions, candidate answers); fixed targets, so no gradient flows into them.
+            anchors = self.task.anchor_texts(self.head, batch.targets, self.text)
+            extras["anchors"] = None if anchors is None else anchors.detach()
+        return select_rows(self.encoder(video=video, cached=batch.cached, **extras), batch.rows)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         if not len(batch):
@@ -147,7 +153,18 @@ def build_encoder(config: Any, ilfm: ImageLanguageModel | None = None) -> VideoE
     if config.model.preset:
         load_paradigms()
         return registry.get("preset", str(config.model.preset)).build(ilfm)
-    return build_video_encoder(ilfm, str(config.model.paradigm), to_plain(config.model.options))
+    resources = {}
+    if config.model.get("teacher_run"):
+        resources["teacher"] = load_teacher(config.model.teacher_run)
+    extra = {"resources": resources} if resources else {}
+    return build_video_encoder(ilfm, str(config.model.paradigm), to_plain(config.model.options), **extra)
+
+
+def load_teacher(run: str | Path) -> VideoEncoder:
+    """The video encoder of a trained run, frozen and in eval mode: a distillation teacher (``model.teacher_run``)."""
+    teacher = load_run(run).model.encoder
+    teacher.requires_grad_(False)
+    return teacher.eval()
 
 
 def build_model(
@@ -871,9 +888,12 @@ def evaluate_data(
     skip_bad: bool = False,
     progress: bool = False,
     precision: str | None = None,
+    keep: list[tuple[int, Any]] | None = None,
 ) -> dict[str, float]:
     """The task's metrics of ``model`` on ``data``; items are split across processes and predictions gathered.
-    ``precision`` ``"bf16"`` runs the model under bf16 autocast, ``"no"`` in fp32; None: as ``accelerator`` says."""
+    ``precision`` ``"bf16"`` runs the model under bf16 autocast, ``"no"`` in fp32; None: as ``accelerator`` says.
+    ``keep``: a list that receives ``(item index, prediction)`` of every scored item, in order (per-item analysis:
+    the bench's bootstrap and prediction records)."""
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
@@ -926,6 +946,8 @@ def evaluate_data(
         ordered = [predictions[i] for i in keep]
     else:
         ordered = [predictions[i] for i in range(len(data))]
+    if keep is not None:
+        keep.extend(sorted(predictions.items()))
     return model.task.evaluate(ordered, data)
 
 

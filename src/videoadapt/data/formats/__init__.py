@@ -86,8 +86,7 @@ def load_task_data(data: str, split: str, task: str, **options: Any) -> TaskData
     if split in (HOLDOUT, FIT):
         train = reader(path, "train", task, **_coerce_options(name, reader, options))
         return holdout_split(train, split, HOLDOUT_FRACTION if fraction is None else fraction)
-    if fraction is not None:
-        raise VideoadaptError(f"option holdout_fraction applies to the splits {HOLDOUT} and {FIT}, not {split!r}")
+    # holdout_fraction describes the data set (how its holdout is made): the other splits ignore it.
     return reader(path, split, task, **_coerce_options(name, reader, options))
 
 
