@@ -63,7 +63,8 @@ class VideoHead(nn.Module):
     needs_pixels: bool = False  # the raw video (a second stream)
     needs_text: bool = False  # the query's text features (grounding heads that fuse video and text)
     # Named inputs beyond video and text that ``forward`` takes as keyword arguments and VideoEncoder passes through
-    # (a detector's boxes for extra_models' structure stream, precomputed teacher features for distillation).
+    # (a detector's boxes for extra_models' structure stream; distillation's text anchors and precomputed teacher
+    # features).
     extra_inputs: tuple[str, ...] = ()
 
     @property
