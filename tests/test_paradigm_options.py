@@ -134,7 +134,7 @@ def test_head_options_of_a_replaced_default_head_are_refused():
     refuse(
         "partial_tuning+lora",
         {"lora": {"temporal_layers": 2}},
-        r"lora's options \['layers'\] set a default head, but the composition uses partial_tuning's",
+        r"lora's options \['temporal_layers'\] set a default head, but the composition uses partial_tuning's",
     )
     # The head's own options, given to the paradigm that brings it, are fine.
     encoder = build_video_encoder(

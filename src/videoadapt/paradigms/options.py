@@ -194,6 +194,8 @@ class TemporalHeadConfig(ParadigmConfig):
     def from_options(cls, options: Mapping[str, Any]) -> Self:
         options = dict(options)
         own = cls.option_names()
+        # The head options as the user named them (an alias included), for the composition's check.
+        given = tuple(n for n in options if n in ("temporal", "space") or n not in own)
         default_temporal = next(f.default for f in fields(cls) if f.name == "temporal")
         temporal = check_type(cls.paradigm, "temporal", options.get("temporal", default_temporal), TemporalName)
         accepted = module_options(temporal)
@@ -215,6 +217,5 @@ class TemporalHeadConfig(ParadigmConfig):
         owner = f"{cls.paradigm} (temporal {temporal!r})"
         module = {name: check_type(owner, name, options[name], accepted[name].hint) for name in rest}
         module = {**cls.default_module_options.get(temporal, {}), **module}
-        given = tuple(n for n in options if n in ("temporal", "space") or n in rest)
         values = {name: options[name] for name in own if name in options}
         return cls(**values, module_options=module, head_options_given=given)
