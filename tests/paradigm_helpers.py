@@ -29,6 +29,34 @@ def make_backbone(kind: str, text_tower):
     return from_architecture(HF_ARCHITECTURES[kind])
 
 
+def make_clip_with_text_as_wide_as_joint(seed: int = 0):
+    """A tiny random transformers CLIP whose text width equals its joint dim (16), as on real CLIP ViT-B (512): the
+    shape CLIP4Clip's seqTransf initialisation needs (clip-tiny's text tower is 32 wide for a 16-d joint space)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from videoadapt.data.transforms import CLIP_MEAN, CLIP_STD, ProcessorSettings
+    from videoadapt.foundation.hf import HFImageLanguageModel
+
+    torch.manual_seed(seed)
+    text = dict(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        vocab_size=1000,
+        max_position_embeddings=12,
+        eos_token_id=999,
+        bos_token_id=0,
+        pad_token_id=999,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    processor = ProcessorSettings(image_size=32, mean=CLIP_MEAN, std=CLIP_STD)
+    return HFImageLanguageModel(model, "clip", processor, name="clip-text-as-wide-as-joint")
+
+
 def video_for(ilfm, batch: int = 2, frames: int = 3, seed: int = 1) -> torch.Tensor:
     """A random ``[batch, frames, 3, size, size]`` video at the backbone's image size."""
     size = ilfm.processor.image_size

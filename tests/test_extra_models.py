@@ -170,13 +170,17 @@ def test_extra_models_errors_are_clear(text_tower):
         build_video_encoder(
             make_backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "motion+motion"}}
         )
-    with pytest.raises(VideoadaptError, match=r"unknown options \['floor'\]"):
+    with pytest.raises(VideoadaptError, match=r"options \['floor'\] belong to another stream; known: stream"):
         build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"floor": 0.1}})
+    with pytest.raises(VideoadaptError, match=r"unknown option 'chanels' \(did you mean 'channels'\?\)"):
+        build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"chanels": [8]}})
+    with pytest.raises(VideoadaptError, match="option channels must be a list, each an integer, got 8"):
+        build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"channels": 8}})
     with pytest.raises(VideoadaptError, match="unknown stream 'flow'; known: motion, saliency, structure"):
         build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"stream": "flow"}})
-    with pytest.raises(VideoadaptError, match="unknown options \\['num_labels'\\]"):
+    with pytest.raises(VideoadaptError, match="options \\['num_labels'\\] belong to another stream"):
         build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"num_labels": 3}})
-    with pytest.raises(VideoadaptError, match="unknown temporal"):
+    with pytest.raises(VideoadaptError, match="option temporal must be one of mean, transformer, got 'lstm'"):
         build_video_encoder(make_backbone("hf", text_tower), "extra_models", {"extra_models": {"temporal": "lstm"}})
     with pytest.raises(VideoadaptError, match="both put a module after the backbone"):
         build_video_encoder(make_backbone("hf", text_tower), "post_network+extra_models")

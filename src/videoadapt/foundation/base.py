@@ -99,6 +99,12 @@ class ImageLanguageModel(nn.Module, ABC):
         """Temperature of the contrastive head as ``exp(logit_scale)``; 100 when the model has none."""
         return torch.tensor(100.0)
 
+    def joint_projection(self) -> tuple[nn.Module, nn.Module] | None:
+        """``(norm, projection)`` with ``embeds = projection(norm(token))`` for the last block's pooled token (CLIP's
+        ``ln_post`` and ``proj``), so that a module can map a token of its own (width D) into the joint space the
+        way the model does; None where the model pools otherwise (SigLIP's attention-pooling head)."""
+        return None
+
     def encode_frames(self, video: torch.Tensor, all_layers: bool = False) -> FrameFeatures:
         """Encode a batch of videos ``[B,T,3,H,W]`` frame by frame."""
         if video.ndim != 5:

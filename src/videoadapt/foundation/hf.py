@@ -70,6 +70,11 @@ class HFImageLanguageModel(ImageLanguageModel):
     def vision_blocks(self) -> nn.ModuleList:
         return self.model.vision_model.encoder.layers
 
+    def joint_projection(self) -> tuple[nn.Module, nn.Module] | None:
+        if self.family != "clip":
+            return None
+        return self.model.vision_model.post_layernorm, self.model.visual_projection
+
     def vision_modules(self) -> list[nn.Module]:
         return [self.model.vision_model] + ([self.model.visual_projection] if self.family == "clip" else [])
 

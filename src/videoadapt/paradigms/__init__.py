@@ -19,7 +19,7 @@ from videoadapt.paradigms.base import (
 from videoadapt.paradigms.compose import build_video_encoder
 from videoadapt.registry import registry
 
-_INFRASTRUCTURE = {"base", "compose", "temporal_head"}
+_INFRASTRUCTURE = {"base", "compose", "options", "temporal_head"}
 
 
 def load_paradigms() -> None:

@@ -16,7 +16,7 @@ training.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,6 +25,7 @@ from torch import nn
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
+from videoadapt.paradigms.options import ParadigmConfig
 
 
 @dataclass
@@ -62,7 +63,8 @@ class VideoHead(nn.Module):
     needs_pixels: bool = False  # the raw video (a second stream)
     needs_text: bool = False  # the query's text features (grounding heads that fuse video and text)
     # Named inputs beyond video and text that ``forward`` takes as keyword arguments and VideoEncoder passes through
-    # (a detector's boxes for extra_models' structure stream, precomputed teacher features for distillation).
+    # (a detector's boxes for extra_models' structure stream; distillation's text anchors and precomputed teacher
+    # features).
     extra_inputs: tuple[str, ...] = ()
 
     @property
@@ -71,6 +73,12 @@ class VideoHead(nn.Module):
         student at inference) says False: the backbone does not run and ``forward`` receives ``features=None``."""
         return True
 
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of this head that are pretrained weights being tuned (a distilled student's copy
+        of the image tower), which a trainer puts in its backbone learning-rate group; the rest of the head's
+        trainable parameters are new modules (the head group)."""
+        return []
+
     def forward(
         self, features: FrameFeatures, video: torch.Tensor | None = None, text: TextFeatures | None = None
     ) -> VideoFeatures:
@@ -78,14 +86,31 @@ class VideoHead(nn.Module):
 
 
 class Paradigm:
-    """A registered transfer paradigm; options come from the preset or the command line."""
+    """A registered transfer paradigm. Its options (from a preset, a config file or the command line) become
+    ``self.config``, an instance of ``config_class`` (see :mod:`videoadapt.paradigms.options`); ``self.options``
+    keeps them as given, for the record."""
 
     name: ClassVar[str]
+    config_class: ClassVar[type[ParadigmConfig]] = ParadigmConfig
     adapts_backbone: ClassVar[bool] = False
     trains_whole_backbone: ClassVar[bool] = False  # conflicts with every other backbone adaptation
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.options = dict(options)
+        self.config = self.config_class.from_options(options)
+
+    def resources_used(self) -> tuple[str, ...]:
+        """Names of the objects this paradigm takes from ``build_video_encoder(..., resources=)`` (a trained
+        teacher), given its options."""
+        return ()
+
+    def use_resources(self, resources: Mapping[str, Any]) -> None:
+        """Receive the resources named by :meth:`resources_used` (called before :meth:`adapt`)."""
+
+    def head_options_given(self) -> tuple[str, ...]:
+        """The options given for this paradigm's default head (``temporal``, ``space``, module options): an error
+        when another paradigm of the composition brings the head, since they would change nothing."""
+        return tuple(getattr(self.config, "head_options_given", ()))
 
     def adapt(self, ilfm: ImageLanguageModel, context: TemporalContext) -> None:
         """Change ``ilfm`` in place: unfreeze parameters or insert modules (they must be trainable)."""

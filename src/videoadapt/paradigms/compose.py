@@ -11,11 +11,19 @@ from videoadapt.paradigms.temporal_head import TemporalHead
 
 
 def build_video_encoder(
-    ilfm: ImageLanguageModel, spec: str, options: dict[str, dict[str, Any]] | None = None
+    ilfm: ImageLanguageModel,
+    spec: str,
+    options: dict[str, dict[str, Any]] | None = None,
+    *,
+    resources: dict[str, Any] | None = None,
 ) -> VideoEncoder:
     """Compose the paradigms named in ``spec`` (``"a+b"``) on ``ilfm``, which is changed in place.
 
-    ``options`` maps a paradigm name to its keyword options. Conflicts are refused with the reason.
+    ``options`` maps a paradigm name to its keyword options (each paradigm's typed config checks them).
+    ``resources`` holds objects a paradigm needs beyond options, by name: ``{"teacher": module}`` for
+    ``distillation`` with ``teacher="run"`` (a trained encoder). Conflicts are refused with the reason, and so are
+    options that would change nothing: head options of a paradigm whose default head another paradigm's head
+    replaces, resources no paradigm of the composition uses.
     """
     from videoadapt.paradigms import paradigm_class
 
@@ -29,6 +37,13 @@ def build_video_encoder(
     if unknown_options:
         raise VideoadaptError(f"{spec}: options given for paradigms not in the composition: {sorted(unknown_options)}")
     paradigms = [paradigm_class(n)(**options.get(n, {})) for n in names]
+    resources = resources or {}
+    used = {name for p in paradigms for name in p.resources_used()}
+    unused = sorted(set(resources) - used)
+    if unused:
+        raise VideoadaptError(f"{spec}: resources {unused} are used by no paradigm of the composition")
+    for paradigm in paradigms:
+        paradigm.use_resources({k: v for k, v in resources.items() if k in paradigm.resources_used()})
     adapting = [p for p in paradigms if p.adapts_backbone]
     whole = [p for p in adapting if p.trains_whole_backbone]
     if whole and len(adapting) > 1:
@@ -46,7 +61,24 @@ def build_video_encoder(
         raise VideoadaptError(
             f"{spec}: {heads[0][0].name} and {heads[1][0].name} both put a module after the backbone; keep one"
         )
-    head = heads[0][1] if heads else paradigms[0].default_head(ilfm)
-    if head is None:
-        head = TemporalHead(ilfm, temporal="mean")
+    if heads:
+        owner, head = heads[0]
+        ignored = [(p.name, p.head_options_given()) for p in paradigms if p is not owner and p.head_options_given()]
+        if ignored:
+            name, keys = ignored[0]
+            raise VideoadaptError(
+                f"{spec}: {name}'s options {list(keys)} set its default head, which {owner.name}'s head replaces; "
+                f"give them to {owner.name} or drop them"
+            )
+    else:
+        head = paradigms[0].default_head(ilfm)
+        if head is None:
+            head = TemporalHead(ilfm, temporal="mean")
+        ignored = [(p.name, p.head_options_given()) for p in paradigms[1:] if p.head_options_given()]
+        if ignored:
+            name, keys = ignored[0]
+            raise VideoadaptError(
+                f"{spec}: {name}'s options {list(keys)} set a default head, but the composition uses "
+                f"{paradigms[0].name}'s; give them to {paradigms[0].name}"
+            )
     return VideoEncoder(ilfm, head, context, paradigms)

@@ -41,7 +41,9 @@ patches); structure: ``inputs`` (["boxes"]; any of boxes, masks, labels, scores)
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +52,10 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import Paradigm, VideoFeatures, VideoHead
-from videoadapt.paradigms.temporal_head import temporal_module
+from videoadapt.paradigms.options import ParadigmConfig
 from videoadapt.registry import registry
 from videoadapt.temporal.fusion import CrossStreamFusion
+from videoadapt.temporal.modules import temporal_module
 from videoadapt.temporal.motion import MotionEncoder
 from videoadapt.temporal.saliency import SaliencyEncoder
 
@@ -66,6 +69,55 @@ STREAM_OPTIONS = {
 }
 STRUCTURE_EMBEDDED = ("boxes", "masks", "labels", "scores")
 STRUCTURE_INPUTS = (*STRUCTURE_EMBEDDED, "valid")
+
+
+@dataclass(frozen=True)
+class ExtraModelsConfig(ParadigmConfig):
+    """The options of the module docstring; the stream options are accepted only with their stream."""
+
+    paradigm: ClassVar[str] = "extra_models"
+    stream: str = "motion"
+    temporal: Literal["mean", "transformer"] = "mean"
+    temporal_layers: int = 1
+    fusion_layers: int = 1
+    heads: int = 4
+    max_frames: int = 64
+    channels: tuple[int, ...] = (16, 32, 64)
+    grid: int = 2
+    floor: float = 0.05
+    inputs: tuple[Literal["boxes", "masks", "labels", "scores"], ...] = ("boxes",)
+    num_labels: int = 0
+    mask_grid: int = 4
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(self.stream.split("+"))
+
+    def validate(self) -> None:
+        streams = self.streams
+        if any(name not in STREAMS for name in streams) or len(set(streams)) != len(streams):
+            raise VideoadaptError(
+                f"extra_models: unknown stream {self.stream!r}; known: {', '.join(STREAMS)}, or several joined by "
+                "'+' (each once)"
+            )
+        for name in ("temporal_layers", "fusion_layers", "heads", "max_frames", "grid", "mask_grid"):
+            self.require(name, getattr(self, name) >= 1, "at least 1")
+        self.require("channels", len(self.channels) > 0 and min(self.channels) >= 1, "positive channel counts")
+        self.require("floor", self.floor >= 0, "at least 0")
+        self.require("num_labels", self.num_labels >= 0, "at least 0")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ExtraModelsConfig:
+        stream = options.get("stream", "motion")
+        streams = stream.split("+") if isinstance(stream, str) else []
+        known = COMMON_OPTIONS + tuple(o for name in streams for o in STREAM_OPTIONS.get(name, ()))
+        misplaced = [name for name in options if name not in known and name in cls.option_names()]
+        if misplaced:
+            raise VideoadaptError(
+                f"extra_models(stream={stream!r}): options {misplaced} belong to another stream; known: "
+                f"{', '.join(known)}"
+            )
+        return super().from_options(options)
 
 
 class StructureEncoder(nn.Module):
@@ -266,24 +318,23 @@ class ExtraStreamsHead(VideoHead):
 @registry.register("paradigm", "extra_models")
 class ExtraModels(Paradigm):
     name = "extra_models"
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        stream = str(options.get("stream", "motion"))
-        self.streams = tuple(stream.split("+"))
-        wrong = [name for name in self.streams if name not in STREAMS]
-        if wrong or len(set(self.streams)) != len(self.streams):
-            raise VideoadaptError(
-                f"extra_models: unknown stream {stream!r}; known: {', '.join(STREAMS)}, or several joined by '+' "
-                "(each once)"
-            )
-        known = COMMON_OPTIONS + tuple(o for name in self.streams for o in STREAM_OPTIONS[name])
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise VideoadaptError(
-                f"extra_models(stream={stream!r}): unknown options {unknown}; known: {', '.join(known)}"
-            )
+    config_class = ExtraModelsConfig
+    config: ExtraModelsConfig
 
     def head(self, ilfm: ImageLanguageModel) -> VideoHead:
-        options = {k: v for k, v in self.options.items() if k != "stream"}
-        return ExtraStreamsHead(ilfm, streams=self.streams, **options)
+        c = self.config
+        return ExtraStreamsHead(
+            ilfm,
+            streams=c.streams,
+            temporal=c.temporal,
+            temporal_layers=c.temporal_layers,
+            fusion_layers=c.fusion_layers,
+            heads=c.heads,
+            max_frames=c.max_frames,
+            channels=c.channels,
+            grid=c.grid,
+            floor=c.floor,
+            inputs=c.inputs,
+            num_labels=c.num_labels,
+            mask_grid=c.mask_grid,
+        )

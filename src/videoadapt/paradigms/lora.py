@@ -1,60 +1,88 @@
 """LoRA (survey Sec. III-B5) through PEFT: low-rank updates on the attention projections of the vision blocks
 (and, with ``text=True``, of the text tower). LoRA alone models no time, so it brings an external temporal module:
-a temporal transformer over the frame embeddings unless another paradigm of the composition supplies the head.
+a one-layer temporal transformer over the frame embeddings unless another paradigm of the composition supplies the
+head (``lora+post_network``).
 
-Options: ``r`` (rank, 8), ``alpha`` (16), ``dropout`` (0.0), ``targets`` (projections, default ``["q_proj",
-"v_proj"]`` as in Hu et al. 2021), ``text`` (False), ``temporal`` ("transformer"), ``temporal_layers`` (1).
+Options (:class:`LoRAConfig`): ``r`` (rank, 8), ``alpha`` (default 2r), ``dropout`` (0.0), ``targets``
+(projections, default ``["q_proj", "v_proj"]`` as in Hu et al. 2021), ``text`` (False); the default head's
+``temporal`` ("transformer"), ``space``, and module options (``temporal_layers`` = the transformer's ``layers``,
+1 by default).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
-from videoadapt.paradigms.temporal_head import TemporalHead
+from videoadapt.paradigms.options import TemporalHeadConfig
+from videoadapt.paradigms.temporal_head import head_from_config
 from videoadapt.registry import registry
+from videoadapt.temporal.modules import TemporalName
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+Projection = Literal["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-def _inject(module: nn.Module, pattern: str, r: int, alpha: float, dropout: float) -> bool:
+@dataclass(frozen=True)
+class LoRAConfig(TemporalHeadConfig):
+    paradigm: ClassVar[str] = "lora"
+    default_module_options: ClassVar[dict[str, dict[str, Any]]] = {"transformer": {"layers": 1}}
+    temporal: TemporalName = "transformer"
+    r: int = 8
+    alpha: float | None = None
+    dropout: float = 0.0
+    targets: tuple[Projection, ...] = ("q_proj", "v_proj")
+    text: bool = False
+
+    def validate(self) -> None:
+        self.require("r", self.r >= 1, "at least 1")
+        self.require("alpha", self.alpha is None or self.alpha > 0, "positive")
+        self.require("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)")
+        self.require("targets", len(self.targets) > 0 and len(set(self.targets)) == len(self.targets), "distinct")
+
+    @property
+    def scaling_alpha(self) -> float:
+        return 2.0 * self.r if self.alpha is None else self.alpha
+
+
+def _inject(module: nn.Module, pattern: str, config: LoRAConfig) -> bool:
     """Add LoRA to the projections of ``module`` whose names match; False when none does."""
     from peft import LoraConfig, inject_adapter_in_model
 
     if not any(re.fullmatch(pattern, name) for name, _ in module.named_modules()):
         return False
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern, bias="none")
-    inject_adapter_in_model(config, module)
+    peft_config = LoraConfig(
+        r=config.r,
+        lora_alpha=config.scaling_alpha,
+        lora_dropout=config.dropout,
+        target_modules=pattern,
+        bias="none",
+    )
+    inject_adapter_in_model(peft_config, module)
     return True
 
 
 @registry.register("paradigm", "lora")
 class LoRA(Paradigm):
     name = "lora"
+    config_class = LoRAConfig
+    config: LoRAConfig
     adapts_backbone = True
 
     def adapt(self, ilfm: ImageLanguageModel, context: TemporalContext) -> None:
-        targets = list(self.options.get("targets", ["q_proj", "v_proj"]))
-        unknown = set(targets) - set(PROJECTIONS)
-        if unknown:
-            raise VideoadaptError(f"lora: unknown targets {sorted(unknown)}; known: {', '.join(PROJECTIONS)}")
-        r = int(self.options.get("r", 8))
-        alpha = float(self.options.get("alpha", 2 * r))
-        dropout = float(self.options.get("dropout", 0.0))
+        targets = list(self.config.targets)
         pattern = rf".*self_attn\.({'|'.join(map(re.escape, targets))})"
         # PEFT marks its LoRA matrices trainable; everything else stays as the composition froze it.
-        if not any([_inject(m, pattern, r, alpha, dropout) for m in ilfm.vision_modules()]):
+        if not any([_inject(m, pattern, self.config) for m in ilfm.vision_modules()]):
             raise VideoadaptError(f"lora: no attention projection {targets} in the vision tower of {ilfm.name}")
-        if self.options.get("text", False) and not any(
-            [_inject(m, pattern, r, alpha, dropout) for m in ilfm.text_modules()]
-        ):
+        if self.config.text and not any([_inject(m, pattern, self.config) for m in ilfm.text_modules()]):
             raise VideoadaptError(f"lora: the text tower of {ilfm.name} has no CLIP-style attention projections")
 
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
-        temporal = self.options.get("temporal", "transformer")
-        options = {"layers": int(self.options.get("temporal_layers", 1))} if temporal == "transformer" else {}
-        return TemporalHead(ilfm, temporal=temporal, **options)
+        return head_from_config(ilfm, self.config)

@@ -1,8 +1,10 @@
-"""Presets: published designs expressed as paradigm compositions with their exact options.
+"""Published designs expressed as paradigm compositions with their exact options (registry kind "preset", the
+``--preset`` flag and the ``model.preset`` config key).
 
-Each preset names the paradigm composition, its options, the features its classifier reads, and the source it
-reproduces. ``videoadapt params --preset NAME`` counts what it trains; tests assert the counts derived below from
-each design on ``hf-config:clip-vit-b16`` (D = 768, E = 512, 12 blocks).
+Each :class:`PublishedDesign` names the paradigm composition, its options, the features its classifier reads, and
+the source it reproduces (official file and function). ``videoadapt params --preset NAME`` counts what it trains;
+tests assert the counts derived below from each design on ``hf-config:clip-vit-b16`` (D = 768, E = 512, 12
+blocks), computed in the tests from those dimensions.
 """
 
 from __future__ import annotations
@@ -17,23 +19,26 @@ from videoadapt.registry import registry
 
 
 @dataclass(frozen=True)
-class Preset:
+class PublishedDesign:
+    """A published design as a composition: ``paradigms`` with ``options``, and the ``source`` it follows."""
+
     name: str
     paradigms: str
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
-    def build(self, ilfm: ImageLanguageModel) -> VideoEncoder:
-        # Copies, so that building never mutates the preset's own option dicts.
-        return build_video_encoder(ilfm, self.paradigms, {k: dict(v) for k, v in self.options.items()})
+    def build(self, ilfm: ImageLanguageModel, *, resources: dict[str, Any] | None = None) -> VideoEncoder:
+        # Copies, so that building never mutates the design's own option dicts.
+        options = {k: dict(v) for k, v in self.options.items()}
+        return build_video_encoder(ilfm, self.paradigms, options, resources=resources)
 
 
-def _register(preset: Preset) -> Preset:
+def _register(preset: PublishedDesign) -> PublishedDesign:
     return registry.register("preset", preset.name)(preset)
 
 
 ST_ADAPTER_K400 = _register(
-    Preset(
+    PublishedDesign(
         "st-adapter-k400",
         "adapter",
         {"adapter": {"variant": "st_adapter", "width": 384, "kernel": (3, 1, 1), "before": ("mlp",), "space": "cls"}},
@@ -46,7 +51,7 @@ ST_ADAPTER_K400 = _register(
     )
 )
 ST_ADAPTER_SSV2 = _register(
-    Preset(
+    PublishedDesign(
         "st-adapter-ssv2",
         "adapter",
         {
@@ -65,20 +70,34 @@ ST_ADAPTER_SSV2 = _register(
     )
 )
 AIM = _register(
-    Preset(
+    PublishedDesign(
         "aim",
         "adapter",
-        {"adapter": {"variant": "aim", "width": 192, "scale": 0.5, "space": "cls"}},
+        {
+            "adapter": {
+                "variant": "aim",
+                "width": 192,
+                "scale": 0.5,
+                "temporal_embedding": 8,
+                "train_post_norm": True,
+                "space": "cls",
+            }
+        },
         source=(
-            "AIM (Yang et al., ICLR 2023), official taoyang1122/adapt-image-models vit_clip.py: temporal adapter "
-            "(no skip) after the block's attention applied over time, spatial adapter (with skip) after its "
-            "attention, joint adapter (no skip, x0.5) parallel to the MLP; each fc1 768->192 (ratio 0.25), GELU, "
-            "fc2 192->768 = 295,872; 36 adapters = 10,651,392. Paper Table: ViT-B/16 11M tunable."
+            "AIM (Yang et al., ICLR 2023), official taoyang1122/adapt-image-models mmaction/models/backbones/"
+            "vit_clip.py (ViT_CLIP, ResidualAttentionBlock with num_tadapter=1): temporal adapter (no skip) after the "
+            "block's attention applied over time, spatial adapter (with skip) after its attention, joint adapter (no "
+            "skip, x0.5) parallel to the MLP; each fc1 768->192 (mlp_ratio 0.25), GELU, fc2 192->768 = 295,872; 36 "
+            "adapters = 10,651,392. ViT_CLIP.forward adds temporal_embedding [1, num_frames, 768] (zeros) to every "
+            "token of each frame before ln_pre: 8 x 768 = 6,144 for the 8-frame model; tools/train.py leaves "
+            "trainable the names containing temporal_embedding, ln_post, cls_head or Adapter, so ln_post trains "
+            "too: 1,536. Total 10,659,072 excluding the I3D head (linear on the frame-averaged 768-d ln_post CLS). "
+            "README: ViT-B/16 11M tunable, 606 GFLOPs for 8x3x1 views."
         ),
     )
 )
 ADAPTFORMER = _register(
-    Preset(
+    PublishedDesign(
         "adaptformer",
         "adapter",
         {"adapter": {"variant": "adaptformer", "width": 64, "scale": 0.1, "space": "cls"}},
@@ -89,7 +108,7 @@ ADAPTFORMER = _register(
     )
 )
 CLIP4CLIP_MEANP = _register(
-    Preset(
+    PublishedDesign(
         "clip4clip-meanp",
         "full_finetune",
         {"full_finetune": {"text": True, "temporal": "mean"}},
@@ -101,19 +120,24 @@ CLIP4CLIP_MEANP = _register(
     )
 )
 CLIP4CLIP_SEQTRANSF = _register(
-    Preset(
+    PublishedDesign(
         "clip4clip-seqtransf",
         "full_finetune",
-        {"full_finetune": {"text": True, "temporal": "transformer", "layers": 4, "heads": 8, "max_frames": 128}},
+        {"full_finetune": {"text": True, "temporal": "seqtransf", "layers": 4}},
         source=(
-            "CLIP4Clip seqTransf: plus a 4-layer, 8-head transformer of width 512 over frame embeddings with 128 "
-            "frame-position embeddings (cross_num_hidden_layers=4, max_position_embeddings=128), residual to the "
-            "input, mean-pooled: 4 x 3,152,384 + 65,536 = 12,675,072 on top of CLIP."
+            "CLIP4Clip seqTransf, official ArrowLuo/CLIP4Clip modules/modeling.py: CLIP4Clip.__init__ builds "
+            "frame_position_embeddings = nn.Embedding(context_length = 77, 512) and transformerClip, "
+            "cross_num_hidden_layers = 4 residual attention blocks of the text width 512 and 8 heads; "
+            "CLIP4ClipPreTrainedModel.from_pretrained copies CLIP's text positional_embedding into the former and "
+            "text transformer.resblocks.0-3 into the latter; _loose_similarity adds the frames once more after the "
+            "blocks (residual to the input) and mean-pools. Trainable on top of CLIP: 4 x 3,152,384 + 77 x 512 = "
+            "12,648,960. Needs a CLIP text tower as wide as the joint space (transformers' CLIP); on TinyCLIP "
+            "(MiniLM text tower) building it is refused."
         ),
     )
 )
 VPT_DEEP = _register(
-    Preset(
+    PublishedDesign(
         "vpt-deep",
         "prompt_tuning",
         {"prompt_tuning": {"depth": "deep", "tokens": 8, "temporal": "mean", "space": "cls"}},
@@ -124,7 +148,7 @@ VPT_DEEP = _register(
     )
 )
 LORA_R8 = _register(
-    Preset(
+    PublishedDesign(
         "lora-r8",
         "lora",
         {"lora": {"r": 8, "alpha": 16, "targets": ["q_proj", "v_proj"], "temporal": "transformer"}},
@@ -137,7 +161,7 @@ LORA_R8 = _register(
 )
 
 MOMENT_DETR = _register(
-    Preset(
+    PublishedDesign(
         "moment-detr",
         "post_network",
         {
@@ -175,7 +199,7 @@ MOMENT_DETR = _register(
 )
 
 EVL = _register(
-    Preset(
+    PublishedDesign(
         "evl",
         "side_tuning",
         {
@@ -189,6 +213,7 @@ EVL = _register(
                 "temporal_conv": True,
                 "temporal_pos_embed": True,
                 "temporal_cross_attention": True,
+                "output": "side",
             }
         },
         source=(
@@ -199,7 +224,9 @@ EVL = _register(
             "temporal Conv1d k=3 (2,304 + 768) + temporal positions 8x768 = 6,144 + cross-attention tables w1, w2 "
             "2 x 729 x 768 = 1,119,744 -> 8,218,368; x4 = 32,873,472, + query token 768 = 32,874,240, + the "
             "LayerNorm of EVL's final projection 1,536 = 32,875,776 (its Dropout(0.5) + Linear 768x400+400 = "
-            "307,600 is the task's classifier). Features: the 768-d normalised query token."
+            "307,600 is the task's classifier). Features: the 768-d normalised query token (output side: EVL's own "
+            "fresh LayerNorm, no projection into CLIP's joint space). Cost: 444 GFLOPs for 1x3 views in the paper "
+            "(Fig. 1 / figs/k400.png, 8 frames); tests/test_side_tuning.py pins ours against it."
         ),
     )
 )
@@ -210,13 +237,13 @@ EVL = _register(
 #   4 linear adapters per block (num_tadapter=2: T_Adapter_in, S_Adapter, MLP_Adapter, MLP_Adapter_out),
 #   each 768->192 (mlp_ratio 0.25) ->768 with biases: 768*192 + 192 + 192*768 + 768 = 295,872
 #   x 4 x 12 blocks                                                                     = 14,201,856
-#   temporal_embedding, 8 frames x 768                                                  =      6,144
+#   temporal_embedding, 8 frames x 768 (ViT_Zero_CLIP.forward: added before ln_pre)      =      6,144
 #   ln_post (weight + bias)                                                             =      1,536
 #   trainable excluding the 400-way classifier                                          = 14,209,536
 # STDHA (shift_div=12, divide_head=False: 1 of 12 heads looks back, 1 forward) adds no parameters; adapter_scale
 # 0.5; dropout 0.1 inside each adapter; I3D head on the frame-averaged CLS (768-d).
 ZEROI2V = _register(
-    Preset(
+    PublishedDesign(
         "zeroi2v",
         "adapter",
         {
@@ -235,7 +262,8 @@ ZEROI2V = _register(
             "ZeroI2V (Li et al., ECCV 2024), official leexinhao/ZeroI2V vit_zero_clip.py: STDHA (shift_div 12: one "
             "head's keys/values from frame t-1, one from t+1, zero parameters) and four linear adapters per block "
             "(before/after attention, before/after MLP; 768->192->768, scale 0.5), mergeable into the frozen "
-            "weights after training (merge_linear_adapters); plus an 8-frame temporal embedding and ln_post: "
+            "weights after training (merge_linear_adapters); plus an 8-frame temporal embedding (added to every "
+            "token before ln_pre, as ViT_Zero_CLIP.forward does) and ln_post (init_weights leaves both trainable): "
             "12 x 4 x 295,872 + 8 x 768 + 1,536 = 14,209,536; frame CLS averaged, linear classifier on 768-d."
         ),
     )

@@ -25,15 +25,17 @@ after the text's start token, the class name and its period after them. They liv
 :class:`TextContext`); encode class names with :func:`encode_with_context`. Only the vectors train; gradients
 reach them through the frozen text tower.
 
-Options: ``tokens`` (prompt length per block, 8), ``depth`` ("deep"), ``propagation`` ("shared"),
-``text_context`` (0: none), ``temporal`` (the default head's module, "mean").
+Options (:class:`PromptTuningConfig`): ``tokens`` (prompt length per block, 8), ``depth`` ("deep"),
+``propagation`` ("shared"), ``text_context`` (0: none); the default head's ``temporal`` ("mean"), ``space`` and
+module options.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -41,11 +43,25 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
-from videoadapt.paradigms.temporal_head import TemporalHead
+from videoadapt.paradigms.options import TemporalHeadConfig
+from videoadapt.paradigms.temporal_head import head_from_config
 from videoadapt.registry import registry
 
 DEPTHS = ("shallow", "deep")
 PROPAGATIONS = ("shared", "propagated")
+
+
+@dataclass(frozen=True)
+class PromptTuningConfig(TemporalHeadConfig):
+    paradigm: ClassVar[str] = "prompt_tuning"
+    tokens: int = 8
+    depth: Literal["shallow", "deep"] = "deep"
+    propagation: Literal["shared", "propagated"] = "shared"
+    text_context: int = 0
+
+    def validate(self) -> None:
+        self.require("tokens", self.tokens >= 1, "at least 1")
+        self.require("text_context", self.text_context >= 0, "at least 0")
 
 
 class PromptedBlock(nn.Module):
@@ -123,16 +139,13 @@ def encode_with_context(ilfm: ImageLanguageModel, texts: Sequence[str]) -> TextF
 @registry.register("paradigm", "prompt_tuning")
 class PromptTuning(Paradigm):
     name = "prompt_tuning"
+    config_class = PromptTuningConfig
+    config: PromptTuningConfig
     adapts_backbone = True
 
     def adapt(self, ilfm: ImageLanguageModel, context: TemporalContext) -> None:
-        count = int(self.options.get("tokens", 8))
-        depth = self.options.get("depth", "deep")
-        propagation = self.options.get("propagation", "shared")
-        if depth not in DEPTHS or count < 1:
-            raise VideoadaptError(f"prompt_tuning: depth must be one of {DEPTHS} and tokens >= 1")
-        if propagation not in PROPAGATIONS:
-            raise VideoadaptError(f"prompt_tuning: propagation must be one of {PROPAGATIONS}, got {propagation!r}")
+        config = self.config
+        count = config.tokens
         blocks = ilfm.vision_blocks()
         if any(isinstance(b, PromptedBlock) for b in blocks):
             raise VideoadaptError("prompt_tuning: this backbone already has prompts")
@@ -142,22 +155,17 @@ class PromptTuning(Paradigm):
         patch = ilfm.processor.image_size // dims.patch_grid[0]
         bound = math.sqrt(6.0 / (3 * patch * patch + dims.width))
         last = len(blocks) - 1
-        carry = context if propagation == "propagated" else None
+        carry = context if config.propagation == "propagated" else None
         for index in range(len(blocks)):
             prompts = None
-            if index == 0 or depth == "deep":
+            if index == 0 or config.depth == "deep":
                 prompts = nn.Parameter(torch.empty(1, count, dims.width).uniform_(-bound, bound))
             blocks[index] = PromptedBlock(blocks[index], prompts, prefix, count, index == 0, index == last, carry)
-        text_context = int(self.options.get("text_context", 0) or 0)
-        if text_context < 0:
-            raise VideoadaptError(f"prompt_tuning: text_context must be >= 0, got {text_context}")
-        if text_context:
+        if config.text_context:
             if isinstance(getattr(ilfm, "text_context", None), nn.Module):
                 raise VideoadaptError("prompt_tuning: this backbone already has a text context")
             # On the ILFM, outside its vision and text towers: the towers stay frozen, the context trains.
-            ilfm.text_context = TextContext(text_context, dims.text_width)
+            ilfm.text_context = TextContext(config.text_context, dims.text_width)
 
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
-        return TemporalHead(
-            ilfm, temporal=self.options.get("temporal", "mean"), space=self.options.get("space", "joint")
-        )
+        return head_from_config(ilfm, self.config)

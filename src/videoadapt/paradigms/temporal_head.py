@@ -10,34 +10,39 @@ import torch
 from torch import nn
 
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, ModelDims, TextFeatures
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.base import VideoFeatures, VideoHead
-from videoadapt.temporal import MeanPool, MomentDETR, QFormer, SpaceTimeTransformer, TemporalTransformer
-
-TEMPORAL_MODULES = ("mean", "transformer", "qformer", "spacetime", "moment_detr")
-
-
-def temporal_module(name: str, width: int, dims: ModelDims | None = None, /, **options: Any) -> nn.Module:
-    """A temporal module over features of ``width``. ``qformer``, ``spacetime`` and ``moment_detr`` also need the
-    backbone's ``dims`` (patch-token width and grid, text-token width); they take the whole FrameFeatures
-    (``takes_features``). The first three are positional-only so that a module may have an option named
-    ``width`` (the Q-Former's, the space-time transformer's)."""
-    if name == "mean":
-        return MeanPool()
-    if name == "transformer":
-        return TemporalTransformer(width, **options)
-    if name in ("qformer", "spacetime", "moment_detr"):
-        if dims is None:
-            raise VideoadaptError(f"temporal module {name!r} needs the backbone's dims")
-        if name == "qformer":
-            return QFormer(width, dims.width, **options)
-        if name == "spacetime":
-            return SpaceTimeTransformer(width, dims.width, dims.patch_grid, **options)
-        return MomentDETR(width, dims.text_width, **options)
-    raise VideoadaptError(f"unknown temporal module {name!r}; known: {', '.join(TEMPORAL_MODULES)}")
-
+from videoadapt.paradigms.options import TemporalHeadConfig
+from videoadapt.temporal.modules import TEMPORAL_MODULES, temporal_module
 
 SPACES = ("joint", "cls")
+TEXT_BLOCK_PARTS = ("layer_norm1", "self_attn", "layer_norm2", "mlp")
+
+
+def text_transformer(ilfm: ImageLanguageModel) -> tuple[nn.ModuleList, torch.Tensor]:
+    """The text tower's blocks and position table when they can initialise a temporal transformer over joint-space
+    frame embeddings (CLIP4Clip): a transformers CLIP-style text model (``encoder.layers`` of blocks with
+    ``layer_norm1``, ``self_attn``, ``layer_norm2``, ``mlp``; ``embeddings.position_embedding``) whose width is the
+    joint dim. Otherwise a VideoadaptError that says what the tower is."""
+    dims = ilfm.dims
+    tower = ilfm.text_modules()[0]
+    layers = getattr(getattr(tower, "encoder", None), "layers", None)
+    table = getattr(getattr(tower, "embeddings", None), "position_embedding", None)
+    clip_style = (
+        isinstance(layers, nn.ModuleList)
+        and len(layers) > 0
+        and all(hasattr(layers[0], part) for part in TEXT_BLOCK_PARTS)
+        and isinstance(table, nn.Embedding)
+    )
+    if not clip_style or dims.text_width != dims.embed_dim:
+        raise VideoadaptError(
+            f"temporal 'seqtransf' copies CLIP4Clip's initialisation from the text tower (its first blocks and its "
+            f"position table), which needs a CLIP-style text transformer as wide as the joint space; {ilfm.name}'s "
+            f"text tower is {type(tower).__name__} (width {dims.text_width}, joint dim {dims.embed_dim}). Use "
+            "temporal 'transformer' (the same structure, zero-initialised)"
+        )
+    assert isinstance(layers, nn.ModuleList) and isinstance(table, nn.Embedding)
+    return layers, table.weight
 
 
 class TemporalHead(VideoHead):
@@ -53,7 +58,13 @@ class TemporalHead(VideoHead):
             raise VideoadaptError(f"unknown feature space {space!r}; known: {', '.join(SPACES)}")
         self.space = space
         self.width = ilfm.dims.embed_dim if space == "joint" else ilfm.dims.width
-        self.temporal = temporal_module(temporal, self.width, ilfm.dims, **options)
+        if temporal == "seqtransf":
+            if space != "joint":
+                raise VideoadaptError("temporal 'seqtransf' (text-tower blocks) reads joint-space frame embeddings")
+            text_tower = text_transformer(ilfm)
+            self.temporal = temporal_module(temporal, self.width, ilfm.dims, text_tower=text_tower, **options)
+        else:
+            self.temporal = temporal_module(temporal, self.width, ilfm.dims, **options)
         # Grounding modules fuse the query text (Moment-DETR): the encoder then refuses to run without one.
         self.needs_text = bool(getattr(self.temporal, "needs_text", False))
         # Only modules that take the whole FrameFeatures read patch tokens (Q-Former, space-time, Moment-DETR).
@@ -68,3 +79,11 @@ class TemporalHead(VideoHead):
             return VideoFeatures(frames=frames, video=pooled, patches=features.patches, outputs=outputs)
         frames, pooled = self.temporal(inputs)
         return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
+
+
+def head_from_config(ilfm: ImageLanguageModel, config: TemporalHeadConfig) -> TemporalHead:
+    """The temporal head a paradigm's config describes."""
+    return TemporalHead(ilfm, temporal=config.temporal, space=config.space, **config.module_options)
+
+
+__all__ = ["SPACES", "TEMPORAL_MODULES", "TemporalHead", "head_from_config", "temporal_module", "text_transformer"]

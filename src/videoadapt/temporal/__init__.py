@@ -5,6 +5,7 @@ from videoadapt.temporal.moment_detr import MomentDETR
 from videoadapt.temporal.motion import MotionEncoder
 from videoadapt.temporal.pooling import MeanPool
 from videoadapt.temporal.qformer import QFormer
+from videoadapt.temporal.seq_transf import SeqTransf
 from videoadapt.temporal.spacetime import SpaceTimeTransformer
 from videoadapt.temporal.transformer import TemporalTransformer
 
@@ -14,6 +15,7 @@ __all__ = [
     "MomentDETR",
     "MotionEncoder",
     "QFormer",
+    "SeqTransf",
     "SpaceTimeTransformer",
     "TemporalTransformer",
 ]

@@ -12,10 +12,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from videoadapt.errors import VideoadaptError
+
 
 class TemporalTransformer(nn.Module):
     def __init__(self, width: int, layers: int = 4, heads: int = 8, max_frames: int = 64) -> None:
         super().__init__()
+        for name, value in (("layers", layers), ("heads", heads), ("max_frames", max_frames)):
+            if value < 1:
+                raise VideoadaptError(f"temporal transformer: {name} must be at least 1, got {value}")
         if width % heads:
             heads = next(h for h in range(min(heads, width), 0, -1) if width % h == 0)
         self.position = nn.Parameter(torch.zeros(max_frames, width))
@@ -42,7 +47,7 @@ class TemporalTransformer(nn.Module):
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = frames.shape[1]
         if t > self.max_frames:
-            raise ValueError(f"TemporalTransformer was built for at most {self.max_frames} frames, got {t}")
+            raise VideoadaptError(f"temporal transformer was built for at most {self.max_frames} frames, got {t}")
         hidden = frames + self.position[:t].to(frames.dtype)
         for layer in self.layers:
             hidden = layer(hidden)

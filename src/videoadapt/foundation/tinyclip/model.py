@@ -150,6 +150,9 @@ class TinyCLIP(ImageLanguageModel):
     def vision_blocks(self) -> nn.ModuleList:
         return self.vision.layers
 
+    def joint_projection(self) -> tuple[nn.Module, nn.Module] | None:
+        return self.vision.post_layernorm, self.visual_projection
+
     def vision_modules(self) -> list[nn.Module]:
         return [self.vision, self.visual_projection]
 

@@ -4,33 +4,39 @@ AdaptFormer and ZeroI2V's mergeable linear adapters with STDHA. Same roles as PE
 
 from __future__ import annotations
 
-from typing import Any
-
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.adapter.config import AdapterConfig
-from videoadapt.paradigms.adapter.model import AdaptedBlock, inject_adapters, merge_linear_adapters
+from videoadapt.paradigms.adapter.model import (
+    AdaptedBlock,
+    inject_adapters,
+    insert_temporal_embedding,
+    merge_linear_adapters,
+)
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
-from videoadapt.paradigms.temporal_head import TemporalHead
+from videoadapt.paradigms.temporal_head import head_from_config
 from videoadapt.registry import registry
 
 
 @registry.register("paradigm", "adapter")
 class Adapter(Paradigm):
     name = "adapter"
+    config_class = AdapterConfig
+    config: AdapterConfig
     adapts_backbone = True
-
-    def __init__(self, **options: Any) -> None:
-        head_options = {k: options.pop(k) for k in ("temporal", "space") if k in options}
-        super().__init__(**options)
-        self.config = AdapterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
-        self.head_options = head_options
 
     def adapt(self, ilfm: ImageLanguageModel, context: TemporalContext) -> None:
         inject_adapters(ilfm, self.config, context)
 
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
         # The adapters model time inside the backbone; the published designs average the frames.
-        return TemporalHead(ilfm, **{"temporal": "mean", **self.head_options})
+        return head_from_config(ilfm, self.config)
 
 
-__all__ = ["AdaptedBlock", "Adapter", "AdapterConfig", "inject_adapters", "merge_linear_adapters"]
+__all__ = [
+    "AdaptedBlock",
+    "Adapter",
+    "AdapterConfig",
+    "inject_adapters",
+    "insert_temporal_embedding",
+    "merge_linear_adapters",
+]

@@ -4,11 +4,43 @@ the pretrained one did."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
+from videoadapt.errors import VideoadaptError
 from videoadapt.paradigms.base import TemporalContext
+
+
+class TemporalEmbedding(nn.Module):
+    """A learned per-frame embedding ``[frames, D]`` (zero at first) added to every token of frame t of ``[B*T, N,
+    D]`` tokens (AIM's and ZeroI2V's ``temporal_embedding``, shared over the tokens of a frame)."""
+
+    def __init__(self, frames: int, dim: int, context: TemporalContext) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(frames, dim))
+        self.context = context
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        t = self.context.frames
+        if t > self.table.shape[0]:
+            raise VideoadaptError(f"adapter: temporal_embedding holds {self.table.shape[0]} frames, the video has {t}")
+        bt, n, d = tokens.shape
+        return (tokens.view(bt // t, t, n, d) + self.table[:t, None, :].to(tokens.dtype)).view(bt, n, d)
+
+
+class Chain(nn.Module):
+    """``then(first(*args, **kwargs))``: inserts a module before or after an existing one in place of it (keyword
+    arguments, such as transformers' ``interpolate_pos_encoding``, go to ``first``)."""
+
+    def __init__(self, first: nn.Module, then: nn.Module) -> None:
+        super().__init__()
+        self.first = first
+        self.then = then
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.then(self.first(*args, **kwargs))
 
 
 class STAdapter(nn.Module):

@@ -14,8 +14,15 @@ from torch import nn
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
-from videoadapt.paradigms.adapter.config import VARIANTS, AdapterConfig
-from videoadapt.paradigms.adapter.layer import BottleneckAdapter, LinearAdapter, STAdapter, shifted_attention
+from videoadapt.paradigms.adapter.config import AdapterConfig
+from videoadapt.paradigms.adapter.layer import (
+    BottleneckAdapter,
+    Chain,
+    LinearAdapter,
+    STAdapter,
+    TemporalEmbedding,
+    shifted_attention,
+)
 from videoadapt.paradigms.base import TemporalContext
 
 BLOCK_PARTS = ("layer_norm1", "self_attn", "layer_norm2", "mlp")
@@ -43,9 +50,6 @@ class AdaptedBlock(nn.Module):
         width = config.bottleneck(dim)
         self.scale = config.branch_scale()
         if config.variant == "st_adapter":
-            unknown = set(config.before) - {"attention", "mlp"}
-            if unknown or not config.before:
-                raise VideoadaptError(f"adapter: ST-Adapter goes before 'attention' and/or 'mlp', got {config.before}")
             self.before = nn.ModuleDict({p: STAdapter(dim, width, config.kernel, grid, context) for p in config.before})
         elif config.variant == "linear":
             self.linear = nn.ModuleDict(
@@ -57,22 +61,11 @@ class AdaptedBlock(nn.Module):
             self.joint = BottleneckAdapter(dim, width, skip=False)
         else:
             self.parallel = BottleneckAdapter(dim, width, skip=False, activation="relu")
-        self.register_parameter("temporal_embedding", None)  # ZeroI2V: set on the first adapted block
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.stdha:
             return shifted_attention(self.block.self_attn, x, self.context.frames, self.config.stdha)
         return _attend(self.block, x)
-
-    def _add_temporal_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.context.frames
-        table = self.temporal_embedding
-        if table is None:
-            return x
-        if t > table.shape[0]:
-            raise VideoadaptError(f"adapter: temporal_embedding holds {table.shape[0]} frames, the video has {t}")
-        bt, n, d = x.shape
-        return (x.view(bt // t, t, n, d) + table[:t, None, :].to(x.dtype)).view(bt, n, d)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -107,7 +100,7 @@ class AdaptedBlock(nn.Module):
         self, hidden_states: torch.Tensor, attention_mask: Any = None, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         b = self.block
-        x = self._add_temporal_embedding(hidden_states)
+        x = hidden_states
         variant = self.config.variant
         if variant == "st_adapter":
             if "attention" in self.before:
@@ -139,8 +132,6 @@ class AdaptedBlock(nn.Module):
 
 
 def inject_adapters(ilfm: ImageLanguageModel, config: AdapterConfig, context: TemporalContext) -> list[AdaptedBlock]:
-    if config.variant not in VARIANTS:
-        raise VideoadaptError(f"adapter: unknown variant {config.variant!r}; known: {', '.join(VARIANTS)}")
     blocks = ilfm.vision_blocks()
     count = len(blocks) if config.blocks is None else config.blocks
     if not 1 <= count <= len(blocks):
@@ -155,17 +146,41 @@ def inject_adapters(ilfm: ImageLanguageModel, config: AdapterConfig, context: Te
             parameter.requires_grad_(not name.startswith("block."))
         blocks[index] = block
         adapted.append(block)
-    if config.stdha is not None and config.stdha < 2:
-        raise VideoadaptError(f"adapter: stdha (ZeroI2V's shift_div) must be >= 2, got {config.stdha}")
     if config.temporal_embedding:
-        # ZeroI2V's temporal embedding (zeros, trained), on the first adapted block's input.
-        adapted[0].temporal_embedding = nn.Parameter(torch.zeros(int(config.temporal_embedding), dims.width))
+        insert_temporal_embedding(ilfm, TemporalEmbedding(config.temporal_embedding, dims.width, context))
     if config.train_post_norm:
         for module in ilfm.vision_modules():
             for name, child in module.named_modules():
                 if name.split(".")[-1] in ("post_layernorm", "ln_post"):
                     child.requires_grad_(True)
     return adapted
+
+
+# Where the embedded tokens enter the tower: the pre-LayerNorm (CLIP's ln_pre; transformers' CLIP spells it
+# pre_layrnorm, TinyCLIP pre_layernorm), or, on a tower without one (SigLIP), the embeddings' output.
+PRE_NORMS = ("pre_layrnorm", "pre_layernorm", "ln_pre")
+
+
+def insert_temporal_embedding(ilfm: ImageLanguageModel, embedding: TemporalEmbedding) -> None:
+    """Add ``embedding`` to the tokens after the patch and position embeddings, before the pre-LayerNorm — where
+    AIM and ZeroI2V add their ``temporal_embedding`` (``ViT_CLIP.forward``: ``x + temporal_embedding`` then
+    ``ln_pre``). The pre-LayerNorm (or, without one, the embeddings module) is replaced in its parent by a
+    :class:`Chain` holding it and the embedding."""
+    for root in ilfm.vision_modules():
+        for parent in root.modules():
+            for name in PRE_NORMS:
+                norm = getattr(parent, name, None)
+                if isinstance(norm, nn.LayerNorm):
+                    setattr(parent, name, Chain(embedding, norm))
+                    return
+            embeddings = getattr(parent, "embeddings", None)
+            if isinstance(embeddings, nn.Module) and not any(hasattr(parent, n) for n in PRE_NORMS):
+                parent.embeddings = Chain(embeddings, embedding)
+                return
+    raise VideoadaptError(
+        f"adapter: temporal_embedding goes before the pre-LayerNorm of the vision tower; {ilfm.name} has neither "
+        f"{', '.join(PRE_NORMS)} nor an embeddings module"
+    )
 
 
 def merge_linear_adapters(ilfm: ImageLanguageModel) -> int:

@@ -7,12 +7,10 @@ backbone. Designs (option ``design``): ``evl`` (EVL, Lin et al., ECCV 2022; defa
 ``r2_tuning`` (the side networks), this file (registration).
 
 >>> encoder = build_video_encoder(ilfm, "side_tuning", {"side_tuning": {"design": "evl", "layers": 4}})
->>> encoder(cached=ilfm.encode_frames(video, all_layers=True))   # VideoFeatures(frames [B,T,D], video [B,D])
+>>> encoder(cached=ilfm.encode_frames(video, all_layers=True))   # VideoFeatures(frames [B,T,E], video [B,E])
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
@@ -26,10 +24,8 @@ from videoadapt.registry import registry
 @registry.register("paradigm", "side_tuning")
 class SideTuning(Paradigm):
     name = "side_tuning"
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.config = SideTuningConfig.from_options(options)
+    config_class = SideTuningConfig
+    config: SideTuningConfig
 
     def head(self, ilfm: ImageLanguageModel) -> VideoHead:
         # Side networks read frozen features (a "frozen-features" paradigm in the survey's taxonomy); a backbone

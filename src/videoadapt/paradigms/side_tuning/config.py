@@ -1,15 +1,17 @@
-"""Side-tuning configuration: which side network, how deep, how wide.
+"""Side-tuning configuration: which side network, how deep, how wide, and where its output lands.
 
-One frozen dataclass for both designs (PEFT-style ``config``); each field says which design reads it. Options a
-design does not read are accepted and ignored, so one preset syntax covers both.
+One frozen dataclass for both designs (PEFT-style ``config``); each field says which design reads it. An option
+the chosen design does not read is refused (it would change nothing).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from videoadapt.errors import VideoadaptError
+from videoadapt.paradigms.options import ParadigmConfig
 
 if TYPE_CHECKING:
     import torch
@@ -17,10 +19,12 @@ if TYPE_CHECKING:
     from videoadapt.foundation.base import FrameFeatures
 
 DESIGNS = ("evl", "r2_tuning")
+EVL_ONLY = ("frames", "temporal_conv", "temporal_pos_embed", "temporal_cross_attention")
+R2_ONLY = ("width", "queries", "text", "tef")
 
 
 @dataclass(frozen=True)
-class SideTuningConfig:
+class SideTuningConfig(ParadigmConfig):
     """``design``:
 
     * ``evl`` — EVL (Lin et al., "Frozen CLIP Models are Efficient Video Learners", ECCV 2022): a transformer
@@ -43,9 +47,19 @@ class SideTuningConfig:
     R² only: ``width`` (side width, 256 officially), ``queries`` (learnable query tokens when no text is used),
     ``text`` (pool with the query text's tokens instead: the head then needs ``text=``), ``tef`` (append each
     frame's normalised start/end time to its tokens, on officially).
+
+    ``output``: where the frame and video features land. ``joint`` (default): in the ILFM's joint space E, so that
+    the side-tuning arm starts from the image model's space like every other arm — EVL's final LayerNorm is a
+    trainable copy of the ILFM's post-LayerNorm (the norm EVL's ``proj`` LayerNorm stands in for: EVL drops CLIP's
+    ``ln_post`` and ``proj`` and puts a fresh LayerNorm before its classifier) followed by a trainable copy of the
+    ILFM's visual projection; R²-Tuning's state (its own width) is added to the ILFM's frame embeddings through a
+    zero-initialised linear map (its width is not D, so the ILFM's projection cannot take it). ``side``: the side
+    network's own width, as published (EVL: D after a fresh LayerNorm; R²: ``width``), for a classifier of that
+    width.
     """
 
-    design: str = "evl"
+    paradigm: ClassVar[str] = "side_tuning"
+    design: Literal["evl", "r2_tuning"] = "evl"
     layers: int | None = None
     heads: int | None = None
     mlp_factor: float = 4.0
@@ -60,30 +74,25 @@ class SideTuningConfig:
     queries: int = 4
     text: bool = False
     tef: bool = True
+    output: Literal["joint", "side"] = "joint"
 
-    def __post_init__(self) -> None:
-        if self.design not in DESIGNS:
-            raise VideoadaptError(f"side_tuning: unknown design {self.design!r}; known: {', '.join(DESIGNS)}")
+    def validate(self) -> None:
         for name in ("layers", "heads"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise VideoadaptError(f"side_tuning: {name} must be a positive integer, got {value!r}")
+            self.require(name, getattr(self, name) is None or getattr(self, name) >= 1, "a positive integer")
         for name in ("frames", "width", "queries"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise VideoadaptError(f"side_tuning: {name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise VideoadaptError(f"side_tuning: dropout must be in [0, 1), got {self.dropout}")
-        if self.mlp_factor <= 0:
-            raise VideoadaptError(f"side_tuning: mlp_factor must be positive, got {self.mlp_factor}")
+            self.require(name, getattr(self, name) >= 1, "a positive integer")
+        self.require("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)")
+        self.require("mlp_factor", self.mlp_factor > 0, "positive")
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> SideTuningConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise VideoadaptError(f"side_tuning: unknown options {unknown}; known: {', '.join(sorted(known))}")
-        return cls(**options)
+    def from_options(cls, options: Mapping[str, Any]) -> SideTuningConfig:
+        design = options.get("design", "evl")
+        other = {"evl": R2_ONLY, "r2_tuning": EVL_ONLY}.get(design, ())
+        unread = [name for name in options if name in other]
+        if unread:
+            reader = "r2_tuning" if design == "evl" else "evl"
+            raise VideoadaptError(f"side_tuning(design={design!r}): options {unread} are read by {reader} only")
+        return super().from_options(options)
 
     def side_layers(self, blocks: int) -> int:
         """How many blocks the side network reads on a backbone of ``blocks`` blocks; refuses too many."""

@@ -14,6 +14,11 @@ Per decoder layer i, reading backbone block ``l = L - k + i`` (shallow to deep):
 
 The video feature is ``LayerNorm(query)``; EVL's classifier ``LayerNorm -> Dropout -> Linear`` is split so that the
 LayerNorm stays here and the task brings the linear classifier (the 0.5 dropout before it is the task's choice).
+That is ``output="side"`` (width D, EVL's fresh LayerNorm). With ``output="joint"`` (the default) the LayerNorm is
+a trainable copy of the ILFM's post-LayerNorm — the norm EVL's stands in for, since EVL loads CLIP without ``ln_post``
+and ``proj`` (``weight_loaders.py``) and normalises its own query where CLIP normalised its CLS token — followed by
+a trainable copy of the ILFM's projection, so that frames and video land in the joint space (width E) as every
+other arm's do; on a model without a per-token projection (SigLIP, where D = E) the fresh LayerNorm alone.
 
 Temporal cross-attention: for each patch token of frame t, the attention map between its query and the keys of
 frame t-1 (t+1) in the backbone block's own attention, softmaxed over the key patches and averaged over heads,
@@ -35,6 +40,7 @@ Deviations, and why:
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -152,7 +158,7 @@ def frozen_attention_blocks(ilfm: ImageLanguageModel, indices: list[int]) -> lis
 
 
 class EVLHead(VideoHead):
-    """EVL's side decoder as a :class:`VideoHead` of width ``D`` (the backbone's token width)."""
+    """EVL's side decoder as a :class:`VideoHead` of width E (``output="joint"``) or D (``output="side"``)."""
 
     needs_layers = True
 
@@ -160,6 +166,7 @@ class EVLHead(VideoHead):
         super().__init__()
         dims = ilfm.dims
         self.width = dims.width
+        d = dims.width
         self.prefix = 1 if dims.has_cls else 0
         self.blocks = dims.layers
         count = config.side_layers(dims.layers)
@@ -171,9 +178,8 @@ class EVLHead(VideoHead):
         )
         backbone_heads = getattr(getattr(ilfm.vision_blocks()[-1], "self_attn", None), "num_heads", None)
         heads = config.heads or backbone_heads or 1
-        if self.width % heads:
-            raise VideoadaptError(f"side_tuning evl: {heads} heads do not divide the width {self.width}")
-        d = self.width
+        if d % heads:
+            raise VideoadaptError(f"side_tuning evl: {heads} heads do not divide the width {d}")
         self.layers = nn.ModuleList(DecoderLayer(d, heads, config.mlp_factor, config.dropout) for _ in range(count))
         if config.temporal_conv:
             self.temporal_conv = nn.ModuleList(nn.Conv1d(d, d, 3, padding=1, groups=d) for _ in range(count))
@@ -184,7 +190,18 @@ class EVLHead(VideoHead):
         if config.temporal_cross_attention:
             self.cross_attention = nn.ModuleList(TemporalCrossAttention(dims.patch_grid, d) for _ in range(count))
         self.cls_token = nn.Parameter(torch.zeros(d))
-        self.norm = nn.LayerNorm(d)  # the LayerNorm of EVL's final projection
+        self.norm: nn.Module = nn.LayerNorm(d)  # the LayerNorm of EVL's final projection
+        self.projection: nn.Module = nn.Identity()
+        joint = ilfm.joint_projection() if config.output == "joint" else None
+        if joint is not None:
+            norm, projection = (copy.deepcopy(m).requires_grad_(True) for m in joint)
+            self.norm, self.projection = norm, projection
+            self.width = dims.embed_dim
+        elif config.output == "joint" and dims.embed_dim != d:
+            raise VideoadaptError(
+                f"side_tuning evl: {ilfm.name} offers no per-token projection into its joint space ({dims.embed_dim}) "
+                f"from the token width {d}; use output 'side'"
+            )
 
     def _position(self, i: int, t: int) -> torch.Tensor:
         table = self.temporal_pos_embed[i]
@@ -226,4 +243,5 @@ class EVLHead(VideoHead):
                 enriched = enriched + self.cross_attention[i](q, k, self.prefix)
             x = self.layers[i](x, enriched.flatten(1, 2))
         per_frame = enriched[:, :, 0] if self.prefix else enriched.mean(dim=2)
-        return VideoFeatures(frames=self.norm(per_frame), video=self.norm(x[:, 0]), patches=features.patches)
+        frames, pooled = self.projection(self.norm(per_frame)), self.projection(self.norm(x[:, 0]))
+        return VideoFeatures(frames=frames, video=pooled, patches=features.patches)

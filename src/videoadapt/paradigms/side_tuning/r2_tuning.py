@@ -17,7 +17,11 @@ One block, shared across steps, walks the last ``k`` backbone blocks from the de
 4. a temporal transformer layer (cross-attention to the query tokens, self-attention over time with sinusoidal
    time positions, FFN) refines the frame sequence into the new state.
 
-The last state is ``frames [B,T,W]``; its mean over time is ``video [B,W]``.
+The last state is ``frames [B,T,W]``; its mean over time is ``video [B,W]`` (``output="side"``, as published).
+With ``output="joint"`` (the default) the state lands in the joint space as a zero-initialised linear map added to
+the ILFM's frame embeddings, ``frames = embeds + Linear(W, E)(state)`` (a deviation: R² feeds its own grounding
+heads; here every arm's features must start in the ILFM's space, and the side width W is not the token width D
+that the ILFM's projection takes), so the head starts at mean pooling of the frame embeddings.
 
 Deviations, and why:
 
@@ -93,7 +97,7 @@ class R2TuningHead(VideoHead):
         super().__init__()
         dims = ilfm.dims
         self.config = config
-        self.width = width = config.width
+        self.width = self.side_width = width = config.width
         self.blocks = dims.layers
         self.k = config.side_layers(dims.layers)
         self.has_cls = dims.has_cls
@@ -112,6 +116,11 @@ class R2TuningHead(VideoHead):
         if self.k > 1:
             self.gate = nn.Parameter(torch.zeros(self.k - 1))
         self.temporal = TemporalLayer(width, heads, config.mlp_factor)
+        if config.output == "joint":
+            self.to_joint = nn.Linear(width, dims.embed_dim)
+            nn.init.zeros_(self.to_joint.weight)  # starts at the ILFM's frame embeddings
+            nn.init.zeros_(self.to_joint.bias)
+            self.width = dims.embed_dim
 
     def _queries(self, b: int, text: TextFeatures | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Query tokens ``[B,Lq,W]`` and their padding mask (True = padding), or None when there is none."""
@@ -130,7 +139,7 @@ class R2TuningHead(VideoHead):
         layers = block_tokens(features, self.blocks, "r2_tuning")
         dtype = self.v_map.weight.dtype
         b, t, n, _ = layers[-1].shape
-        w = self.width
+        w = self.side_width
         queries, padding = self._queries(b, text)
         pooled_queries = queries.repeat_interleave(t, dim=0)  # [BT, Lq, W]
         mapped_queries = self.q_map(pooled_queries)
@@ -158,4 +167,6 @@ class R2TuningHead(VideoHead):
                 current = gate * current + (1 - gate) * state
             state = self.temporal(current, position, queries, padding)
         assert state is not None
+        if self.config.output == "joint":
+            state = features.embeds.to(dtype) + self.to_joint(state)
         return VideoFeatures(frames=state, video=state.mean(dim=1), patches=features.patches)
