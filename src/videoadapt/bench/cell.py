@@ -150,18 +150,19 @@ def _trainable(model: Any) -> int:
     return count_parameters(model, trainable_only=True)
 
 
-def parameter_split(model: Any) -> tuple[int, int]:
-    """Trainable parameters of ``(the paradigm, the shared heads)``: the paradigm's are those in the image model,
-    a student's copy of it and every module after the backbone that is not the task head; the task head (and a
-    shared temporal head composed with the paradigm) are the heads'."""
+def parameter_split(model: Any, role: str) -> tuple[int, int]:
+    """Trainable parameters of ``(the paradigm, the shared heads)``. The heads are the task head and, for an arm
+    that adapts the backbone (role "backbone"), the shared temporal module that reads it (``post_network``'s, or a
+    distilled student's); everything else is the paradigm's: what it inserts or tunes in the image model, a
+    student's copy of it, a module after the backbone that is the paradigm itself (post-network, side network)."""
     from videoadapt.bench.cost import count_parameters
 
     task_head = count_parameters(model.head, trainable_only=True)
     total = _trainable(model)
-    encoder = model.encoder
-    shared = 0
-    if "post_network" in encoder.paradigm_names and len(encoder.paradigm_names) > 1:
-        shared = count_parameters(encoder.head, trainable_only=True)
+    head = model.encoder.head
+    # A TemporalHead's module, or the temporal head inside a distillation head.
+    temporal = getattr(head, "temporal_head", None) or getattr(head, "temporal", None)
+    shared = count_parameters(temporal, trainable_only=True) if role == "backbone" and temporal is not None else 0
     return total - task_head - shared, task_head + shared
 
 
@@ -312,7 +313,7 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
         units = len(scored.items)
         if RANK == 0 and not sweeping:
             units = _keep_items(directory, model.task, [p for _, p in predictions], scored)
-        paradigm_params, head_params = parameter_split(model) if trained else (0, 0)
+        paradigm_params, head_params = parameter_split(model, cell["role"]) if trained else (0, 0)
         result.update(
             metrics=metrics,
             score_split=score_split,

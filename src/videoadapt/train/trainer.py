@@ -156,8 +156,7 @@ def build_encoder(config: Any, ilfm: ImageLanguageModel | None = None) -> VideoE
     resources = {}
     if config.model.get("teacher_run"):
         resources["teacher"] = load_teacher(config.model.teacher_run)
-    extra = {"resources": resources} if resources else {}
-    return build_video_encoder(ilfm, str(config.model.paradigm), to_plain(config.model.options), **extra)
+    return build_video_encoder(ilfm, str(config.model.paradigm), to_plain(config.model.options), resources=resources)
 
 
 def load_teacher(run: str | Path) -> VideoEncoder:
