@@ -334,9 +334,9 @@ def test_text_tuned_classifier_starts_at_the_text_classifier_and_trains():
         for a, b in zip(text_model.predict(batch), tuned_model.predict(batch), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
     trainable = [n for n, p in tuned_model.named_parameters() if p.requires_grad]
-    assert trainable == ["head.class_embeds"]
+    assert trainable == ["head.class_embeds", "head.log_scale_shift"]
     start = tuned_model.head.class_embeds.detach().clone()
-    optimizer = torch.optim.AdamW([tuned_model.head.class_embeds], lr=1e-2)
+    optimizer = torch.optim.AdamW([p for p in tuned_model.parameters() if p.requires_grad], lr=1e-2)
     tuned_model.train()
     losses = []
     for _ in range(8):
@@ -346,6 +346,8 @@ def test_text_tuned_classifier_starts_at_the_text_classifier_and_trains():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] and not torch.equal(start, tuned_model.head.class_embeds.detach())
+    # The temperature learns too (an image model's is too confident for video): it moved, within CLIP's cap.
+    assert float(tuned_model.head.log_scale_shift) != 0 and float(tuned_model.head.logit_scale()) <= 100
     rebuilt = tuned.build_head(ilfm, encoder, data, spec=json.loads(json.dumps(tuned_model.head.spec)))
     rebuilt.load_state_dict(tuned_model.head.state_dict())
     video = torch.randn(3, encoder._task_feature_widths[1])
