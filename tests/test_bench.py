@@ -199,6 +199,30 @@ def test_a_bad_learning_rate_file_names_the_file_and_the_value(tmp_path, tables,
         LearningRates.load(path, ["recognition"], _arms())
 
 
+def test_the_shipped_quick_rates_were_chosen_on_validation_by_the_sweep_they_name():
+    """bench/rates/quick.json: every trainable arm of the quick bench has rates, each the best validation figure of
+    the grid points the file records (the command that chose them is in the file)."""
+    import importlib.resources
+
+    resource = importlib.resources.files("videoadapt.bench").joinpath("rates", "quick.json")
+    document = json.loads(resource.read_text())
+    assert document["selected_on"] == "val" and "--sweep lr" in document["command"]
+    assert "--preset quick" in document["command"]
+    rates = LearningRates.shipped("quick")
+    trained = [a for a in _arms() if a.trains]
+    for arm in trained:
+        chosen = rates.tables["recognition"][arm.name]
+        points = document["sweep"]["recognition"][arm.name]
+        swept = "backbone_lr" if arm.role == "backbone" else "lr"
+        best = max((p for p in points if p["val"] is not None), key=lambda p: (p["val"], -p[swept]))
+        assert chosen[swept] == best[swept], arm.name
+    # The bench's cells take them: the quick matrix's rates are the file's.
+    _, cells = build_matrix(BENCH_PRESETS["quick"], rates=rates)
+    for cell in cells:
+        if cell.role != "none":
+            assert cell.lr == rates.tables["recognition"][cell.arm]["lr"]
+
+
 def test_grids_span_the_published_recipes_and_refuse_non_positive_rates():
     # Full fine-tuning's grid reaches down to the published CLIP rates (1e-7..1e-5) and up to a new module's.
     assert min(GRIDS["full_finetune"]) <= 1e-5 and max(GRIDS["full_finetune"]) >= 1e-4
@@ -234,6 +258,7 @@ def test_the_sweep_chooses_on_validation_and_never_reads_test(tmp_path, monkeypa
         grids={"head": (1e-3, 1e-2), "lora": (1e-4, 1e-3), RANDOM_INIT: (1e-3,), HEAD_ONLY: (1e-2,)},
         isolate=False,
         progress=False,
+        extend=0,
     )
     assert result["complete"] and "test" not in splits and "val" in splits
     chosen = result["chosen"]["recognition"]
@@ -248,6 +273,42 @@ def test_the_sweep_chooses_on_validation_and_never_reads_test(tmp_path, monkeypa
     assert "--sweep lr" in rates.command
     assert rates.for_arm("recognition", lora) == (chosen["lora"]["lr"], chosen["lora"]["backbone_lr"])
     assert "test split was not read" in (out / "sweep.md").read_text()
+
+
+def test_a_sweep_whose_best_rate_sits_at_the_grid_edge_tries_further(tmp_path, monkeypatch):
+    """The validation figure peaks at 3e-2, beyond the grid (1e-3, 3e-3): the sweep adds 1e-2 then 3e-2, and stops
+    after the peak; below the grid nothing is added. Cells are faked (the choice logic alone)."""
+    import math
+
+    from videoadapt.bench import sweep as sweep_module
+    from videoadapt.bench.sweep import half_decade, run_sweep
+
+    assert [half_decade(1e-3, True), half_decade(3e-3, True), half_decade(1e-4, False)] == [3e-3, 1e-2, 3e-5]
+
+    def fake_cells(out, cells, spec_of, *args, **kwargs):
+        for cell in cells:
+            folder = cell_dir(out, cell)
+            folder.mkdir(parents=True, exist_ok=True)
+            rate = cell.backbone_lr if cell.role == "backbone" else cell.lr
+            value = 50 - 10 * abs(math.log10(rate) - math.log10(3e-2))
+            save_json(folder / cell_module.RESULT, {"status": "ok", "metrics": {"top1": value}})
+        return [c.key for c in cells], []
+
+    monkeypatch.setattr(sweep_module, "run_cells", fake_cells)
+    result = run_sweep(
+        tmp_path / "sweep",
+        BENCH_PRESETS["micro"],
+        command="test",
+        paradigms=["post_network"],
+        tables=["recognition"],
+        grids={"head": (1e-3, 3e-3), HEAD_ONLY: (3e-2, 1e-1), RANDOM_INIT: (3e-2,)},
+        progress=False,
+    )
+    tried = result["tried"]["recognition"]
+    assert [p["lr"] for p in tried[SHARED_HEAD]] == [1e-3, 3e-3, 1e-2, 3e-2]  # two steps up, at most
+    assert result["chosen"]["recognition"][SHARED_HEAD] == {"lr": 3e-2}
+    assert [p["lr"] for p in tried[HEAD_ONLY]] == [1e-2, 3e-2, 1e-1]  # best at the low edge: one step down
+    assert result["chosen"]["recognition"][RANDOM_INIT]["backbone_lr"] == 3e-2  # one value: nothing to extend
 
 
 # --- a micro bench end to end ---------------------------------------------------------------------------------

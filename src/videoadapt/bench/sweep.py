@@ -16,6 +16,7 @@ files their sweeps wrote (``bench/rates/<preset>.json``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -41,6 +42,7 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.utils.safe_io import load_json, save_json
 
 RATES, SWEEP_REPORT = "learning_rates.json", "sweep.md"
+EXTENSIONS = 2  # grid steps a sweep may add beyond an end of the grid where the best value sits
 
 
 def _tag(role: str, value: float) -> str:
@@ -66,8 +68,10 @@ def run_sweep(
     launcher: list[str] | None = None,
     progress: bool = True,
     max_cells: int | None = None,
+    extend: int = EXTENSIONS,
 ) -> dict[str, Any]:
-    """Run (or continue) the sweep in ``out``; returns what it chose (also in ``OUT/learning_rates.json``)."""
+    """Run (or continue) the sweep in ``out``; returns what it chose (also in ``OUT/learning_rates.json``).
+    ``extend``: how many grid steps an arm may add beyond an end of its grid where its best value sits."""
     out = Path(out)
     _check_splits(splits)
     grids = {k: tuple(check_rate(v, f"--grid {k}") for v in values) for k, values in (grids or {}).items()}
@@ -94,6 +98,7 @@ def run_sweep(
         "tables": [t.name for t in every],
         "data": bound,
         "grids": {k: list(v) for k, v in grids.items()},
+        "extend": extend,
         "precision": precision or preset.budget.precision,
         "splits": list(splits),
     }
@@ -132,32 +137,44 @@ def run_sweep(
         return len(done) + len(reused) == len(cells)
 
     complete = True
+
+    def sweep_arm(table: Table, arm: Arm, values: Sequence[float], head_lr: float | None, teacher: str | None) -> Any:
+        """Run ``arm``'s grid; while the best value sits at an end of it, try one step further that way (at most
+        :data:`EXTENSIONS` times), so that a grid that did not span the optimum does not choose its edge."""
+        nonlocal complete
+        values = sorted(values)
+        extended = 0
+        while True:
+            cells = [replace(c, teacher=teacher) for c in _cells(table, arm, backbone, values, head_lr)]
+            finished = stage(cells)
+            complete &= finished
+            best = _choose(out, table, arm, cells, chosen, tried)
+            if best is None or not finished or len(values) < 2 or extended >= extend:
+                return best
+            if best == values[-1]:
+                values = [*values, half_decade(values[-1], up=True)]
+            elif best == values[0]:
+                values = [half_decade(values[0], up=False), *values]
+            else:
+                return best
+            extended += 1
+
     for table in every:
         chosen[table.name], tried[table.name] = {}, {}
         shared = next((a for a in arms if a.name == SHARED_HEAD), None)
         head_lr = None
         if shared is not None:
-            cells = _cells(table, shared, backbone, grids.get("head", grids.get(SHARED_HEAD, HEAD_GRID)), None)
-            complete &= stage(cells)
-            head_lr = _choose(out, table, shared, cells, chosen, tried)
-        later = [a for a in arms if a.name != SHARED_HEAD and a.teacher is None]
-        for arm in later:
-            values = grids.get(arm.name, grid_for(arm.name, arm.role))
-            cells = _cells(table, arm, backbone, values, head_lr)
-            complete &= stage(cells)
-            _choose(out, table, arm, cells, chosen, tried)
+            head_grid = grids.get("head", grids.get(SHARED_HEAD, HEAD_GRID))
+            head_lr = sweep_arm(table, shared, head_grid, None, None)
+        for arm in (a for a in arms if a.name != SHARED_HEAD and a.teacher is None):
+            sweep_arm(table, arm, grids.get(arm.name, grid_for(arm.name, arm.role)), head_lr, None)
         for arm in (a for a in arms if a.teacher is not None):
             teacher = chosen[table.name].get(arm.teacher)
             if teacher is None:
                 continue  # no trained teacher to distil from (its sweep failed or is not in this bench)
-            teacher_tag = _tag("backbone", teacher["backbone_lr"])
-            values = grids.get(arm.name, grid_for(arm.name, arm.role))
-            cells = [
-                replace(c, teacher=f"{slug(table.name)}/{slug(arm.teacher)}/{slug(teacher_tag)}/seed0")
-                for c in _cells(table, arm, backbone, values, head_lr)
-            ]
-            complete &= stage(cells)
-            _choose(out, table, arm, cells, chosen, tried)
+            teacher_tag = slug(_tag("backbone", teacher["backbone_lr"]))
+            teacher_key = f"{slug(table.name)}/{slug(arm.teacher)}/{teacher_tag}/seed0"
+            sweep_arm(table, arm, grids.get(arm.name, grid_for(arm.name, arm.role)), head_lr, teacher_key)
     machine = _machine()
     written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     document = rates_file(preset.name, command, chosen, tried, machine, written)
@@ -175,6 +192,18 @@ def run_sweep(
         "complete": complete,
         "seconds": time.perf_counter() - began,
     }
+
+
+def half_decade(value: float, up: bool) -> float:
+    """The next rate on the 1-3-10 ladder above (or below) ``value``: 1e-3 -> 3e-3 -> 1e-2; off the ladder, a
+    factor of sqrt(10)."""
+    exponent = math.floor(math.log10(value))
+    mantissa = round(value / 10**exponent, 6)
+    if mantissa == 1.0:
+        return float(f"{3 * 10**exponent:.1e}") if up else float(f"{3 * 10 ** (exponent - 1):.1e}")
+    if mantissa == 3.0:
+        return float(f"{10 ** (exponent + 1):.1e}") if up else float(f"{10**exponent:.1e}")
+    return value * math.sqrt(10) if up else value / math.sqrt(10)
 
 
 def _cells(table: Table, arm: Arm, backbone: str, values: Sequence[float], head_lr: float | None) -> list[Cell]:
