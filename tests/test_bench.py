@@ -422,6 +422,19 @@ def test_a_leader_is_named_only_when_the_paired_interval_excludes_zero():
     assert stats.difference("same", "same", "top1")[:3] == (0.0, 0.0, 0.0)
 
 
+def test_a_shortfall_is_explained_by_what_the_bench_measured():
+    from videoadapt.bench.report import diagnose
+
+    blind = {"metrics": {"reversal_pair_accuracy": (49.8, 0, 1)}, "intervals": {"reversal_pair_accuracy": (49.6, 49.9)}}
+    rising = [{"step": 100.0, "top1": 10.0}, {"step": 200.0, "top1": 14.0}]
+    flat = [{"step": 100.0, "top1": 10.0}, {"step": 200.0, "top1": 10.2}]
+    text = diagnose("x", blind, rising, "top1")
+    assert "does not tell time-reversed actions apart" in text and "still learning" in text and "+4.0" in text
+    seeing = {"metrics": {"reversal_pair_accuracy": (60.0, 0, 1)}, "intervals": {"reversal_pair_accuracy": (58, 62)}}
+    assert diagnose("x", seeing, flat, "top1").startswith("settled below it")
+    assert diagnose("x", seeing, [], "top1") == "no learning curve to tell why"
+
+
 def test_kendall_tau_and_compare_refuse_benches_of_another_preset(tmp_path, capsys):
     assert kendall_tau({"a": 3, "b": 2, "c": 1}, {"a": 30, "b": 20, "c": 10}) == (1.0, 3)
     assert kendall_tau({"a": 3, "b": 2, "c": 1}, {"a": 10, "b": 20, "c": 30})[0] == -1.0

@@ -305,7 +305,39 @@ def _name(arm: str) -> str:
     return ARM_LABELS.get(arm, arm)
 
 
-def summary_lines(table: Table, entries: Sequence[dict[str, Any]], standing: dict[str, Any] | None) -> list[str]:
+ORDER_METRIC = "reversal_pair_accuracy"  # balanced time-reversal pairs: 50 % is what an order-blind model gets
+STILL_LEARNING = 1.0  # validation points gained over the last stretch of the curve that count as "still learning"
+
+
+def diagnose(arm: str, entry: dict[str, Any], curve: Sequence[dict[str, float]], metric: str) -> str:
+    """Why an arm falls short, from what the bench measured: blind to frame order (balanced reversal pairs at
+    chance), still learning when the budget ended (its validation curve), or settled below."""
+    reasons = []
+    interval = entry.get("intervals", {}).get(ORDER_METRIC)
+    stats = entry.get("metrics", {}).get(ORDER_METRIC)
+    if interval is not None and stats is not None and interval[0] <= 50.0:
+        # Not demonstrably above chance on balanced pairs (an order-blind model is at <= 50 by construction).
+        reasons.append(
+            f"does not tell time-reversed actions apart (reversal pair acc. {fmt_interval(stats[0], interval)}, "
+            "an order-blind model is at 50)"
+        )
+    points = [p for p in curve if metric in p]
+    if len(points) >= 2:
+        gain = points[-1][metric] - points[-2][metric]
+        steps = int(points[-1]["step"] - points[-2]["step"])
+        if gain > STILL_LEARNING:
+            reasons.append(f"still learning when the budget ended (validation {gain:+.1f} over its last {steps} steps)")
+        elif not reasons:
+            reasons.append(f"settled below it (validation {gain:+.1f} over its last {steps} steps)")
+    return "; ".join(reasons) or "no learning curve to tell why"
+
+
+def summary_lines(
+    table: Table,
+    entries: Sequence[dict[str, Any]],
+    standing: dict[str, Any] | None,
+    curves: dict[str, list[dict[str, float]]] | None = None,
+) -> list[str]:
     if standing is None:
         return [f"- **{table.name}**: no paradigm finished."]
     key = standing["metric"]
@@ -349,12 +381,10 @@ def summary_lines(table: Table, entries: Sequence[dict[str, Any]], standing: dic
                 head + f"every arm is above {bar} (the lowest, {worst}, {fmt_difference(versus[worst]['difference'])})."
             )
         else:
-            lines.append(
-                head
-                + f"{len(below)} arm(s) below {bar}: "
-                + ", ".join(f"{a} {fmt_difference(versus[a]['difference'])}" for a in below)
-                + "."
-            )
+            lines.append(head + f"{len(below)} arm(s) below {bar}:")
+            for arm in below:
+                why = diagnose(arm, by_arm[arm], (curves or {}).get(arm, []), key)
+                lines.append(f"    - {arm} {fmt_difference(versus[arm]['difference'])}: {why}.")
     return lines
 
 
@@ -430,7 +460,7 @@ def write_report(
     missing_tables: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write results.csv, report.md, summary.json and the plots from the cells' results in ``out``."""
-    from videoadapt.bench.plots import plot_curves, plot_table
+    from videoadapt.bench.plots import learning_curves, plot_curves, plot_table
     from videoadapt.utils.machine import machine_description
 
     rows = cell_rows(out, cells, settings["budget"])
@@ -491,7 +521,7 @@ def write_report(
         entries = aggregate(table, rows, arms, stats)
         entries_by_table[table.name] = entries
         standing = standings(table, entries, stats)
-        lines += summary_lines(table, entries, standing)
+        lines += summary_lines(table, entries, standing, learning_curves(table, cells, out))
         bodies += ["", *render_table(table, entries, rows)]
         plots = plot_table(out / PLOTS, table, entries)
         curves = plot_curves(out / PLOTS, table, cells, out)
