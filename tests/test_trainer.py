@@ -286,6 +286,7 @@ def test_precision_auto_is_bf16_exactly_where_the_cpu_has_bf16_instructions(tmp_
     metrics = train(tiny("run.precision=auto", "run.max_steps=1", "data.val_split=null", "run.cpu=true"), tmp_path)
     assert metrics["precision"] == expected
     assert load_config(overrides=["run.precision=auto"]).run.precision == "auto"  # the config keeps the choice
+    assert load_config(overrides=["run.precision=no"]).run.precision == "no"  # not YAML's false
     with pytest.raises(VideoadaptError, match="run.precision must be one of no, bf16, auto, got 'fp8'"):
         load_config(overrides=["run.precision=fp8"])
 
