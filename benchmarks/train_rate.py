@@ -32,7 +32,7 @@ from pathlib import Path
 PARADIGMS = ("full_finetune", "adapter", "lora", "prompt_tuning", "partial_tuning")
 SETTINGS: dict[str, dict] = {
     "before": {"overrides": ["run.precision=no"], "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
-    "after": {"overrides": ["run.precision=auto"], "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    "after": {"overrides": ["run.precision=auto"], "env": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}},
 }
 
 

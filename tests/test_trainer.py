@@ -273,24 +273,6 @@ def test_validation_by_steps_alone_and_early_stopping_on_it(tmp_path):
     assert load_checkpoint(find_checkpoint(tmp_path / "checkpoints" / "last")).step == 6
 
 
-# --- precision ------------------------------------------------------------------------------------------------
-
-
-def test_precision_auto_is_bf16_exactly_where_the_cpu_has_bf16_instructions(tmp_path):
-    """run.precision=auto on the CPU: bf16 where /proc/cpuinfo lists AVX512-BF16 or AMX-BF16, else fp32."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        pytest.skip("no /proc/cpuinfo to check against")
-    flags = set(re.findall(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.MULTILINE)[0].split())
-    expected = "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "no"
-    metrics = train(tiny("run.precision=auto", "run.max_steps=1", "data.val_split=null", "run.cpu=true"), tmp_path)
-    assert metrics["precision"] == expected
-    assert load_config(overrides=["run.precision=auto"]).run.precision == "auto"  # the config keeps the choice
-    assert load_config(overrides=["run.precision=no"]).run.precision == "no"  # not YAML's false
-    with pytest.raises(VideoadaptError, match="run.precision must be one of no, bf16, auto, got 'fp8'"):
-        load_config(overrides=["run.precision=fp8"])
-
-
 # --- run folder, early stopping ---------------------------------------------------------------------------
 
 

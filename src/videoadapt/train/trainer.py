@@ -755,11 +755,13 @@ class Trainer:
                             if self._checkpoint_step is not None
                             else "no checkpoint was written before"
                         )
+                        # Some bf16 CPU kernels of torch 2.13 return NaN gradients (docs/training.md#precision).
+                        bf16 = ", train in fp32 (run.precision=no)" if self.precision == "bf16" else ""
                         raise TrainingInterrupted(
                             f"training stopped at step {step}: the loss was not finite (NaN or inf) for {streak} "
                             f"consecutive steps (run.max_nonfinite_steps={max_bad}); those steps were skipped "
-                            f"without updating the weights. {kept}; lower run.lr, set run.clip_grad or check the "
-                            "data, then continue with --resume"
+                            f"without updating the weights. {kept}; lower run.lr, set run.clip_grad{bf16} or check "
+                            "the data, then continue with --resume"
                         )
                     if self.val_data is not None and eval_every_steps and step % eval_every_steps == 0:
                         # A point of the learning curve; early stopping and the best weights follow it too.
