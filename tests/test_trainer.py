@@ -189,6 +189,20 @@ def test_parameters_a_head_declares_as_backbone_copies_take_the_backbone_rate(tm
     assert metrics["param_groups"]["backbone"] == {"parameters": declared[0].numel(), "base_lr": 1e-5}
 
 
+def test_resuming_with_other_rates_says_so(tmp_path, capsys):
+    """Changing a base rate on resume is allowed (a gentler backbone for the rest of the run); the schedule then
+    follows another curve, and the trainer says which rates changed."""
+    settings = ("model.paradigm=lora", "run.max_steps=2", "data.val_split=null", "run.backbone_lr=1e-4")
+    assert Trainer(tiny(*settings), tmp_path).fit(stop_at=1) == {"stopped_at": 1}
+    capsys.readouterr()
+    metrics = train(tiny(*settings, "run.backbone_lr=1e-5"), tmp_path, resume=True)
+    err = capsys.readouterr().err
+    assert "base rates {'head': 0.001, 'backbone': 0.0001} are now {'head': 0.001, 'backbone': 1e-05}" in err
+    assert metrics["param_groups"]["backbone"]["base_lr"] == 1e-5
+    # Step 2 follows the new base rate: the cosine's second half of 2 steps is 1/2 of it.
+    assert float(_rows(tmp_path)[-1]["backbone_lr"]) == pytest.approx(0.5e-5)
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
