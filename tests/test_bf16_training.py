@@ -119,6 +119,40 @@ def test_tinyclip_tokens_stay_in_the_stems_dtype(tower):
     assert 0 < error < 0.03
 
 
+def test_a_trained_stem_takes_its_bf16_weight_gradients_on_one_thread(tower, monkeypatch):
+    """Under bf16 autocast with two threads, the stem's trained convolutions compute their weight gradient on one
+    thread (oneDNN's two-thread kernel spins at barriers, 30x slower on a shared machine); the gradients are those of
+    the plain bf16 convolution up to summation order, and the thread count is restored."""
+    stem = tower.vision.stem
+    images = torch.randn(8, 3, 64, 64)
+    counts: list[int] = []
+    real = torch.nn.grad.conv2d_weight
+
+    def counting(*args, **kwargs):
+        counts.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    def grads(plain: bool) -> dict[str, torch.Tensor]:
+        stem.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            tokens = stem.layers(images).flatten(2).transpose(1, 2) if plain else stem(images)
+        tokens.float().pow(2).sum().backward()
+        return {n: p.grad.clone() for n, p in stem.named_parameters()}
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(torch.nn.grad, "conv2d_weight", counting)
+        ours, plain = grads(plain=False), grads(plain=True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    convolutions = sum(isinstance(m, torch.nn.Conv2d) for m in stem.modules())
+    assert counts == [1] * convolutions
+    for name in plain:
+        torch.testing.assert_close(ours[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
 # --- every paradigm under bf16 -----------------------------------------------------------------------------
 
 

@@ -79,6 +79,62 @@ def _register_attention() -> None:
     AttentionInterface.register(EAGER_ATTENTION, eager_attention)
 
 
+class _WeightGradOnOneThread(torch.autograd.Function):
+    """``conv2d`` in bf16 whose weight gradient is computed on one thread.
+
+    oneDNN's bf16 weight-gradient kernel for these 3x3 convolutions synchronises its threads at spinning barriers:
+    when another process holds one of the cores, each barrier waits out a scheduler time slice, and the stem's
+    backward pass took 1.0-1.1 s instead of 30-45 ms (two threads, bf16 autocast, 64 images, the 2-core EPYC shared
+    with other jobs; fp32 and a single thread are unaffected). On one thread it costs a few milliseconds more when the
+    machine is idle and never falls off that cliff. The gradients are the two-thread kernel's up to the order of its
+    sums (1e-5 relative)."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.bfloat16)
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        images: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+    ) -> torch.Tensor:
+        ctx.save_for_backward(images, weight)
+        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        return nn.functional.conv2d(images, weight, bias, stride, padding)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        images, weight = ctx.saved_tensors
+        grad_images = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_images = torch.nn.grad.conv2d_input(images.shape, weight, grad, ctx.stride, ctx.padding)
+        if ctx.needs_input_grad[1]:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                grad_weight = torch.nn.grad.conv2d_weight(images, weight.shape, grad, ctx.stride, ctx.padding)
+            finally:
+                torch.set_num_threads(threads)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3))
+        return grad_images, grad_weight, grad_bias, None, None
+
+
+def _weight_grad_on_one_thread(conv: nn.Conv2d, images: torch.Tensor) -> bool:
+    """Whether ``conv`` should take :class:`_WeightGradOnOneThread`: a trained convolution under CPU bf16 autocast
+    with several threads."""
+    return (
+        conv.weight.requires_grad
+        and torch.is_grad_enabled()
+        and images.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and torch.get_num_threads() > 1
+    )
+
+
 class ConvStem(nn.Module):
     """Strided 3x3 convolutions (BN + ReLU) down to one token per ``patch_size`` pixels, then a 1x1 to width."""
 
@@ -96,7 +152,13 @@ class ConvStem(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.layers(images).flatten(2).transpose(1, 2)  # [N, P, D]
+        x = images
+        for layer in self.layers:
+            if isinstance(layer, nn.Conv2d) and _weight_grad_on_one_thread(layer, x):
+                x = _WeightGradOnOneThread.apply(x, layer.weight, layer.bias, layer.stride, layer.padding)
+            else:
+                x = layer(x)
+        return x.flatten(2).transpose(1, 2)  # [N, P, D]
 
 
 class TinyVisionTower(nn.Module):
