@@ -1,16 +1,20 @@
 """Frames/s of the bench cells that train the backbone: today's settings against the new ones, side by side.
 
     python benchmarks/train_rate.py [--paradigms full_finetune,adapter,lora,prompt_tuning,partial_tuning]
-        [--steps 16] [--batch 16] [--frames 4] [--size 64] [--videos 240] [--rounds 1] [--json]
+        [--steps 16] [--batch 16] [--frames 4] [--size 64] [--videos 240] [--rounds 1]
+        [--settings before,after] [--json]
 
 Each run is a bench cell's training (``videoadapt.bench.cell.config_for``'s settings: recognition on SynthWorld
 generated on the fly, ``run.log_every=1``, ``run.checkpoint_every=0``, no progress bar, no validation) through the
-real ``Trainer``, in a fresh process of its own as the bench runs a cell, under one of two settings:
+real ``Trainer``, in a fresh process of its own as the bench runs a cell, under one of these settings:
 
 * ``before``: what a cell ran with before this benchmark was written: fp32 (``run.precision=no``) and
-  ``OMP_WAIT_POLICY=PASSIVE`` (bench/runner.py sets it for cells);
-* ``after``: the new defaults for cells: ``run.precision=auto`` (bf16 autocast on this CPU, which has AVX512-BF16),
-  the same OpenMP setting.
+  ``OMP_WAIT_POLICY=PASSIVE`` (bench/runner.py sets it for cells). The fp32 path computes bit for bit what it did.
+* ``after``: the new settings for cells: ``run.precision=auto`` (bf16 autocast on this CPU, which has
+  AVX512-BF16), and OpenMP threads that spin ~10 us before they sleep (``GOMP_SPINCOUNT=1000`` beside
+  ``OMP_WAIT_POLICY=PASSIVE``, which alone makes every idle thread sleep at once, so each of the ~1,500 parallel
+  regions of a step starts by waking the other thread);
+* ``bf16_passive`` (not run by default): ``after`` without the spinning, to tell the two changes apart.
 
 frames/s is ``clips_seen x frames / train_seconds`` from ``metrics.json`` (training steps only, first step
 included; validation, checkpoints and model building excluded); ``steady_ms_per_step`` is the median step of
@@ -33,6 +37,7 @@ PARADIGMS = ("full_finetune", "adapter", "lora", "prompt_tuning", "partial_tunin
 SETTINGS: dict[str, dict] = {
     "before": {"overrides": ["run.precision=no"], "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
     "after": {"overrides": ["run.precision=auto"], "env": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}},
+    "bf16_passive": {"overrides": ["run.precision=auto"], "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
 }
 
 
@@ -128,6 +133,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=240, help="SynthWorld videos in all splits")
     parser.add_argument("--source-frames", type=int, default=8, help="frames of each generated video")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each (paradigm, setting); the best is kept")
+    parser.add_argument("--settings", default="before,after", help=f"among {', '.join(SETTINGS)}; before first")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("PARADIGM", "SETTING"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -138,25 +144,32 @@ def main() -> None:
 
     from videoadapt.utils.machine import machine_description
 
+    settings = args.settings.split(",")
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown or settings[0] != "before" or len(settings) < 2:
+        parser.error(f"--settings: 'before' then one or more of {', '.join(SETTINGS)} (got {args.settings!r})")
     load_before = load_average()
     rows = []
     for paradigm in args.paradigms.split(","):
-        runs: dict[str, list[dict]] = {name: [] for name in SETTINGS}
+        runs: dict[str, list[dict]] = {name: [] for name in settings}
         for _ in range(args.rounds):
-            for name in SETTINGS:
+            for name in settings:
                 runs[name].append(run_cell(args, paradigm, name))
         best = {name: max(found, key=lambda r: r["frames_per_s"]) for name, found in runs.items()}
+        base = best["before"]["frames_per_s"]
         rows.append(
             {
                 "paradigm": paradigm,
-                **{f"{name}_frames_per_s": best[name]["frames_per_s"] for name in SETTINGS},
-                "ratio": best["after"]["frames_per_s"] / best["before"]["frames_per_s"],
+                **{f"{name}_frames_per_s": best[name]["frames_per_s"] for name in settings},
+                # Each setting's rate over before's; "ratio" is the last setting's (after, by default).
+                **{f"{name}_ratio": best[name]["frames_per_s"] / base for name in settings[1:]},
+                "ratio": best[settings[-1]]["frames_per_s"] / base,
                 "runs": best,
             }
         )
     result = {
         "benchmark": "train_rate",
-        "settings": SETTINGS,
+        "settings": {name: SETTINGS[name] for name in settings},
         "budget": {k: getattr(args, k) for k in ("steps", "batch", "frames", "size", "videos", "source_frames")},
         "machine": machine_description(),
         "load_average_before": load_before,
@@ -166,10 +179,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{'paradigm':16} {'before frames/s':>16} {'after frames/s':>15} {'ratio':>6}")
+    print(f"{'paradigm':16}" + "".join(f" {name + ' frames/s':>22}" for name in settings) + f" {'ratio':>6}")
     for row in rows:
-        before, after = row["before_frames_per_s"], row["after_frames_per_s"]
-        print(f"{row['paradigm']:16} {before:16.1f} {after:15.1f} {row['ratio']:6.2f}")
+        rates = "".join(f" {row[name + '_frames_per_s']:22.1f}" for name in settings)
+        print(f"{row['paradigm']:16}{rates} {row['ratio']:6.2f}")
     print(f"load average before {load_before}, after {result['load_average_after']}")
 
 
