@@ -291,8 +291,8 @@ def test_validation_by_steps_alone_and_early_stopping_on_it(tmp_path):
 
 
 def test_run_folder_and_early_stopping(tmp_path):
-    # lr 1e-12 moves no weight by an ulp, so the validation metric never improves: patience 1 stops after the
-    # second validation.
+    # lr 1e-12 (0 is refused) moves the weights by ~1e-12, far below any margin between two logits, so the validation
+    # metric never improves: patience 1 stops after the second validation.
     metrics = train(tiny("run.epochs=5", "run.lr=1e-12", "run.patience=1", "run.monitor=top1"), tmp_path)
     assert metrics["stopped_early"] and len(metrics["validation"]) == 2
     assert metrics["weights"] == "best" and metrics["best"]["step"] == 4
