@@ -435,7 +435,10 @@ def test_nonfinite_steps_are_skipped_counted_and_resumable(tmp_path, monkeypatch
     assert metrics_without_clock(tmp_path / "resumed") == metrics_without_clock(tmp_path / "straight")
 
 
-def test_too_many_nonfinite_steps_in_a_row_stop_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch, cached):
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_too_many_nonfinite_steps_in_a_row_stop_and_keep_the_last_good_checkpoint(
+    tmp_path, monkeypatch, cached, precision
+):
     trainers = _recording(monkeypatch, {})
     _nan_on_steps(monkeypatch, set(range(3, 100)), trainers)
     settings = [
@@ -445,11 +448,14 @@ def test_too_many_nonfinite_steps_in_a_row_stop_and_keep_the_last_good_checkpoin
         "run.epochs=2",
         "run.checkpoint_every=1",
         "run.max_nonfinite_steps=3",
+        f"run.precision={precision}",
     ]
     with pytest.raises(TrainingInterrupted) as info:
         train(tiny(*settings), tmp_path)
     message = str(info.value)
     assert "training stopped at step 5" in message and "3 consecutive steps" in message
+    # Under bf16 autocast the message also suggests fp32 (some bf16 CPU kernels return NaN gradients).
+    assert ("train in fp32 (run.precision=no)" in message) == (precision == "bf16")
     assert "run.max_nonfinite_steps=3" in message and "holds step 2, the last good state" in message
     found = ckpt.find_checkpoint(tmp_path / "checkpoints" / "last", tmp_path / "checkpoints" / "previous")
     assert found == tmp_path / "checkpoints" / "last" and ckpt.load_checkpoint(found).step == 2

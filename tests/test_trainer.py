@@ -189,6 +189,20 @@ def test_parameters_a_head_declares_as_backbone_copies_take_the_backbone_rate(tm
     assert metrics["param_groups"]["backbone"] == {"parameters": declared[0].numel(), "base_lr": 1e-5}
 
 
+def test_resuming_with_other_rates_says_so(tmp_path, capsys):
+    """Changing a base rate on resume is allowed (a gentler backbone for the rest of the run); the schedule then
+    follows another curve, and the trainer says which rates changed."""
+    settings = ("model.paradigm=lora", "run.max_steps=2", "data.val_split=null", "run.backbone_lr=1e-4")
+    assert Trainer(tiny(*settings), tmp_path).fit(stop_at=1) == {"stopped_at": 1}
+    capsys.readouterr()
+    metrics = train(tiny(*settings, "run.backbone_lr=1e-5"), tmp_path, resume=True)
+    err = capsys.readouterr().err
+    assert "base rates {'head': 0.001, 'backbone': 0.0001} are now {'head': 0.001, 'backbone': 1e-05}" in err
+    assert metrics["param_groups"]["backbone"]["base_lr"] == 1e-5
+    # Step 2 follows the new base rate: the cosine's second half of 2 steps is 1/2 of it.
+    assert float(_rows(tmp_path)[-1]["backbone_lr"]) == pytest.approx(0.5e-5)
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
@@ -273,29 +287,12 @@ def test_validation_by_steps_alone_and_early_stopping_on_it(tmp_path):
     assert load_checkpoint(find_checkpoint(tmp_path / "checkpoints" / "last")).step == 6
 
 
-# --- precision ------------------------------------------------------------------------------------------------
-
-
-def test_precision_auto_is_bf16_exactly_where_the_cpu_has_bf16_instructions(tmp_path):
-    """run.precision=auto on the CPU: bf16 where /proc/cpuinfo lists AVX512-BF16 or AMX-BF16, else fp32."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        pytest.skip("no /proc/cpuinfo to check against")
-    flags = set(re.findall(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.MULTILINE)[0].split())
-    expected = "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "no"
-    metrics = train(tiny("run.precision=auto", "run.max_steps=1", "data.val_split=null", "run.cpu=true"), tmp_path)
-    assert metrics["precision"] == expected
-    assert load_config(overrides=["run.precision=auto"]).run.precision == "auto"  # the config keeps the choice
-    with pytest.raises(VideoadaptError, match="run.precision must be one of no, bf16, auto, got 'fp8'"):
-        load_config(overrides=["run.precision=fp8"])
-
-
 # --- run folder, early stopping ---------------------------------------------------------------------------
 
 
 def test_run_folder_and_early_stopping(tmp_path):
-    # lr 1e-12 moves no weight by an ulp, so the validation metric never improves: patience 1 stops after the
-    # second validation.
+    # lr 1e-12 (0 is refused) moves the weights by ~1e-12, far below any margin between two logits, so the validation
+    # metric never improves: patience 1 stops after the second validation.
     metrics = train(tiny("run.epochs=5", "run.lr=1e-12", "run.patience=1", "run.monitor=top1"), tmp_path)
     assert metrics["stopped_early"] and len(metrics["validation"]) == 2
     assert metrics["weights"] == "best" and metrics["best"]["step"] == 4

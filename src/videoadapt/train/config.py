@@ -130,6 +130,8 @@ def check_config(config: Any) -> None:
     run = config.run
     if int(run.batch_size) < 1 or int(run.grad_accum) < 1:
         raise VideoadaptError("run.batch_size and run.grad_accum must be >= 1")
+    if run.precision is False:
+        run.precision = "no"  # YAML 1.1 reads an unquoted `no` (run.precision=no) as false
     if run.precision not in PRECISIONS:
         raise VideoadaptError(f"run.precision must be one of {', '.join(PRECISIONS)}, got {run.precision!r}")
     for key in ("lr", "backbone_lr"):

@@ -1,9 +1,11 @@
 """One training loop for every task x paradigm, on Accelerate.
 
-AdamW with linear warm-up and cosine decay, gradient accumulation, bf16 autocast, checkpoints every N optimizer
-steps that resume *exactly* (trainable weights, optimizer state, schedule, every RNG, the position in the data),
-validation with early stopping, a progress bar, ``log.csv`` and ``metrics.json``. With a frozen backbone and
-``run.cache`` the frame features are extracted once and the backbone never runs during training.
+AdamW with two learning-rate groups (the backbone and the head, videoadapt.train.optimizer), each on linear warm-up
+and cosine decay, gradient accumulation, bf16 autocast (``run.precision``), checkpoints every N optimizer steps that
+resume *exactly* (trainable weights, optimizer state, schedule, every RNG, the position in the data), validation
+every N epochs and/or steps (learning curves) with early stopping, a progress bar, ``log.csv`` and ``metrics.json``.
+With a frozen backbone and ``run.cache`` the frame features are extracted once and the backbone never runs during
+training.
 
 The same code runs on one CPU process, or under ``accelerate launch`` on several processes or GPUs: the global
 batch (``run.batch_size``) is split across processes, so a run's result does not depend on how many there are
@@ -15,8 +17,8 @@ Run folder::
     RUN/model.safetensors      trainable encoder weights (``encoder.*``) and the task head (``head.*``);
                                the best on validation when there is one, else the last
     RUN/vocabulary.json        the head's description: class names, answer vocabulary, caption words, mode
-    RUN/metrics.json           training summary, validation history, best metrics
-    RUN/log.csv                step, epoch, loss, lr, clips_per_s, elapsed_s
+    RUN/metrics.json           training summary, validation history (with train_seconds, clips_seen), best metrics
+    RUN/log.csv                step, epoch, loss, lr (head group), backbone_lr, clips_per_s, elapsed_s
     RUN/checkpoints/last/      model.safetensors, optimizer.safetensors, state.json (see utils/checkpoint.py)
     RUN/checkpoints/previous/  the checkpoint before, used when ``last`` is found damaged
     RUN/cache/<split>/         frame features of a frozen backbone (run.cache)
@@ -771,11 +773,13 @@ class Trainer:
                             if self._checkpoint_step is not None
                             else "no checkpoint was written before"
                         )
+                        # Some bf16 CPU kernels of torch 2.13 return NaN gradients (docs/training.md#precision).
+                        bf16 = ", train in fp32 (run.precision=no)" if self.precision == "bf16" else ""
                         raise TrainingInterrupted(
                             f"training stopped at step {step}: the loss was not finite (NaN or inf) for {streak} "
                             f"consecutive steps (run.max_nonfinite_steps={max_bad}); those steps were skipped "
-                            f"without updating the weights. {kept}; lower run.lr, set run.clip_grad or check the "
-                            "data, then continue with --resume"
+                            f"without updating the weights. {kept}; lower run.lr, set run.clip_grad{bf16} or check "
+                            "the data, then continue with --resume"
                         )
                     if self.val_data is not None and eval_every_steps and step % eval_every_steps == 0:
                         # A point of the learning curve; early stopping and the best weights follow it too.
