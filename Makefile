@@ -30,3 +30,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/decode_rate.py --json
 	$(PY) benchmarks/paradigm_cost.py --json
 	$(PY) benchmarks/cache_speedup.py --json
+	$(PY) benchmarks/train_rate.py --json

@@ -1,17 +1,21 @@
 """Frames/s of the bench cells that train the backbone: today's settings against the new ones, side by side.
 
     python benchmarks/train_rate.py [--paradigms full_finetune,adapter,lora,prompt_tuning,partial_tuning]
-        [--steps 16] [--batch 16] [--frames 4] [--size 64] [--videos 240] [--rounds 1]
+        [--steps 16] [--batch N] [--frames 4] [--size 64] [--videos 240] [--rounds 1]
         [--settings before,after] [--json]
 
-Each run is a bench cell's training (``videoadapt.bench.cell.config_for``'s settings: recognition on SynthWorld
-generated on the fly, ``run.log_every=1``, ``run.checkpoint_every=0``, no progress bar, no validation) through the
-real ``Trainer``, in a fresh process of its own as the bench runs a cell, under one of these settings:
+Each run is a bench cell's training (``videoadapt.bench.cell.config_for``'s settings and the bench's composition of
+the paradigm, e.g. ``adapter+post_network`` with the shared one-layer temporal head: recognition on SynthWorld
+generated on the fly, ``run.checkpoint_every=0``, no progress bar, no validation) through the real ``Trainer``, in a
+fresh process of its own as the bench runs a cell, under one of these settings:
 
-* ``before``: what a cell ran with before this benchmark was written: fp32 (``run.precision=no``) and
-  ``OMP_WAIT_POLICY=PASSIVE`` (bench/runner.py sets it for cells). The fp32 path computes bit for bit what it did.
-* ``after``: the new settings for cells: ``run.precision=auto`` (bf16 autocast on this CPU, which has
-  AVX512-BF16), and OpenMP threads that spin ~10 us before they sleep (``GOMP_SPINCOUNT=1000`` beside
+* ``before``: what a cell ran with before this benchmark was written: batches of 8 clips (the old quick preset's),
+  fp32 (``run.precision=no``), ``OMP_WAIT_POLICY=PASSIVE`` (bench/runner.py sets it for cells), and SynthWorld
+  clips drawn whole (every frame, and the annotations) before the sampler picks its frames, as ``SynthSource`` did;
+  the fp32 path computes bit for bit what it did.
+* ``after``: the new settings for cells: batches of 16 clips (the quick preset's now), ``run.precision=auto``
+  (bf16 autocast on this CPU, which has AVX512-BF16), only the sampled frames of a SynthWorld clip drawn
+  (``SynthWorld.frames``), and OpenMP threads that spin ~10 us before they sleep (``GOMP_SPINCOUNT=1000`` beside
   ``OMP_WAIT_POLICY=PASSIVE``, which alone makes every idle thread sleep at once, so each of the ~1,500 parallel
   regions of a step starts by waking the other thread);
 * ``bf16_passive`` (not run by default): ``after`` without the spinning, to tell the two changes apart.
@@ -35,8 +39,17 @@ from pathlib import Path
 
 PARADIGMS = ("full_finetune", "adapter", "lora", "prompt_tuning", "partial_tuning")
 SETTINGS: dict[str, dict] = {
-    "before": {"overrides": ["run.precision=no"], "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
-    "after": {"overrides": ["run.precision=auto"], "env": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}},
+    "before": {
+        "overrides": ["run.precision=no"],
+        "env": {"OMP_WAIT_POLICY": "PASSIVE"},
+        "whole_clips": True,
+        "batch": 8,  # the old quick preset: 16 steps of 8 clips
+    },
+    "after": {
+        "overrides": ["run.precision=auto"],
+        "env": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"},
+        "batch": 16,  # the quick preset now
+    },
     "bf16_passive": {"overrides": ["run.precision=auto"], "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
 }
 
@@ -48,15 +61,19 @@ def one_cell(args: argparse.Namespace, paradigm: str, setting: str, out: Path) -
     from omegaconf import OmegaConf
 
     from videoadapt.bench.cell import config_for
+    from videoadapt.bench.matrix import BENCH_PRESETS, paradigm_arms
     from videoadapt.train.config import check_config
     from videoadapt.train.trainer import Trainer
 
+    if SETTINGS[setting].get("whole_clips"):
+        _draw_whole_clips()
+    arm = paradigm_arms(paradigm, BENCH_PRESETS["quick"].budget.video_head)[-1]
     spec = {
         "cell": {
             "task": "recognition",
-            "paradigm": paradigm,
+            "paradigm": arm.paradigm,
             "backbone": args.backbone,
-            "options": {},
+            "options": arm.options,
             "head": {},
             "seed": 0,
         },
@@ -64,7 +81,7 @@ def one_cell(args: argparse.Namespace, paradigm: str, setting: str, out: Path) -
             "frames": args.frames,
             "validate": False,
             "steps": args.steps,
-            "batch_size": args.batch,
+            "batch_size": args.batch or SETTINGS[setting].get("batch", 16),
             "eval_batch_size": 32,
             "lr": 1e-3,
             "warmup_steps": 0,
@@ -99,6 +116,24 @@ def one_cell(args: argparse.Namespace, paradigm: str, setting: str, out: Path) -
     }
 
 
+def _draw_whole_clips() -> None:
+    """SynthWorld clips as ``SynthSource`` drew them before: the whole video with its annotations, then the
+    sampler's frames (the ``before`` setting)."""
+    import numpy as np
+
+    from videoadapt.data.formats import synthworld
+    from videoadapt.data.synthworld import SynthWorld
+
+    def frames(self, ref, sampler=None, rng=None):  # noqa: ANN001, ANN202 - the method it stands in for
+        split, index = ref.video_id.rsplit("_", 1)
+        video = SynthWorld(self.config).video(split, int(index))
+        if sampler is None:
+            return video.frames
+        return video.frames[np.asarray(sampler.indices(video.num_frames, video.fps, rng), dtype=np.int64).reshape(-1)]
+
+    synthworld.SynthSource.frames = frames
+
+
 def run_cell(args: argparse.Namespace, paradigm: str, setting: str) -> dict:
     """One cell in a fresh process with the setting's environment (OpenMP reads it once, at start)."""
     command = [sys.executable, __file__, "--child", paradigm, setting, *_shared_flags(args)]
@@ -112,7 +147,12 @@ def run_cell(args: argparse.Namespace, paradigm: str, setting: str) -> dict:
 
 def _shared_flags(args: argparse.Namespace) -> list[str]:
     names = ("backbone", "steps", "batch", "frames", "size", "videos", "source_frames")
-    return [item for name in names for item in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
+    return [
+        item
+        for name in names
+        if getattr(args, name) is not None
+        for item in (f"--{name.replace('_', '-')}", str(getattr(args, name)))
+    ]
 
 
 def load_average() -> list[float] | None:
@@ -127,7 +167,9 @@ def main() -> None:
     parser.add_argument("--paradigms", default=",".join(PARADIGMS))
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=16, help="clips per optimizer step")
+    parser.add_argument(
+        "--batch", type=int, help="clips per optimizer step for every setting (default: each setting's own, 8 before)"
+    )
     parser.add_argument("--frames", type=int, default=4, help="frames per clip")
     parser.add_argument("--size", type=int, default=64, help="SynthWorld frame size (px)")
     parser.add_argument("--videos", type=int, default=240, help="SynthWorld videos in all splits")
@@ -170,7 +212,8 @@ def main() -> None:
     result = {
         "benchmark": "train_rate",
         "settings": {name: SETTINGS[name] for name in settings},
-        "budget": {k: getattr(args, k) for k in ("steps", "batch", "frames", "size", "videos", "source_frames")},
+        "budget": {k: getattr(args, k) for k in ("steps", "frames", "size", "videos", "source_frames")},
+        "batch": {name: args.batch or SETTINGS[name].get("batch", 16) for name in settings},
         "machine": machine_description(),
         "load_average_before": load_before,
         "load_average_after": load_average(),

@@ -203,9 +203,14 @@ _CONTEXT: Any = None
 def _cell_environment() -> dict[str, str]:
     """The environment of a cell's process. OpenMP threads that sleep instead of spinning while they wait: on a
     shared machine, spinning threads of one process starve the others and a training step took 7-10x longer
-    (measured on the 2-core build machine under load: 24 s vs 2.2 s for the same 8 steps). Set it yourself to
-    override."""
-    return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONUNBUFFERED": "1"}
+    (measured on the 2-core build machine under load: 24 s vs 2.2 s for the same 8 steps); but a short spin (~10 us,
+    GOMP_SPINCOUNT=1000) before sleeping, because each of a step's ~1,500 parallel regions would otherwise start by
+    waking the other thread (about 10 % of a bf16 step, benchmarks/train_rate.py). Set them yourself to override."""
+    return {
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", "1000"),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def _fork_context() -> Any:

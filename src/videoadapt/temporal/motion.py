@@ -67,7 +67,11 @@ class MotionEncoder(nn.Module):
         if t > self.max_frames:
             raise ValueError(f"MotionEncoder was built for at most {self.max_frames} frames, got {t}")
         x = frame_differences(video).transpose(1, 2)  # [B,3,T,H,W]
-        x = self.pool(self.network(x))  # [B,C,T,G,G]
+        # The 3D CNN runs in fp32 even under bf16 autocast: torch 2.13's CPU bf16 Conv3d gives a NaN weight gradient
+        # over 2 frames, and its two-thread bf16 kernels spin at barriers when another process holds a core. The
+        # network is small; fp32 costs little.
+        with torch.autocast(x.device.type, enabled=False):
+            x = self.pool(self.network(x.float()))  # [B,C,T,G,G]
         x = x.flatten(3).permute(0, 2, 3, 1)  # [B,T,G*G,C]
         tokens = self.project(x)
         return tokens + self.time[:t, None].to(tokens.dtype) + self.position.to(tokens.dtype)

@@ -33,6 +33,10 @@ class ObjectStates:
     def present(self) -> np.ndarray:
         return self.radius > 0
 
+    def at(self, frames: np.ndarray) -> ObjectStates:
+        """The states of the given frame indices only (in that order)."""
+        return ObjectStates(self.center[frames], self.radius[frames], self.angle[frames], self.rgb[frames])
+
     def reversed(self) -> ObjectStates:
         return ObjectStates(
             self.center[::-1].copy(), self.radius[::-1].copy(), self.angle[::-1].copy(), self.rgb[::-1].copy()

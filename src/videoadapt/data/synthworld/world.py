@@ -7,7 +7,7 @@ access and parallel writing all produce identical samples.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -126,22 +126,7 @@ class SynthWorld:
         draws (forcing the partner of a pair gives exactly this video played backwards)."""
         cfg = self.config
         scene_seq, text_seq = np.random.SeedSequence([cfg.seed, _split_id(split), index]).spawn(2)
-        rng = np.random.default_rng(scene_seq)
-        group = ACTION_GROUPS[int(rng.integers(len(ACTION_GROUPS)))]
-        flip = bool(rng.random() < 0.5)
-        if action is not None:
-            if action not in ACTION_CLASSES:
-                raise SynthWorldConfigError(f"unknown action {action!r}")
-            group = next(g for g in ACTION_GROUPS if action in g)
-            if len(group) == 2:
-                flip = action != group[0]
-        canonical = group[0]
-        label = group[1] if flip and len(group) == 2 else canonical
-        actors = ACTION_CLASSES[canonical].actors
-        n_objects = int(rng.integers(max(cfg.min_objects, actors), max(cfg.max_objects, actors) + 1))
-        script = script_video(rng, canonical, self.shapes(split), cfg.size, cfg.frames, n_objects)
-        bg = background(rng, cfg.size)
-
+        script, bg, flip, label = self._scene(split, scene_seq, action)
         states = [o.states.reversed() if flip else o.states for o in script.objects]
         start, end = (
             (cfg.frames - 1 - script.end, cfg.frames - 1 - script.start) if flip else (script.start, script.end)
@@ -182,6 +167,41 @@ class SynthWorld:
             novel=any(t.novel for t in tracks),
             reversed=flip,
         )
+
+    def _scene(
+        self, split: str, scene_seq: np.random.SeedSequence, action: str | None
+    ) -> tuple[Any, np.ndarray, bool, str]:
+        """The draws that fix what a video shows: ``(script, background, played backwards, label)``."""
+        cfg = self.config
+        rng = np.random.default_rng(scene_seq)
+        group = ACTION_GROUPS[int(rng.integers(len(ACTION_GROUPS)))]
+        flip = bool(rng.random() < 0.5)
+        if action is not None:
+            if action not in ACTION_CLASSES:
+                raise SynthWorldConfigError(f"unknown action {action!r}")
+            group = next(g for g in ACTION_GROUPS if action in g)
+            if len(group) == 2:
+                flip = action != group[0]
+        canonical = group[0]
+        label = group[1] if flip and len(group) == 2 else canonical
+        actors = ACTION_CLASSES[canonical].actors
+        n_objects = int(rng.integers(max(cfg.min_objects, actors), max(cfg.max_objects, actors) + 1))
+        script = script_video(rng, canonical, self.shapes(split), cfg.size, cfg.frames, n_objects)
+        return script, background(rng, cfg.size), flip, label
+
+    def frames(self, split: str, index: int, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """The pixels of video ``index``'s frames ``indices`` (all when None), uint8 ``[len,H,W,3]``: exactly
+        ``video(split, index).frames[indices]``, drawing only those frames and none of the annotations (tracks,
+        masks, captions, questions), which a training step that samples 4 of 8 frames never reads."""
+        cfg = self.config
+        scene_seq, _ = np.random.SeedSequence([cfg.seed, _split_id(split), index]).spawn(2)
+        script, bg, flip, _ = self._scene(split, scene_seq, None)
+        chosen = np.arange(cfg.frames) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if chosen.size and (chosen.min() < 0 or chosen.max() >= cfg.frames):
+            raise SynthWorldConfigError(f"frame indices {chosen.tolist()} outside the video's {cfg.frames} frames")
+        states = [(o.states.reversed() if flip else o.states).at(chosen) for o in script.objects]
+        pixels, _ = composite(bg, [o.shape for o in script.objects], states, len(chosen))
+        return pixels
 
     def videos(self, split: str, n: int, start: int = 0) -> Iterator[SynthVideo]:
         """Stream videos ``start … start + n - 1`` of ``split`` in memory (nothing touches the disk)."""
