@@ -52,10 +52,15 @@ def test_reader_never_gives_the_train_split_copies_and_refuses_other_tasks():
     assert not any(item.time_reversed for item in train.items) and "reversal_copies" not in train.extra
     with pytest.raises(VideoadaptError, match="reversal_copies applies to recognition only"):
         load_task_data("synth", "test", "retrieval", **SYNTH, reversal_copies=True)
-    with pytest.raises(VideoadaptError, match="reversal_copies must be true or false, got 2"):
+    with pytest.raises(VideoadaptError, match="reversal_copies must be true, false or evaluation split names"):
         load_task_data("synth", "test", "recognition", **SYNTH, reversal_copies=2)
-    with pytest.raises(VideoadaptError, match="reversal_copies='maybe' of format 'synthworld' must be true or false"):
+    with pytest.raises(VideoadaptError, match="got 'maybe'"):
         load_task_data("synth", "test", "recognition", **SYNTH, reversal_copies="maybe")
+    # Named splits: the test split gets copies, validation does not (it costs no extra clips there).
+    test = load_task_data("synth", "test", "recognition", **SYNTH, reversal_copies="test")
+    val = load_task_data("synth", "val", "recognition", **SYNTH, reversal_copies="test")
+    assert any(item.time_reversed for item in test.items) and not any(item.time_reversed for item in val.items)
+    assert load_task_data("synth", "val", "recognition", **SYNTH, reversal_copies="false").items == val.items
 
 
 def test_pairing_comes_from_the_items_and_names_a_lone_copy():

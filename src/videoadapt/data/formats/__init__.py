@@ -137,6 +137,9 @@ def _coerce_options(name: str, reader: Any, options: dict[str, Any]) -> dict[str
         default = parameters[key].default
         if isinstance(value, str) and isinstance(default, bool):
             lowered = value.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no") and "str" in str(parameters[key].annotation):
+                out[key] = value  # a flag that also takes names (reversal_copies=test): the reader checks them
+                continue
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise VideoadaptError(f"option {key}={value!r} of format {name!r} must be true or false")
             value = lowered in ("true", "1", "yes")

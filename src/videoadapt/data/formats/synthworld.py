@@ -20,7 +20,8 @@ each time-reversal pair ``[i, j]`` of class indices and ``extra["reversal_partne
 from the closed answer vocabulary, ids ``<video>/oe<k>``). Every task sets ``extra["novel"]`` (per item: the video
 shows a category held out of video training) and ``extra["config"]``.
 
-Recognition with ``reversal_copies=True`` measures the time-reversal pairs exactly: the val and test splits get, after
+Recognition with ``reversal_copies=True`` measures the time-reversal pairs exactly (``reversal_copies="test"``: in the
+test split only, where a bench reads them; validation then costs no extra clips): the val and test splits get, after
 their videos, one more item per video whose class has a distinct partner: the same video played backwards
 (``ClassificationItem.time_reversed``), labelled with the partner class; ``extra["reversal_copies"]`` lists
 ``[original, copy]`` item indices. A bag-of-frames model scores a clip and its reversal alike, so on these balanced
@@ -204,7 +205,7 @@ def _finish(
     partners: dict[str, str],
     answers: list[str],
     config: dict[str, Any],
-    reversal_copies: bool = False,
+    reversal_copies: bool | str = False,
 ) -> TaskData:
     items, novel = _items(task, annotations, ref_for, origin, problems, qa, actions, answers)
     extra: dict[str, Any] = {"novel": novel, "config": config}
@@ -212,7 +213,7 @@ def _finish(
     if task == "recognition":
         classes = list(actions)
         extra["reversal_pairs"], extra["reversal_partner"] = _reversal(actions, partners)
-        if reversal_copies and split != "train":
+        if split != "train" and (reversal_copies is True or split in _copy_splits(reversal_copies)):
             extra["reversal_copies"] = _add_reversal_copies(items, novel, extra["reversal_partner"])
     if task == "qa":
         extra["qa"] = qa
@@ -231,6 +232,18 @@ def _finish(
     )
 
 
+def _copy_splits(value: bool | str) -> set[str]:
+    """The splits that get time-reversed copies: ``True`` val and test, ``False`` none, or the names given."""
+    if isinstance(value, bool):
+        return {"val", "test"} if value else set()
+    names = {n.strip() for n in str(value).split(",") if n.strip()}
+    if not names or not names <= {"val", "test"}:
+        raise VideoadaptError(
+            f"reversal_copies must be true, false or evaluation split names (val, test), got {value!r}"
+        )
+    return names
+
+
 @registry.register("format", "synthworld")
 def load_synthworld(
     path: str | None,
@@ -244,20 +257,20 @@ def load_synthworld(
     qa: str = "multiple_choice",
     split_fractions: Sequence[float] | None = None,
     skip_bad: bool = False,
-    reversal_copies: bool = False,
+    reversal_copies: bool | str = False,
 ) -> TaskData:
     """SynthWorld in memory (``path`` None: options ``seed``, ``videos``, ``size``, ``frames``, ``split_fractions``)
     or the set written by ``videoadapt synth`` in folder ``path`` (those options are then ignored: the set's own
     config applies). Video ``i`` of a split is the same whatever ``videos`` and ``split_fractions`` are, so
     ``videos: 9000, split_fractions: [16, 1, 1]`` trains on 8,000 videos and keeps the 500 validation and test
-    videos of ``videos: 5000``. ``reversal_copies`` (recognition): time-reversed copies in val and test (see the
-    module docstring)."""
+    videos of ``videos: 5000``. ``reversal_copies`` (recognition): time-reversed copies in val and test, or in the
+    evaluation splits named (``"test"``, ``"val,test"``; see the module docstring)."""
     check_task("synthworld", task, TASKS)
     check_split("synthworld", split, SPLITS)
     if qa not in QA_KINDS:
         raise VideoadaptError(f"qa must be one of {', '.join(QA_KINDS)}, got {qa!r}")
     if not isinstance(reversal_copies, bool):
-        raise VideoadaptError(f"reversal_copies must be true or false, got {reversal_copies!r}")
+        _copy_splits(reversal_copies)  # refuses what is neither true/false nor evaluation split names
     if reversal_copies and task != "recognition":
         raise VideoadaptError(f"reversal_copies applies to recognition only (its action classes), not to {task}")
     problems = Problems(skip_bad)
