@@ -534,6 +534,8 @@ def test_cli_help_list_and_bad_flags(tmp_path, capsys):
         (["--sweep", "lr", "--grid", "adapter=1e-3,0"], "--grid adapter"),
         (["--grid", "adapter=1e-3"], "--grid goes with --sweep"),
         (["--test-split", "val"], "also the validation split"),
+        (["--test-split", "recognition=val"], "also the validation split"),
+        (["--test-split", "=test"], "expected SPLIT or TABLE=SPLIT"),
         (["--learning-rates", str(tmp_path / "none.json")], "learning-rate file not found"),
     ):
         assert main(["bench", "--out", str(tmp_path / "c"), "--tables", "recognition", *argv]) == 2
@@ -593,7 +595,8 @@ def test_real_data_recipe_on_kinetics_and_msrvtt_fixtures(tmp_path, capsys):
     ]
     argv += ["--data-option", f"recognition.video_dir={clips}", "--data-option", f"retrieval.video_dir={ASL}"]
     argv += ["--data-option", "recognition.holdout_fraction=0.5", "--data-option", "retrieval.holdout_fraction=0.5"]
-    argv += ["--train-split", "fit", "--val-split", "holdout", "--test-split", "val", "--validate"]
+    argv += ["--train-split", "fit", "--val-split", "holdout", "--validate"]
+    argv += ["--test-split", "recognition=val", "--test-split", "retrieval=test"]  # what each benchmark reports
     argv += ["--steps", "1", "--batch-size", "1", "--json"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -602,7 +605,7 @@ def test_real_data_recipe_on_kinetics_and_msrvtt_fixtures(tmp_path, capsys):
         results = list(csv.DictReader(handle))
     assert {r["status"] for r in results} == {"ok"}, [r["reason"] for r in results]
     settings = json.loads((out / "bench.json").read_text())
-    assert settings["splits"] == ["fit", "holdout", "val"]
+    assert settings["splits"] == {"train": "fit", "val": "holdout", "test": {"recognition": "val", "retrieval": "test"}}
     assert settings["data"]["retrieval/seed0"]["source"].startswith("msrvtt:")
     assert re.search(r"data kinetics:.*msrvtt:", (out / "report.md").read_text())
 

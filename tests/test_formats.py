@@ -113,6 +113,11 @@ def test_msrvtt_protocols() -> None:
     test = load_task_data(spec("msrvtt"), "test", "retrieval", video_dir=str(ASL))
     assert [(i.video.video_id, i.captions) for i in test.items] == [("thanks", ("a hand moves away from the chin",))]
     assert test.origin.endswith("MSRVTT_JSFUSION_test.csv")
+    # 1k-A has no validation split: its val would be the test set (what CLIP4Clip validated on).
+    with pytest.raises(VideoadaptError, match="1k-A has no validation split.*holdout"):
+        load_task_data(spec("msrvtt"), "val", "retrieval", video_dir=str(ASL))
+    held = load_task_data(spec("msrvtt"), "holdout", "retrieval", video_dir=str(ASL), holdout_fraction=0.5)
+    assert len(held.items) == 1 and held.items[0].video.video_id in ("eat", "milk")
     # captioning: the json's own splits, every caption
     for split, video in (("train", "eat"), ("val", "milk"), ("test", "thanks")):
         cap = load_task_data(spec("msrvtt"), split, "captioning", video_dir=str(ASL))

@@ -86,7 +86,7 @@ def run_bench(
     precision: str | None = None,
     skip_bad: bool = False,
     max_cells: int | None = None,
-    splits: tuple[str, str, str] = ("train", "val", "test"),
+    splits: tuple[str, str, str | dict[str, str]] = ("train", "val", "test"),
     launcher: list[str] | None = None,
     progress: bool = True,
     on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
@@ -94,12 +94,15 @@ def run_bench(
     """Run (or continue) the bench in ``out`` and write its report. Returns the summary with ``ran`` (cells run now)
     and ``reused`` (cells finished before). ``max_cells`` stops after that many cells were run (then the report
     covers what is done). ``splits`` are the (train, validation, test) split names: validation feeds the learning
-    curves (and ``--validate``), never the test split."""
+    curves (and ``--validate``), never the test split; the test split may differ per table or task
+    (``{"": default, "recognition": "val"}``)."""
     out = Path(out)
     data_options = data_options or {}
     rates = rates if rates is not None else LearningRates.defaults()
     every, cells = build_matrix(preset, backbone, seeds, paradigms, tables, baselines, rates, first_seed)
-    _check_splits(splits)
+    tests = {t.name: test_split_of(splits[2], t) for t in every}
+    for table in every:
+        _check_splits((splits[0], splits[1], tests[table.name]), table.name)
     bound = {
         (t.name, seed): table_data(t, preset, data, data_options, seed)
         for t in every
@@ -118,7 +121,7 @@ def run_bench(
         "data": {f"{name}/seed{seed}": d for (name, seed), d in bound.items() if d is not None},
         "baselines": baselines,
         "precision": precision or preset.budget.precision,
-        "splits": list(splits),
+        "splits": {"train": splits[0], "val": splits[1], "test": tests},
         "learning_rates": {"source": rates.source, "describe": rates.describe()},
     }
     _check_settings(out, settings)
@@ -137,7 +140,7 @@ def run_bench(
             "precision": precision or preset.budget.precision,
             "train_split": splits[0],
             "val_split": splits[1],
-            "test_split": splits[2],
+            "test_split": tests[cell.table],
         }
         if cell.teacher is not None:
             teacher = next((c for c in cells if c.key == cell.teacher), None)
@@ -272,12 +275,20 @@ def _run_one(folder: Path, isolate: bool, launcher: list[str] | None = None) -> 
     return result
 
 
-def _check_splits(splits: Sequence[str]) -> None:
+def test_split_of(tests: str | dict[str, str], table: Table) -> str:
+    """The split ``table`` is scored on: one name for all, or per table (then per task, then the default "")."""
+    if isinstance(tests, str):
+        return tests
+    return tests.get(table.name, tests.get(table.task, tests.get("", "test")))
+
+
+def _check_splits(splits: Sequence[str], table: str = "") -> None:
     train, val, test = splits
     if test in (train, val):
+        where = f" of {table}" if table else ""
         raise VideoadaptError(
-            f"the test split {test!r} is also the {'training' if test == train else 'validation'} split: nothing "
-            "may be selected or trained on the split a bench is scored on"
+            f"the test split {test!r}{where} is also the {'training' if test == train else 'validation'} split: "
+            "nothing may be selected or trained on the split a bench is scored on"
         )
 
 

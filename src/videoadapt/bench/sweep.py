@@ -37,7 +37,7 @@ from videoadapt.bench.matrix import (
     select_tables,
     slug,
 )
-from videoadapt.bench.runner import SETTINGS, _check_settings, _check_splits, run_cells, table_data
+from videoadapt.bench.runner import SETTINGS, _check_settings, _check_splits, run_cells, table_data, test_split_of
 from videoadapt.errors import VideoadaptError
 from videoadapt.utils.safe_io import load_json, save_json
 
@@ -64,7 +64,7 @@ def run_sweep(
     device: str | None = None,
     precision: str | None = None,
     skip_bad: bool = False,
-    splits: tuple[str, str, str] = ("train", "val", "test"),
+    splits: tuple[str, str, str | dict[str, str]] = ("train", "val", "test"),
     launcher: list[str] | None = None,
     progress: bool = True,
     max_cells: int | None = None,
@@ -73,7 +73,6 @@ def run_sweep(
     """Run (or continue) the sweep in ``out``; returns what it chose (also in ``OUT/learning_rates.json``).
     ``extend``: how many grid steps an arm may add beyond an end of its grid where its best value sits."""
     out = Path(out)
-    _check_splits(splits)
     grids = {k: tuple(check_rate(v, f"--grid {k}") for v in values) for k, values in (grids or {}).items()}
     for name, values in grids.items():
         if not values:
@@ -89,6 +88,8 @@ def run_sweep(
     sweep_preset = replace(preset, budget=replace(preset.budget, curve_points=0, validate=False))
     bound = {t.name: table_data(t, sweep_preset, data, data_options or {}, 0) for t in every}
     every = [t for t in every if bound[t.name] is not None]
+    for table in every:
+        _check_splits((splits[0], splits[1], test_split_of(splits[2], table)), table.name)
     settings = {
         "sweep": "lr",
         "preset": preset.name,
@@ -100,7 +101,7 @@ def run_sweep(
         "grids": {k: list(v) for k, v in grids.items()},
         "extend": extend,
         "precision": precision or preset.budget.precision,
-        "splits": list(splits),
+        "splits": {"train": splits[0], "val": splits[1]},
     }
     _check_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "split: holdout, a part of the training split set aside, with --train-split fit)",
     )
     parser.add_argument(
-        "--test-split", default="test", help="split every cell is scored on (default test; Kinetics-400: val)"
+        "--test-split",
+        action="append",
+        default=[],
+        metavar="[TABLE=]SPLIT",
+        help="split the cells are scored on (default test), for every table or per table or task: "
+        "recognition=val (Kinetics-400 reports val), retrieval=test (MSR-VTT 1k-A); repeatable",
     )
     parser.add_argument(
         "--launcher",
@@ -132,6 +137,18 @@ def parse_data_options(values: list[str]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not table or not key:
             raise VideoadaptError(f"--data-option {value!r}: expected TABLE.KEY=VALUE, e.g. retrieval.video_dir=DIR")
         out.setdefault(table.strip(), {})[key.strip()] = item
+    return out
+
+
+def parse_test_splits(values: list[str]) -> dict[str, str]:
+    """``--test-split`` flags -> {table or task: split}, the key "" for every other table (default test)."""
+    out = {"": "test"}
+    for value in values:
+        name, sep, split = value.partition("=")
+        name, split = (name.strip(), split.strip()) if sep else ("", name.strip())
+        if not split or (sep and not name):
+            raise VideoadaptError(f"--test-split {value!r}: expected SPLIT or TABLE=SPLIT, e.g. recognition=val")
+        out[name] = split
     return out
 
 
@@ -195,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             raise VideoadaptError(f"{flag} must be >= 1, got {value}")
     paradigms, tables = _names(args.paradigms), _names(args.tables)
     precision = PRECISIONS[args.precision] if args.precision else None
-    splits = (args.train_split, args.val_split, args.test_split)
+    splits = (args.train_split, args.val_split, parse_test_splits(args.test_split))
     launcher = shlex.split(args.launcher) if args.launcher else None
     if args.sweep:
         return sweep(args, preset, paradigms, tables, precision, splits, launcher)

@@ -14,8 +14,9 @@
 Two protocols (option ``protocol``):
 
 * ``1k-A`` (default for retrieval; CLIP4Clip and most CLIP-based work): ``train`` = the 9k list with all ~20
-  captions of each video; ``val`` and ``test`` = the JSFusion 1k videos, each with its one csv sentence (val is the
-  test set, as in CLIP4Clip, which has no separate validation split).
+  captions of each video; ``test`` = the JSFusion 1k videos, each with its one csv sentence. There is no ``val``:
+  CLIP4Clip validated on the test set, which selects on it; ask for ``holdout`` (a part of the training videos,
+  with ``fit`` as the training split) instead, and ``val`` says so.
 * ``official`` (default for captioning): the json's own ``split`` field, train 6513 / validate 497 / test 2990
   videos, every caption of each video (``val`` reads ``validate``).
 
@@ -88,7 +89,14 @@ def load_msrvtt(
     problems = Problems(skip_bad)
     index = VideoIndex(find_video_dir(root, video_dir, VIDEO_DIRS))
 
-    if protocol == "1k-A" and split in ("val", "test"):
+    if protocol == "1k-A" and split == "val":
+        raise VideoadaptError(
+            "msrvtt 1k-A has no validation split: its 1k videos are the test set, and validating on them selects "
+            "on test; validate on a part of the training videos instead (split holdout, with fit as the training "
+            "split: data.train_split=fit data.val_split=holdout, or videoadapt bench --train-split fit --val-split "
+            "holdout)"
+        )
+    if protocol == "1k-A" and split == "test":
         # The 1k-A csv carries its own sentence per video: the caption json is not needed.
         file = base / TEST_1KA if root.is_dir() else _sibling(root, TEST_1KA)
         captions: dict[str, list[str]] = defaultdict(list)
