@@ -360,21 +360,9 @@ def _curve_point(entry: dict[str, Any], step_gflops: float | None) -> dict[str, 
 
 def _scored_data(data: Any, predictions: list[tuple[int, Any]]) -> Any:
     """The items that were scored (all, unless unreadable clips were skipped), as the task's evaluate saw them."""
-    from videoadapt.data.records import TaskData
-
     if len(predictions) == len(data.items):
         return data
-    keep = sorted(i for i, _ in predictions)
-    return TaskData(
-        data.task,
-        data.split,
-        [data.items[i] for i in keep],
-        data.source,
-        data.origin,
-        data.classes,
-        data.answers,
-        data.extra,
-    )
+    return data.subset(sorted(i for i, _ in predictions))
 
 
 def _keep_items(directory: Path, task: Any, predictions: list[Any], data: Any) -> int:

@@ -8,7 +8,7 @@ means the same clip, which is what the feature cache keys on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -135,6 +135,10 @@ class TaskData:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def subset(self, keep: list[int], **changes: object) -> TaskData:
+        """The items at the indices ``keep`` (in that order), vocabularies shared; ``changes`` replace fields."""
+        return replace(self, items=[self.items[i] for i in keep], **changes)
 
     def videos(self) -> list[VideoRef]:
         """Distinct clips in item order (a video with several questions or captions appears once)."""

@@ -33,7 +33,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,7 @@ def check_items(task: Task, data: TaskData, skip_bad: bool) -> TaskData:
         raise VideoadaptError(f"{data.origin}: every item of split {data.split!r} is bad, e.g. {reasons[0]}")
     extra = dict(data.extra)
     extra["skipped_by_task"] = {"count": len(reasons), "reasons": reasons[:5]}
-    return TaskData(data.task, data.split, kept, data.source, data.origin, data.classes, data.answers, extra)
+    return replace(data, items=kept, extra=extra)
 
 
 def open_cache(
@@ -936,16 +936,7 @@ def evaluate_data(
     if len(predictions) < len(data):
         # Unreadable clips were skipped (skip_bad): score the items that have a prediction.
         keep = sorted(predictions)
-        data = TaskData(
-            data.task,
-            data.split,
-            [data.items[i] for i in keep],
-            data.source,
-            data.origin,
-            data.classes,
-            data.answers,
-            data.extra,
-        )
+        data = data.subset(keep)
         ordered = [predictions[i] for i in keep]
     else:
         ordered = [predictions[i] for i in range(len(data))]
