@@ -223,6 +223,39 @@ def test_the_shipped_quick_rates_were_chosen_on_validation_by_the_sweep_they_nam
             assert cell.lr == rates.tables["recognition"][cell.arm]["lr"]
 
 
+def test_the_shipped_standard_rates_say_what_was_swept_and_what_was_carried_over():
+    """bench/rates/standard.json: on every standard table the head rates were swept on that table's validation
+    split (the best grid point), and each arm the sweep did not run carries the table's head rate and the backbone
+    rate quick's sweep chose on recognition, as the file's `transferred` section says."""
+    import importlib.resources
+
+    folder = importlib.resources.files("videoadapt.bench").joinpath("rates")
+    document = json.loads(folder.joinpath("standard.json").read_text())
+    quick = LearningRates.shipped("quick").tables["recognition"]
+    assert document["selected_on"] == "val" and "--preset standard --sweep lr" in document["command"]
+    rates = LearningRates.shipped("standard")
+    tables, _ = build_matrix(BENCH_PRESETS["standard"])
+    trained = [a for a in _arms() if a.trains]
+    assert set(rates.tables) == {t.name for t in tables}
+    for table in rates.tables:
+        swept = document["sweep"][table]
+        carried = document["transferred"]["arms"][table]
+        assert "post_network" in swept and "post_network" not in carried
+        assert set(swept) | set(carried) == {a.name for a in trained}, table
+        for arm in trained:
+            chosen = rates.tables[table][arm.name]
+            if arm.name in swept:
+                role = "backbone_lr" if arm.role == "backbone" else "lr"
+                best = max((p for p in swept[arm.name] if p["val"] is not None), key=lambda p: (p["val"], -p[role]))
+                assert chosen[role] == best[role], (table, arm.name)
+            else:
+                assert chosen["lr"] == rates.tables[table]["post_network"]["lr"], (table, arm.name)
+                assert chosen.get("backbone_lr") == quick[arm.name].get("backbone_lr"), (table, arm.name)
+    # The standard matrix reads them (not the defaults).
+    _, cells = build_matrix(BENCH_PRESETS["standard"], rates=rates)
+    assert all(c.lr == rates.tables[c.table][c.arm]["lr"] for c in cells if c.role != "none")
+
+
 def test_grids_span_the_published_recipes_and_refuse_non_positive_rates():
     # Full fine-tuning's grid reaches down to the published CLIP rates (1e-7..1e-5) and up to a new module's.
     assert min(GRIDS["full_finetune"]) <= 1e-5 and max(GRIDS["full_finetune"]) >= 1e-4
@@ -431,8 +464,31 @@ def test_a_shortfall_is_explained_by_what_the_bench_measured():
     text = diagnose("x", blind, rising, "top1")
     assert "does not tell time-reversed actions apart" in text and "still learning" in text and "+4.0" in text
     seeing = {"metrics": {"reversal_pair_accuracy": (60.0, 0, 1)}, "intervals": {"reversal_pair_accuracy": (58, 62)}}
-    assert diagnose("x", seeing, flat, "top1").startswith("settled below it")
+    assert diagnose("x", seeing, flat, "top1").startswith("settled (validation +0.2")
     assert diagnose("x", seeing, [], "top1") == "no learning curve to tell why"
+
+
+def test_against_a_baseline_a_difference_whose_interval_holds_the_bar_is_a_tie():
+    from videoadapt.bench.matrix import Table
+    from videoadapt.bench.report import summary_lines
+
+    table = Table("retrieval", "retrieval", "Table III: retrieval", (("R@sum", "t2v_Rsum"),))
+    figures = {"zero_shot": 60.0, "under": 40.0, "level": 59.9, "over": 80.0}
+    entries = [
+        {"arm": arm, "metrics": {"t2v_Rsum": (v, 0.0, 1)}, "intervals": {"t2v_Rsum": (v - 3, v + 3)}}
+        for arm, v in figures.items()
+    ]
+    versus = {
+        "under": {"point": -20.0, "difference": (-20.0, -26.0, -14.0, 1000)},
+        "level": {"point": -0.1, "difference": (-0.1, -0.4, 0.2, 1000)},
+        "over": {"point": 20.0, "difference": (20.0, 15.0, 25.0, 1000)},
+    }
+    ranking = {"best": "over", "tied": [], "behind": [{"arm": "level", "difference": (20.1, 15.0, 25.0, 1000)}]}
+    standing = {"metric": "t2v_Rsum", "ranking": ranking, "baselines": {"zero_shot": versus}}
+    text = "\n".join(summary_lines(table, entries, standing))
+    assert "1 arm(s) below its figure, 1 arm(s) tied with its figure (the paired interval holds it), 1 above" in text
+    assert "under -20.0 [-26.0, -14.0] (below)" in text and "level -0.1 [-0.4, +0.2] (tied)" in text
+    assert "over +20.0" not in text
 
 
 def test_kendall_tau_and_compare_refuse_benches_of_another_preset(tmp_path, capsys):

@@ -328,7 +328,7 @@ def diagnose(arm: str, entry: dict[str, Any], curve: Sequence[dict[str, float]],
         if gain > STILL_LEARNING:
             reasons.append(f"still learning when the budget ended (validation {gain:+.1f} over its last {steps} steps)")
         elif not reasons:
-            reasons.append(f"settled below it (validation {gain:+.1f} over its last {steps} steps)")
+            reasons.append(f"settled (validation {gain:+.1f} over its last {steps} steps)")
     return "; ".join(reasons) or "no learning curve to tell why"
 
 
@@ -372,19 +372,35 @@ def summary_lines(
         if baseline not in by_arm:
             continue
         margin = RANDOM_INIT_MARGIN if baseline == RANDOM_INIT and table.task == "recognition" else 0.0
-        below = [arm for arm, v in versus.items() if v["point"] < margin]
+        # A difference whose interval holds the bar is a tie with it: only an interval wholly under the bar is
+        # "below", and only one wholly over it is "above".
+        below, tied = [], []
+        for arm, v in versus.items():
+            low, high = (v["difference"][1], v["difference"][2]) if v["difference"] else (v["point"], v["point"])
+            if high < margin:
+                below.append(arm)
+            elif low <= margin:
+                tied.append(arm)
         worst = min(versus, key=lambda a: versus[a]["point"])
         head = f"  - vs {_name(baseline)} ({figure(baseline)}): "
         bar = f"+{margin:g} points" if margin else "its figure"
-        if not below:
+        if not below and not tied:
             lines.append(
                 head + f"every arm is above {bar} (the lowest, {worst}, {fmt_difference(versus[worst]['difference'])})."
             )
-        else:
-            lines.append(head + f"{len(below)} arm(s) below {bar}:")
-            for arm in below:
-                why = diagnose(arm, by_arm[arm], (curves or {}).get(arm, []), key)
-                lines.append(f"    - {arm} {fmt_difference(versus[arm]['difference'])}: {why}.")
+            continue
+        parts = []
+        if below:
+            parts.append(f"{len(below)} arm(s) below {bar}")
+        if tied:
+            parts.append(f"{len(tied)} arm(s) tied with {bar} (the paired interval holds it)")
+        rest = len(versus) - len(below) - len(tied)
+        parts.append(f"{rest} above" if rest else "none above")
+        lines.append(head + ", ".join(parts) + ":")
+        for arm in below + tied:
+            word = "below" if arm in below else "tied"
+            why = diagnose(arm, by_arm[arm], (curves or {}).get(arm, []), key)
+            lines.append(f"    - {arm} {fmt_difference(versus[arm]['difference'])} ({word}): {why}.")
     return lines
 
 
