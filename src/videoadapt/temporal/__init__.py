@@ -2,6 +2,15 @@
 
 from videoadapt.temporal.fusion import CrossStreamFusion
 from videoadapt.temporal.moment_detr import MomentDETR
+from videoadapt.temporal.moment_detr_criterion import (
+    MomentDETRCriterion,
+    MomentDETRMatcher,
+    generalized_temporal_iou,
+    sample_saliency_pairs,
+    span_cxw_to_xx,
+    span_xx_to_cxw,
+    temporal_iou,
+)
 from videoadapt.temporal.motion import MotionEncoder
 from videoadapt.temporal.pooling import MeanPool
 from videoadapt.temporal.qformer import QFormer
@@ -13,9 +22,16 @@ __all__ = [
     "CrossStreamFusion",
     "MeanPool",
     "MomentDETR",
+    "MomentDETRCriterion",
+    "MomentDETRMatcher",
     "MotionEncoder",
     "QFormer",
     "SeqTransf",
     "SpaceTimeTransformer",
     "TemporalTransformer",
+    "generalized_temporal_iou",
+    "sample_saliency_pairs",
+    "span_cxw_to_xx",
+    "span_xx_to_cxw",
+    "temporal_iou",
 ]

@@ -27,6 +27,11 @@ offered (the official defaults are ``l1`` and post-LN); padding masks for videos
 T frames per video). Module names mirror the official ones (``input_vid_proj.0.LayerNorm``, ``transformer.
 decoder.layers.0.multihead_attn``, ``span_embed.layers.2``, ...), so an official state dict maps key for key
 except for the dropped ``txt_position_embed.*``.
+
+Training: ``moment_detr_criterion.py`` holds the official loss — ``MomentDETRMatcher`` (Hungarian matching of slots
+to ground-truth moments on L1, gIoU and foreground probability) and ``MomentDETRCriterion`` (span L1 and gIoU,
+foreground/background cross-entropy with ``eos_coef``, saliency hinge, auxiliary losses of the earlier decoder
+layers, weighted total), which reads this model's ``outputs`` dict directly.
 """
 
 from __future__ import annotations
