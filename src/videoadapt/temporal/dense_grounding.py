@@ -54,7 +54,8 @@ Conventions (official unless said otherwise):
   ``(p - d_s * stride, p + d_e * stride)`` converted to seconds and clipped to ``[0, duration]``, score = sigmoid
   of its foreground logit; greedy 1-D NMS (:func:`temporal_nms`) removes a span whose IoU with a kept,
   higher-scored one is *strictly above* the threshold (``> 0.7``, as UniVTG's ``temporal_nms``; its default
-  ``nms_thd`` is -1 = off, 0.7 is the value used in its scripts and the usual one) and the best ``top_k`` = 10
+  ``nms_thd`` is -1 = off; 0.7 is our default, a common choice in moment retrieval that we did not find set in
+  UniVTG's own scripts) and the best ``top_k`` = 10
   (``max_after_nms``) are returned as ``[start, end, score]`` lists. IoU here is the true IoU
   (:func:`temporal_iou`); UniVTG's NMS divides by the hull instead of the union (deviation).
 """
