@@ -1,5 +1,12 @@
 """Reusable temporal modules: they turn per-frame features ``[B,T,D]`` into video features."""
 
+from videoadapt.temporal.dense_grounding import (
+    DenseGroundingCriterion,
+    DenseGroundingHead,
+    assign_targets,
+    decode_dense_grounding,
+    temporal_nms,
+)
 from videoadapt.temporal.fusion import CrossStreamFusion
 from videoadapt.temporal.moment_detr import MomentDETR
 from videoadapt.temporal.moment_detr_criterion import (
@@ -20,6 +27,8 @@ from videoadapt.temporal.transformer import TemporalTransformer
 
 __all__ = [
     "CrossStreamFusion",
+    "DenseGroundingCriterion",
+    "DenseGroundingHead",
     "MeanPool",
     "MomentDETR",
     "MomentDETRCriterion",
@@ -29,9 +38,12 @@ __all__ = [
     "SeqTransf",
     "SpaceTimeTransformer",
     "TemporalTransformer",
+    "assign_targets",
+    "decode_dense_grounding",
     "generalized_temporal_iou",
     "sample_saliency_pairs",
     "span_cxw_to_xx",
     "span_xx_to_cxw",
     "temporal_iou",
+    "temporal_nms",
 ]
