@@ -24,6 +24,16 @@ from videoadapt.temporal.qformer import QFormer
 from videoadapt.temporal.seq_transf import SeqTransf
 from videoadapt.temporal.spacetime import SpaceTimeTransformer
 from videoadapt.temporal.transformer import TemporalTransformer
+from videoadapt.temporal.tube_grounding import (
+    TubeGroundingCriterion,
+    TubeGroundingHead,
+    box_cxcywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    decode_tube,
+    gaussian_frame_target,
+    paired_generalized_box_iou,
+    sted_kl_loss,
+)
 
 __all__ = [
     "CrossStreamFusion",
@@ -38,12 +48,20 @@ __all__ = [
     "SeqTransf",
     "SpaceTimeTransformer",
     "TemporalTransformer",
+    "TubeGroundingCriterion",
+    "TubeGroundingHead",
     "assign_targets",
+    "box_cxcywh_to_xyxy",
+    "box_xyxy_to_cxcywh",
     "decode_dense_grounding",
+    "decode_tube",
+    "gaussian_frame_target",
     "generalized_temporal_iou",
+    "paired_generalized_box_iou",
     "sample_saliency_pairs",
     "span_cxw_to_xx",
     "span_xx_to_cxw",
+    "sted_kl_loss",
     "temporal_iou",
     "temporal_nms",
 ]
