@@ -390,6 +390,9 @@ def test_micro_bench_resumes_and_its_report_csv_intervals_and_plots_agree(tmp_pa
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 10 and {r["status"] for r in rows} == {"ok"}, [r["reason"] for r in rows]
+    # The zero-shot row reads the frozen rows' shared cache: the frame features post_network:mean is trained on.
+    zero = json.loads((_folder(out, f"recognition/{ZERO_SHOT}/seed0") / cell_module.RESULT).read_text())
+    assert zero["cached_features"] is True
     report = (out / "report.md").read_text()
     columns = {"recognition": ("top-1", "top1"), "retrieval": ("R@sum", "t2v_Rsum")}
     labels = {ZERO_SHOT: "zero-shot ILFM", RANDOM_INIT: "random init"}

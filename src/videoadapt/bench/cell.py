@@ -225,7 +225,10 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             train_data = check_items(task, train_items, bool(config.data.skip_bad))
             model = build_model(config, train_data, ilfm=ilfm).to(device)
             trained, train_s, setup_s, peak, measure = 0, None, None, None, "no training"
-            use_cache, step_gflops = False, None
+            # Scored from the shared feature cache like the frozen rows: the same frame features as
+            # post_network:mean (not a second, differently-rounded pass of the backbone over the test videos).
+            use_cache = bool(config.run.cache) and model.encoder.cacheable
+            step_gflops = None
             result["steps"] = 0
         else:
             if cell["paradigm"].startswith("side_tuning"):
