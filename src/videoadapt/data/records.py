@@ -17,7 +17,7 @@ import numpy as np
 from videoadapt.data.sampling import Sampler
 from videoadapt.errors import VideoadaptError
 
-TASKS = ("recognition", "retrieval", "qa", "captioning")
+TASKS = ("recognition", "retrieval", "qa", "captioning", "temporal_grounding", "st_grounding")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,48 @@ class QAItem:
         return self.candidates is not None
 
 
-Item = ClassificationItem | CaptionItem | QAItem
+@dataclass(frozen=True)
+class Tube:
+    """A spatio-temporal tube: one box per annotated frame, in the video's own frame numbering.
+
+    ``frames`` are 0-based indices of the video decoded at ``fps`` (readers of 1-based formats subtract one),
+    strictly increasing; ``boxes`` are ``(x1, y1, x2, y2)`` pixels of a ``width`` × ``height`` frame, x2 > x1 and
+    y2 > y1. The tube's span is ``[frames[0], frames[-1]]`` inclusive (readers of end-exclusive formats convert).
+    """
+
+    frames: tuple[int, ...]
+    boxes: tuple[tuple[float, float, float, float], ...]
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def span_s(self) -> tuple[float, float]:
+        """The tube's time span in seconds: first frame's start to the end of the last frame."""
+        return self.frames[0] / self.fps, (self.frames[-1] + 1) / self.fps
+
+
+@dataclass(frozen=True)
+class GroundingItem:
+    """Temporal grounding (moment retrieval) and spatio-temporal grounding: a sentence about a clip.
+
+    ``windows``: the relevant time windows ``(start, end)`` in seconds of a ``duration``-second clip, start < end
+    (Charades-STA has one, QVHighlights up to a few). ``saliency``: QVHighlights' per-clip scores, ``(clip index,
+    score 0-4)`` pairs for clips of ``clip_length`` seconds (highlight detection), else None. ``tube``: the box of
+    the described object in each frame of its span (spatio-temporal grounding), else None.
+    """
+
+    query_id: str
+    video: VideoRef
+    query: str
+    duration: float
+    windows: tuple[tuple[float, float], ...]
+    saliency: tuple[tuple[int, float], ...] | None = None
+    clip_length: float | None = None
+    tube: Tube | None = None
+
+
+Item = ClassificationItem | CaptionItem | QAItem | GroundingItem
 
 
 def time_reversal_copies(items: list[Item]) -> dict[int, int]:
