@@ -160,6 +160,8 @@ class Task:
     monitor: ClassVar[str]  # validation metric for early stopping and the best checkpoint (higher is better)
     # The bench's tables for this task (videoadapt.bench); a task without them gets one table of all its metrics.
     survey: ClassVar[tuple[SurveyTable, ...]] = ()
+    # Reads VideoFeatures.patches (spatio-temporal grounding): the feature cache then keeps the patch tokens.
+    needs_patches: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -224,6 +226,11 @@ class Task:
         """One small JSON-able record per row of :meth:`item_statistics`: the item's id, what was predicted, the
         target, whether it was right; enough to redo the analysis without the model."""
         raise NotImplementedError(f"{self.name}: no per-item records")
+
+    def query_texts(self, targets: dict) -> list[str] | None:
+        """One sentence per item of the batch for an encoder that fuses the video with a text query (a grounding
+        paradigm head such as R2-Tuning's side network with ``text: true``); None: this task has no such query."""
+        return None
 
     def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
         """The text embeddings ``[M, E]`` (joint space, L2-normalised) a training batch is scored against, for a

@@ -43,7 +43,7 @@ from torch import nn
 from videoadapt.data.records import TaskData
 from videoadapt.data.sampling import Dense, UniformSegments, sampler_from_spec
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.tasks import Task, TaskHead, TextEncoder, build_task, feature_widths
 from videoadapt.train.config import sampler_specs, save_config, to_plain
@@ -71,6 +71,16 @@ class TrainingInterrupted(VideoadaptError):
 # --- the model a step runs ----------------------------------------------------------------------------------
 
 
+def index_frame_features(features: FrameFeatures, rows: torch.Tensor) -> FrameFeatures:
+    """Cached frame features of the clips ``rows`` (in that order, repeats allowed)."""
+
+    def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x.index_select(0, rows.to(x.device))
+
+    layers = None if features.layers is None else [pick(x) for x in features.layers]
+    return FrameFeatures(pick(features.cls), pick(features.patches), pick(features.embeds), layers)
+
+
 def select_rows(features: VideoFeatures, rows: torch.Tensor) -> VideoFeatures:
     """Features of the items of a batch when several items share a clip (QA: many questions per video)."""
     videos = features.video.shape[0]
@@ -96,13 +106,21 @@ class TaskModel(nn.Module):
         self.text = text
 
     def features(self, batch: Batch) -> VideoFeatures:
-        if self.encoder.head.needs_text:
-            raise VideoadaptError(
-                f"{'+'.join(self.encoder.paradigm_names)}: this encoder fuses the video with a text query, which "
-                f"task {self.task.name} does not supply (grounding heads belong to grounding tasks)"
-            )
         # Cached features stand in for the backbone; a head that also reads pixels gets both.
         video = batch.video if (batch.cached is None or self.encoder.cache_with_pixels) else None
+        if self.encoder.head.needs_text:
+            queries = self.task.query_texts(batch.targets)
+            if queries is None:
+                raise VideoadaptError(
+                    f"{'+'.join(self.encoder.paradigm_names)}: this encoder fuses the video with a text query, "
+                    f"which task {self.task.name} does not supply (grounding heads belong to grounding tasks)"
+                )
+            # One query per item, so the clip of every item is encoded with its own sentence (two queries about
+            # one video are two rows here).
+            rows = batch.rows
+            video = None if video is None else video.index_select(0, rows.to(video.device))
+            cached = None if batch.cached is None else index_frame_features(batch.cached, rows)
+            return self.encoder(video=video, cached=cached, text=self.text(queries))
         extras = {}
         if "anchors" in self.encoder.head.extra_inputs and self.training:
             # A distillation head matches its teacher's text-video similarities over the task's texts of the batch
@@ -401,7 +419,7 @@ class Trainer:
             pixels=not self.use_cache or encoder.cache_with_pixels,
             skip_bad=skip_bad,
             cache_sampler=cache_sampler,
-            cache_patches=bool(getattr(encoder.head, "needs_patches", True)),
+            cache_patches=bool(getattr(encoder.head, "needs_patches", True)) or self.task.needs_patches,
         )
         self.eval_spec = eval_spec
         # Validation features too are extracted now, so that no epoch, and no validation, runs the backbone.
@@ -910,7 +928,7 @@ def evaluate_data(
         cache=cache,
         pixels=cache is None or encoder.cache_with_pixels,
         skip_bad=skip_bad,
-        cache_patches=bool(getattr(encoder.head, "needs_patches", True)),
+        cache_patches=bool(getattr(encoder.head, "needs_patches", True)) or model.task.needs_patches,
     )
     was_training = model.training
     model.eval()
