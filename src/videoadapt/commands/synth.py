@@ -17,6 +17,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     parser.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    parser.add_argument(
+        "--scenes",
+        choices=("events", "grounding"),
+        default="events",
+        help="events: one event per video, for every task but grounding (default); grounding: two same-shape "
+        "actors of different colours with an event each, for temporal and spatio-temporal grounding",
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel writer processes (default 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
@@ -30,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SynthWorldConfigError(f"--videos must be non-negative, got {args.videos}")
     if args.workers < 1:
         raise SynthWorldConfigError(f"--workers must be at least 1, got {args.workers}")
-    config = SynthWorldConfig(size=args.size, frames=args.frames, fps=args.fps, seed=args.seed)
+    config = SynthWorldConfig(size=args.size, frames=args.frames, fps=args.fps, seed=args.seed, scenes=args.scenes)
     total = sum(SynthWorld(config).split_sizes(args.videos).values())
     with make_progress(transient=args.json) as progress:
         task = progress.add_task("synthworld", total=total, info="")
@@ -59,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     for name in TASK_COUNTS:
         table.add_row(name.replace("_", " "), *(str(c[name]) for c in summary["splits"].values()))
     console.print(table)
-    actions = Table(title="action classes (time-reversal partners are drawn equally often)")
+    what = "events" if args.scenes == "grounding" else "videos"
+    actions = Table(title=f"action classes of the {what} (time-reversal partners are drawn equally often)")
     actions.add_column("action")
     for split in summary["actions"]:
         actions.add_column(split, justify="right")

@@ -1,4 +1,4 @@
-"""SynthWorld as a data set for all four tasks, generated in memory (``synth``) or read from disk (``synth:DIR``).
+"""SynthWorld as a data set for every task, generated in memory (``synth``) or read from disk (``synth:DIR``).
 
 In memory, ``load_task_data("synth", split, task, seed=0, videos=2000, size=64, frames=16)`` draws the split's
 videos of ``SynthWorld(SynthWorldConfig(seed, size, frames))`` with ``split_sizes(videos)`` (80/10/10), and the
@@ -19,6 +19,16 @@ each time-reversal pair ``[i, j]`` of class indices and ``extra["reversal_partne
 ``qa="multiple_choice"`` (default): 5 candidates per question, ids ``<video>/mc<k>``; ``qa="open_ended"``: answers
 from the closed answer vocabulary, ids ``<video>/oe<k>``). Every task sets ``extra["novel"]`` (per item: the video
 shows a category held out of video training) and ``extra["config"]``.
+
+``temporal_grounding`` and ``st_grounding`` read *grounding scenes* (docs/synthworld.md#grounding-scenes): in
+memory they switch the config to ``scenes="grounding"`` by themselves (the origin then ends in
+``,scenes=grounding``); on disk they need a set written with ``videoadapt synth --scenes grounding``, and every
+other task refuses such a set (it has no labels, captions or questions). Each event is one :class:`GroundingItem`,
+id ``<video>/g<k>``: ``query`` names the actor by colour and shape, ``duration = frames / fps``, ``windows`` =
+``((start_frame / fps, end_frame / fps),)`` and, for both tasks, ``tube`` = the actor's boxes ``(x1, y1, x2, y2)``
+(end-exclusive pixels) on every frame ``start_frame..end_frame`` inclusive. On disk an event whose span is
+reversed, empty or outside the video, or whose actor has no box or a box outside the frame on a frame of its
+span, makes its video a bad item.
 
 Recognition with ``reversal_copies=True`` measures the time-reversal pairs exactly (``reversal_copies="test"``: in the
 test split only, where a bench reads them; validation then costs no extra clips): the val and test splits get, after
@@ -46,15 +56,17 @@ from videoadapt.data.records import (
     CaptionItem,
     ClassificationItem,
     FileSource,
+    GroundingItem,
     Item,
     QAItem,
     TaskData,
+    Tube,
     VideoRef,
     VideoSource,
 )
 from videoadapt.data.sampling import Sampler
 from videoadapt.data.synthworld import vocabulary as vocab
-from videoadapt.data.synthworld.disk import check_video_annotation
+from videoadapt.data.synthworld.disk import GROUNDING_TASKS, check_video_annotation
 from videoadapt.data.synthworld.world import SPLITS, SynthWorld, SynthWorldConfig
 from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 from videoadapt.registry import registry
@@ -95,10 +107,15 @@ def _annotations(config: SynthWorldConfig, split: str, count: int) -> tuple[dict
     """The annotations of a split's first ``count`` videos, without frames, tracks or masks (a few KB each).
 
     Cached because a trainer asks for the same split once per task and per epoch; generating costs ~5 ms a video.
+    Grounding scenes keep their events and, of the tracks, only each actor's boxes on its event's frames (null
+    elsewhere): the on-disk layout the disk reader builds the same items from.
     """
     world = SynthWorld(config)
     out = []
     for video in world.videos(split, count):
+        if config.scenes == "grounding":
+            out.append(_grounding_annotation(video))
+            continue
         out.append(
             {
                 "id": video.id,
@@ -111,6 +128,76 @@ def _annotations(config: SynthWorldConfig, split: str, count: int) -> tuple[dict
             }
         )
     return tuple(out)
+
+
+def _grounding_annotation(video: Any) -> dict[str, Any]:
+    """What grounding items need of a grounding-scene video, in the on-disk annotation's shape but small."""
+    tracks = []
+    for event in video.events:
+        (track_id,) = event.track_ids
+        boxes: list[list[float] | None] = [None] * video.num_frames
+        for i in range(event.start_frame, event.end_frame + 1):
+            boxes[i] = video.track(track_id).boxes[i].tolist()
+        tracks.append({"track_id": track_id, "boxes": boxes})
+    return {
+        "id": video.id,
+        "novel": video.novel,
+        "num_frames": video.num_frames,
+        "height": int(video.frames.shape[1]),
+        "width": int(video.frames.shape[2]),
+        "fps": video.fps,
+        "events": [e.to_annotation() for e in video.events],
+        "tracks": tracks,
+    }
+
+
+class _BadGrounding(ValueError):
+    """An event that cannot be a grounding item (its reason is the message)."""
+
+
+def _grounding_items(ref: VideoRef, ann: dict[str, Any]) -> list[Item]:
+    """One :class:`GroundingItem` per event, with the window in seconds and the actor's tube on the event's
+    inclusive frames. Raises :class:`_BadGrounding` for an event whose span or tube is not usable ground truth."""
+    frames, fps = int(ann["num_frames"]), float(ann["fps"])
+    width, height = int(ann["width"]), int(ann["height"])
+    tracks = {int(t["track_id"]): t for t in ann["tracks"]}
+    items: list[Item] = []
+    for k, event in enumerate(ann["events"]):
+        start, end = int(event["start_frame"]), int(event["end_frame"])
+        start_s, end_s = float(event["start_s"]), float(event["end_s"])
+        if not (0 <= start < end < frames and 0 <= start_s < end_s <= frames / fps + 1e-6):
+            raise _BadGrounding(
+                f"event {k}: span frames [{start}, {end}] ({start_s:g}-{end_s:g} s) is not 0 <= start < end < "
+                f"{frames} (reversed, empty or outside the video)"
+            )
+        track_ids = [int(t) for t in event["track_ids"]]
+        if len(track_ids) != 1 or track_ids[0] not in tracks:
+            raise _BadGrounding(f"event {k}: needs exactly one actor among the video's tracks, got {track_ids}")
+        boxes = []
+        for i in range(start, end + 1):
+            box = tracks[track_ids[0]]["boxes"][i]
+            if box is None or len(box) != 4 or not all(np.isfinite(float(v)) for v in box):
+                raise _BadGrounding(f"event {k}: the actor has no box on frame {i} of its span")
+            x1, y1, x2, y2 = (float(v) for v in box)
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+                raise _BadGrounding(
+                    f"event {k}: box {[x1, y1, x2, y2]} on frame {i} is not inside the {width}x{height} frame"
+                )
+            boxes.append((x1, y1, x2, y2))
+        tube = Tube(tuple(range(start, end + 1)), tuple(boxes), fps, width, height)
+        items.append(
+            GroundingItem(
+                query_id=f"{ref.video_id}/g{k}",
+                video=ref,
+                query=str(event["query"]),
+                duration=frames / fps,
+                windows=((start_s, end_s),),
+                tube=tube,
+            )
+        )
+    if not items:
+        raise _BadGrounding("video has no events")
+    return items
 
 
 def _reversal(actions: list[str], partners: dict[str, str]) -> tuple[list[list[int]], list[int]]:
@@ -140,6 +227,8 @@ def _items(
                     problems.bad(origin, where, f"action {ann['action']!r} is not one of the {len(actions)} classes")
                     continue
                 new: list[Item] = [ClassificationItem(ref, actions.index(ann["action"]))]
+            elif task in GROUNDING_TASKS:
+                new = _grounding_items(ref, ann)
             elif task in ("retrieval", "captioning"):
                 captions = tuple(str(c) for c in ann["captions"] if str(c).strip())
                 if not captions:
@@ -151,6 +240,9 @@ def _items(
                 if not new:
                     problems.bad(origin, where, f"video has no {qa} questions")
                     continue
+        except _BadGrounding as error:
+            problems.bad(origin, where, str(error))
+            continue
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
             problems.bad(origin, where, f"malformed annotation ({type(error).__name__}: {error})")
             continue
@@ -280,14 +372,17 @@ def load_synthworld(
         if videos < 1:
             raise VideoadaptError(f"videos must be at least 1, got {videos}")
         fractions = {} if split_fractions is None else {"split_fractions": tuple(split_fractions)}
+        scenes = "grounding" if task in GROUNDING_TASKS else "events"
         try:
-            config = SynthWorldConfig(seed=seed, size=size, frames=frames, **fractions)
+            config = SynthWorldConfig(seed=seed, size=size, frames=frames, scenes=scenes, **fractions)
         except ValueError as error:
             raise VideoadaptError(f"synthworld: {error}") from error
         count = SynthWorld(config).split_sizes(videos)[split]
         origin = f"synthworld:seed={seed},videos={videos},size={size},frames={frames}"
         if split_fractions is not None:
             origin += f",split_fractions={'/'.join(f'{f:g}' for f in config.split_fractions)}"
+        if scenes != "events":
+            origin += f",scenes={scenes}"
         if count == 0:
             raise VideoadaptError(f"{origin}: split {split!r} is empty (ask for more videos)")
         return _finish(
@@ -326,6 +421,7 @@ def load_synthworld(
     config = info.get("config") or {}
     if not isinstance(config, dict):
         raise InputFileError(file, "'info.config' must be an object")
+    _check_scenes(file, task, config.get("scenes", "events"))
     annotations, paths = _checked(document["videos"], root, file, problems)
 
     def ref_for(ann: dict[str, Any]) -> VideoRef:
@@ -346,6 +442,23 @@ def load_synthworld(
         config,
         reversal_copies,
     )
+
+
+def _check_scenes(file: Path, task: str, scenes: Any) -> None:
+    """Grounding tasks need a grounding-scenes set and every other task an events set: the one kind has no
+    labels, captions or questions, the other names its actor by category alone."""
+    if task in GROUNDING_TASKS and scenes != "grounding":
+        raise InputFileError(
+            file,
+            f"{task} needs a set of grounding scenes, but this one has scenes={scenes!r} "
+            "(write one with `videoadapt synth --scenes grounding`)",
+        )
+    if task not in GROUNDING_TASKS and scenes != "events":
+        raise InputFileError(
+            file,
+            f"{task} needs a set of events scenes, but this one has scenes={scenes!r}, which serves only "
+            f"{' and '.join(GROUNDING_TASKS)} (write one without `--scenes grounding`)",
+        )
 
 
 def _names(value: Any, file: Path, what: str) -> list[str]:

@@ -26,6 +26,7 @@ from videoadapt.data.synthworld.vocabulary import (
 )
 from videoadapt.data.synthworld.world import (
     ATTRIBUTES,
+    SCENES,
     SPLITS,
     VERSION,
     SynthWorld,
@@ -43,6 +44,7 @@ __all__ = [
     "COLOUR_NAMES",
     "POSITIONS",
     "SHAPES",
+    "SCENES",
     "SIZES",
     "SIZE_NAMES",
     "SPLITS",

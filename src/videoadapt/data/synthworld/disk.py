@@ -41,7 +41,11 @@ TASK_COUNTS: tuple[str, ...] = (
 )
 """Summary columns: recognition = action labels; retrieval/captioning = captions; temporal/st grounding = events
 (each with a query, and for st_grounding the actors' box tubes); tracking = tracks; segmentation = visible instance
-masks (track-frames); qa = questions."""
+masks (track-frames); qa = questions. A grounding-scenes set (``scenes="grounding"``) serves grounding, tracking and
+segmentation only, so its recognition, retrieval, captioning and qa counts are 0."""
+
+GROUNDING_TASKS: tuple[str, ...] = ("temporal_grounding", "st_grounding")
+"""The tasks a grounding-scenes set is made for (and the only ones its readers serve)."""
 
 
 def annotation_path(root: str | Path, split: str) -> Path:
@@ -147,7 +151,7 @@ def write_synthworld(
             "videos": annotations[split],
         }
         _atomic_write_json(annotation_path(root, split), document)
-    return summarise(annotations)
+    return summarise(annotations, scenes=config.scenes)
 
 
 def _remove_stale_videos(root: Path, split: str, keep: set[str]) -> None:
@@ -171,8 +175,10 @@ def _atomic_write_json(path: Path, data: Any) -> None:
     partial.replace(path)
 
 
-def summarise(annotations: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Counts per split and task, and the action histogram per split, from annotation dicts."""
+def summarise(annotations: dict[str, list[dict[str, Any]]], scenes: str = "events") -> dict[str, Any]:
+    """Counts per split and task, and the action histogram per split (every event's action for grounding
+    scenes, whose videos have two), from annotation dicts."""
+    grounding = scenes == "grounding"
     counts: dict[str, dict[str, int]] = {}
     actions: dict[str, dict[str, int]] = {}
     for split, videos in annotations.items():
@@ -180,9 +186,9 @@ def summarise(annotations: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         for v in videos:
             c["videos"] += 1
             c["novel_videos"] += int(v["novel"])
-            c["recognition"] += 1
-            c["retrieval"] += len(v["captions"])
-            c["captioning"] += len(v["captions"])
+            c["recognition"] += 0 if grounding else 1
+            c["retrieval"] += 0 if grounding else len(v["captions"])
+            c["captioning"] += 0 if grounding else len(v["captions"])
             c["temporal_grounding"] += len(v["events"])
             c["st_grounding"] += len(v["events"])
             c["tracking"] += len(v["tracks"])
@@ -190,7 +196,11 @@ def summarise(annotations: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             c["qa_multiple_choice"] += len(v["qa"]["multiple_choice"])
             c["qa_open_ended"] += len(v["qa"]["open_ended"])
         counts[split] = {k: c[k] for k in TASK_COUNTS}
-        histogram = Counter(v["action"] for v in videos)
+        histogram = (
+            Counter(e["action"] for v in videos for e in v["events"])
+            if grounding
+            else Counter(v["action"] for v in videos)
+        )
         actions[split] = {a: histogram[a] for a in vocab.ACTIONS}
     return {"splits": counts, "actions": actions}
 

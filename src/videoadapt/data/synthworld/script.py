@@ -286,3 +286,140 @@ def _clear(center: np.ndarray, radius: float, others: list[ObjectPlan]) -> bool:
         if (gap[st.radius > 0] < 0).any():
             return False
     return True
+
+
+# --- grounding scenes ---------------------------------------------------------------------------------------
+
+GROUNDING_ACTIONS: tuple[str, ...] = (
+    *(f"move_{direction}" for direction in MOVE_DIRECTIONS),
+    "bounce",
+    "grow",
+    "shrink",
+    "rotate_clockwise",
+    "rotate_counterclockwise",
+)
+"""Single-object events an actor of a grounding scene may perform: the object stays visible and keeps its colour
+throughout, so its colour + shape names it in every frame and its tube has a box on every frame of its span."""
+
+GROUNDING_MAX_TIOU = 0.2
+"""The two events of a grounding scene overlap in time by at most this IoU, so a span found for the wrong
+sentence scores low."""
+
+_GROUNDING_TRIES = 1000
+
+
+@dataclass
+class GroundingScript:
+    """A grounding scene: two actors of one shape and different colours, each with its own event and span."""
+
+    objects: list[ObjectPlan]
+    """Distractors first, then the two actors (drawn on top)."""
+    actors: list[int]
+    """Indices into ``objects`` of the actors, in the order of their events (earlier start first)."""
+    actions: list[str]
+    colours: list[str]
+    spans: list[tuple[int, int]]
+    """Inclusive ``(start_frame, end_frame)`` of each actor's event."""
+
+
+def grounding_span_lengths(frames: int) -> tuple[int, int]:
+    """Shortest and longest event of a grounding scene: 3–8 frames of 16, scaled with the clip length."""
+    shortest = max(3, round(3 * frames / 16))
+    longest = max(shortest, round(8 * frames / 16))
+    return shortest, longest
+
+
+def span_iou(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """The larger of two temporal IoUs of inclusive frame spans: as seconds windows ``[start, end]`` (what a
+    grounding metric scores) and as whole frames ``[start, end + 1)`` (what a tube covers)."""
+    ious = []
+    for extra in (0, 1):
+        inter = min(a[1], b[1]) + extra - max(a[0], b[0])
+        union = max(a[1], b[1]) + extra - min(a[0], b[0])
+        ious.append(max(0.0, inter) / union)
+    return max(ious)
+
+
+def script_grounding(
+    rng: np.random.Generator, shapes: tuple[str, ...], size: int, frames: int, max_distractors: int
+) -> GroundingScript:
+    """Script a grounding scene from ``shapes``: the category alone never decides which actor a sentence means,
+    its colour does, and the two events happen at different times. Draws are retried (deterministically, from
+    ``rng``) until the actors' paths stay apart in every frame."""
+    shape = _pick(rng, shapes)
+    actions = [a for a in GROUNDING_ACTIONS if shape not in ROUND_SHAPES or not a.startswith("rotate")]
+    chosen = [_pick(rng, actions) for _ in range(2)]
+    first, second = (int(k) for k in rng.choice(len(COLOUR_NAMES), size=2, replace=False))
+    colours = [COLOUR_NAMES[first], COLOUR_NAMES[second]]
+    spans = _grounding_spans(rng, frames)
+    for _ in range(_GROUNDING_TRIES):
+        actors = [
+            _grounding_actor(rng, action, shape, colour, span, size, frames)
+            for action, colour, span in zip(chosen, colours, spans, strict=True)
+        ]
+        if _apart(actors[0].states, actors[1].states) and all(_inside(a.states, size) for a in actors):
+            break
+    else:  # pragma: no cover - the frame sizes validate() allows always fit two objects
+        raise RuntimeError("cannot keep the two actors of a grounding scene apart")
+    others = [s for s in shapes if s != shape]
+    n_distractors = int(rng.integers(0, max_distractors + 1))
+    distractor_shapes = [others[int(k)] for k in rng.permutation(len(others))[:n_distractors]]
+    distractors = _place_distractors(rng, distractor_shapes, actors, size, frames)
+    return GroundingScript(
+        objects=distractors + actors,
+        actors=[len(distractors), len(distractors) + 1],
+        actions=chosen,
+        colours=colours,
+        spans=spans,
+    )
+
+
+def _grounding_spans(rng: np.random.Generator, frames: int) -> list[tuple[int, int]]:
+    """Two spans sorted by start, overlapping by at most :data:`GROUNDING_MAX_TIOU`. The first actor gets the
+    earlier span; its action and colour were drawn independently of that, so which event comes first is random."""
+    shortest, longest = grounding_span_lengths(frames)
+    for _ in range(_GROUNDING_TRIES):
+        spans = []
+        for _ in range(2):
+            length = int(rng.integers(shortest, longest + 1))
+            start = int(rng.integers(0, frames - length + 1))
+            spans.append((start, start + length - 1))
+        if span_iou(spans[0], spans[1]) <= GROUNDING_MAX_TIOU:
+            return sorted(spans)
+    raise RuntimeError(  # pragma: no cover - a 3-frame event fits twice in the shortest clip validate() allows
+        f"cannot place two events {shortest}-{longest} frames long in {frames} frames"
+    )
+
+
+def _grounding_actor(
+    rng: np.random.Generator,
+    action: str,
+    shape: str,
+    colour: str,
+    span: tuple[int, int],
+    size: int,
+    frames: int,
+) -> ObjectPlan:
+    """One actor performing ``action`` over ``span``. A non-canonical action is its canonical partner scripted
+    over the mirrored span and played backwards: only this actor's states are reversed, not the video."""
+    cls = ACTION_CLASSES[action]
+    start, end = span if cls.canonical else (frames - 1 - span[1], frames - 1 - span[0])
+    (plan,) = _script_actors(
+        rng, action if cls.canonical else cls.partner, [shape], size, frames, progress(frames, start, end), end - start
+    )
+    states = plan.states if cls.canonical else plan.states.reversed()
+    states.rgb = np.tile(np.asarray(COLOURS[colour], np.uint8), (frames, 1))
+    return ObjectPlan(shape, "actor", states)
+
+
+def _apart(a: ObjectStates, b: ObjectStates) -> bool:
+    """The bounding circles never touch, so neither actor ever hides any part of the other."""
+    distance = np.hypot(*(a.center - b.center).T)
+    return bool((distance >= a.radius + b.radius + MARGIN).all())
+
+
+def _inside(states: ObjectStates, size: int) -> bool:
+    """The bounding circle stays in the frame, so the object is whole and visible in every frame."""
+    low = states.center - states.radius[:, None]
+    high = states.center + states.radius[:, None]
+    return bool((states.radius > 0).all() and (low >= 0).all() and (high <= size).all())

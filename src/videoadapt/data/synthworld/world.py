@@ -16,7 +16,7 @@ import numpy as np
 from videoadapt.data.synthworld import language
 from videoadapt.data.synthworld.render import ObjectStates, background, boxes_from_masks, composite
 from videoadapt.data.synthworld.samples import ImageObject, SynthEvent, SynthImage, SynthTrack, SynthVideo
-from videoadapt.data.synthworld.script import script_video
+from videoadapt.data.synthworld.script import GroundingScript, script_grounding, script_video
 from videoadapt.data.synthworld.vocabulary import (
     ACTION_CLASSES,
     ACTION_GROUPS,
@@ -40,6 +40,10 @@ _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 _IMAGE_STREAM = 100  # image samples of split s use split id 100 + id(s), apart from every video stream
 _TWIN_STREAM = 200
 ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "position")
+SCENES: tuple[str, ...] = ("events", "grounding")
+"""What a video shows: ``events`` one scripted event among objects of distinct shapes (every task but grounding);
+``grounding`` two same-shape actors of different colours with an event each, at different times (temporal and
+spatio-temporal grounding, where the sentence, not the category, must decide)."""
 
 
 class SynthWorldConfigError(VideoadaptError, ValueError):
@@ -59,6 +63,8 @@ class SynthWorldConfig:
     seed: int = 0
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """Fractions of ``--videos N`` going to train / val / test."""
+    scenes: str = "events"
+    """One of :data:`SCENES`; ``events`` videos are exactly those of before grounding scenes existed."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "held_out_shapes", tuple(self.held_out_shapes))
@@ -85,6 +91,8 @@ class SynthWorldConfig:
             problems.append(f"split_fractions must be 3 non-negative numbers, got {self.split_fractions}")
         if self.seed < 0:
             problems.append(f"seed must be non-negative, got {self.seed}")
+        if self.scenes not in SCENES:
+            problems.append(f"unknown scenes {self.scenes!r}; known: {', '.join(SCENES)}")
         if problems:
             raise SynthWorldConfigError("; ".join(problems))
 
@@ -126,6 +134,10 @@ class SynthWorld:
         draws (forcing the partner of a pair gives exactly this video played backwards)."""
         cfg = self.config
         scene_seq, text_seq = np.random.SeedSequence([cfg.seed, _split_id(split), index]).spawn(2)
+        if cfg.scenes == "grounding":
+            if action is not None:
+                raise SynthWorldConfigError("action= forces the class of an events video; grounding scenes have two")
+            return self._grounding_video(split, index, scene_seq)
         script, bg, flip, label = self._scene(split, scene_seq, action)
         states = [o.states.reversed() if flip else o.states for o in script.objects]
         start, end = (
@@ -195,13 +207,67 @@ class SynthWorld:
         masks, captions, questions), which a training step that samples 4 of 8 frames never reads."""
         cfg = self.config
         scene_seq, _ = np.random.SeedSequence([cfg.seed, _split_id(split), index]).spawn(2)
-        script, bg, flip, _ = self._scene(split, scene_seq, None)
         chosen = np.arange(cfg.frames) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
         if chosen.size and (chosen.min() < 0 or chosen.max() >= cfg.frames):
             raise SynthWorldConfigError(f"frame indices {chosen.tolist()} outside the video's {cfg.frames} frames")
+        if cfg.scenes == "grounding":
+            grounding, bg = self._grounding_scene(split, scene_seq)
+            script, flip = grounding, False
+        else:
+            script, bg, flip, _ = self._scene(split, scene_seq, None)
         states = [(o.states.reversed() if flip else o.states).at(chosen) for o in script.objects]
         pixels, _ = composite(bg, [o.shape for o in script.objects], states, len(chosen))
         return pixels
+
+    def _grounding_scene(self, split: str, scene_seq: np.random.SeedSequence) -> tuple[GroundingScript, np.ndarray]:
+        """The draws that fix what a grounding video shows: ``(script, background)``; shared by :meth:`video`
+        and :meth:`frames` so both render the same pixels."""
+        cfg = self.config
+        rng = np.random.default_rng(scene_seq)
+        script = script_grounding(rng, self.shapes(split), cfg.size, cfg.frames, max(0, cfg.max_objects - 2))
+        return script, background(rng, cfg.size)
+
+    def _grounding_video(self, split: str, index: int, scene_seq: np.random.SeedSequence) -> SynthVideo:
+        """A grounding scene: one event per actor, each query naming its actor's colour and shape."""
+        cfg = self.config
+        script, bg = self._grounding_scene(split, scene_seq)
+        shapes = [o.shape for o in script.objects]
+        frames, masks = composite(bg, shapes, [o.states for o in script.objects], cfg.frames)
+        tracks = [
+            self._track(k + 1, plan.shape, plan.role, plan.states, mask)
+            for k, (plan, mask) in enumerate(zip(script.objects, masks, strict=True))
+        ]
+        events = []
+        for k, label, (start, end) in zip(script.actors, script.actions, script.spans, strict=True):
+            actor = tracks[k]
+            if np.isnan(actor.boxes[start : end + 1]).any():  # pragma: no cover - script_grounding keeps actors whole
+                raise AssertionError(f"{split}_{index:06d}: actor {actor.track_id} is not visible throughout its event")
+            events.append(
+                SynthEvent(
+                    action=label,
+                    track_ids=[actor.track_id],
+                    start_frame=start,
+                    end_frame=end,
+                    start_s=start / cfg.fps,
+                    end_s=end / cfg.fps,
+                    query=language.event_query(label, [actor]),
+                )
+            )
+        return SynthVideo(
+            id=f"{split}_{index:06d}",
+            split=split,
+            index=index,
+            frames=frames,
+            fps=float(cfg.fps),
+            action=events[0].action,
+            action_id=action_id(events[0].action),
+            tracks=tracks,
+            events=events,
+            captions=[e.query for e in events],
+            qa={"multiple_choice": [], "open_ended": []},
+            novel=any(t.novel for t in tracks),
+            reversed=False,
+        )
 
     def videos(self, split: str, n: int, start: int = 0) -> Iterator[SynthVideo]:
         """Stream videos ``start … start + n - 1`` of ``split`` in memory (nothing touches the disk)."""
