@@ -316,10 +316,10 @@ def test_bad_grounding_annotations_are_errors_or_counted_skips(written, tmp_path
     root = _corrupt(written, tmp_path, change)
     with pytest.raises(InputFileError, match=reason) as error:
         load_synthworld(str(root), "train", "st_grounding")
-    assert "train.json" in str(error.value) and "train_000002" in str(error.value)
+    assert "train.json" in str(error.value) and "grounding_train_000002" in str(error.value)
     data = load_synthworld(str(root), "train", "temporal_grounding", skip_bad=True)
-    assert data.extra["skipped"]["count"] == 1 and "train_000002" in data.extra["skipped"]["reasons"][0]
-    assert len(data.items) == 10 and not any(i.video.video_id == "train_000002" for i in data.items)
+    assert data.extra["skipped"]["count"] == 1 and "grounding_train_000002" in data.extra["skipped"]["reasons"][0]
+    assert len(data.items) == 10 and not any(i.video.video_id == "grounding_train_000002" for i in data.items)
 
 
 def test_tasks_refuse_the_other_kind_of_scenes(written, tmp_path):

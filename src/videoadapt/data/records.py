@@ -85,11 +85,6 @@ class Tube:
     width: int
     height: int
 
-    @property
-    def span_s(self) -> tuple[float, float]:
-        """The tube's time span in seconds: first frame's start to the end of the last frame."""
-        return self.frames[0] / self.fps, (self.frames[-1] + 1) / self.fps
-
 
 @dataclass(frozen=True)
 class GroundingItem:

@@ -73,7 +73,9 @@ from videoadapt.registry import registry
 
 QA_KINDS = ("multiple_choice", "open_ended")
 DEFAULT_VIDEOS = 2000
-_ID = re.compile(r"^(train|val|test)_(\d+)$")
+# Grounding scenes have ids of their own (``grounding_train_000012``): a feature cache keyed by video id must
+# never mistake one kind of scene for the other of the same seed, split and index.
+_ID = re.compile(r"^(grounding_)?(train|val|test)_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,12 @@ class SynthSource:
         match = _ID.match(ref.video_id)
         if match is None:
             raise VideoadaptError(f"{ref.video_id!r} is not a SynthWorld video id (expected e.g. train_000012)")
+        if bool(match.group(1)) != (self.config.scenes == "grounding"):
+            raise VideoadaptError(
+                f"{ref.video_id!r} is not a video of this SynthWorld's {self.config.scenes!r} scenes"
+            )
         world = SynthWorld(self.config)
-        split, index = match.group(1), int(match.group(2))
+        split, index = match.group(2), int(match.group(3))
         if sampler is None:
             return world.frames(split, index)
         # Only the sampled frames are drawn (SynthWorld.frames): half the work of a step's clips at 4 of 8 frames.

@@ -254,7 +254,7 @@ class SynthWorld:
                 )
             )
         return SynthVideo(
-            id=f"{split}_{index:06d}",
+            id=f"grounding_{split}_{index:06d}",
             split=split,
             index=index,
             frames=frames,
