@@ -27,13 +27,18 @@ import json
 from typing import Any
 
 from videoadapt.data.formats import (  # noqa: F401  (importing a module registers its format)
+    activitynet_captions,
+    charades_sta,
+    hcstvg,
     kinetics,
     msrvtt,
     msvd,
     nextqa,
+    qvhighlights,
     ssv2,
     synthworld,
     videoqa,
+    vidstg,
 )
 from videoadapt.data.records import TaskData
 from videoadapt.errors import VideoadaptError
