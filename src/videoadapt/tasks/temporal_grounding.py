@@ -258,7 +258,9 @@ class TemporalGrounding(Task):
         if kind == "dense":
             windows = [w.to(device) for w in targets["windows"]]
             return head.criterion(outputs, windows, durations)["loss_total"]  # type: ignore[operator]
-        moments = [(w / float(d)).clamp(0.0, 1.0).to(device) for w, d in zip(targets["windows"], durations, strict=True)]
+        moments = [
+            (w / float(d)).clamp(0.0, 1.0).to(device) for w, d in zip(targets["windows"], durations, strict=True)
+        ]
         t = outputs["saliency"].shape[1]
         pos, neg = [], []
         for w, d, seed in zip(targets["windows"], durations, targets.get("seeds", [0] * len(moments)), strict=True):
@@ -282,7 +284,9 @@ class TemporalGrounding(Task):
             spans = span_cxw_to_xx(outputs["spans"].float()).clamp(0.0, 1.0)
             for b, d in enumerate(durations.tolist()):
                 order = torch.argsort(probs[b], descending=True, stable=True)
-                windows.append([[float(spans[b, k, 0]) * d, float(spans[b, k, 1]) * d, float(probs[b, k])] for k in order])
+                windows.append(
+                    [[float(spans[b, k, 0]) * d, float(spans[b, k, 1]) * d, float(probs[b, k])] for k in order]
+                )
         else:
             windows = [similarity_windows(s, float(d)) for s, d in zip(outputs["saliency"], durations, strict=True)]
         saliency = outputs["saliency"].float().cpu().tolist()
@@ -302,7 +306,7 @@ class TemporalGrounding(Task):
         if labelled:
             hl = tg.highlight_detection_metrics(
                 {i: clip_saliency(predictions[i], items[i]) for i in labelled},
-                {i: saliency_labels(items[i]) for i in labelled},
+                {i: saliency_labels(items[i], data.extra.get("saliency_annotators")) for i in labelled},
             )
             result.update({f"HL-{k}": v for k, v in hl.items()})
         return {k: float(v) for k, v in result.items()}
@@ -398,9 +402,14 @@ def clip_saliency(prediction: dict[str, Any], item: GroundingItem) -> list[float
     return [frames[min(len(frames) - 1, int((c + 0.5) * length / item.duration * len(frames)))] for c in range(clips)]
 
 
-def saliency_labels(item: GroundingItem) -> np.ndarray:
-    """``[clips, annotators]`` saliency labels of a QVHighlights item (clips outside the labelled ones are 0)."""
+def saliency_labels(item: GroundingItem, annotators: dict | None = None) -> np.ndarray:
+    """``[clips, annotators]`` saliency labels of a QVHighlights item (clips outside the labelled ones are 0): each
+    annotator's own scores when the reader kept them (``extra["saliency_annotators"]``, as Moment-DETR's evaluator
+    reads them), else the item's one score per clip."""
     length = float(item.clip_length or 2.0)
+    raw = (annotators or {}).get(item.query_id)
+    if raw is not None:
+        return tg.qvhighlights_saliency_labels(item.duration, raw["relevant_clip_ids"], raw["saliency_scores"])
     clips = max(1, int(item.duration / length))
     labelled = item.saliency or ()
     width = max((len(_scores(s)) for _, s in labelled), default=1)

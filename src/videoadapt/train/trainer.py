@@ -218,7 +218,7 @@ def check_items(task: Task, data: TaskData, skip_bad: bool) -> TaskData:
         if reason is None:
             kept.append(item)
             continue
-        name = getattr(item, "question_id", None) or item.video.video_id
+        name = getattr(item, "question_id", None) or getattr(item, "query_id", None) or item.video.video_id
         message = f"{data.origin}: {data.split} item {index} ({name!r}): {reason}"
         if not skip_bad:
             raise VideoadaptError(f"{message} (set data.skip_bad=true to skip bad items)")

@@ -1,0 +1,353 @@
+"""Spatio-temporal video grounding (STVG): the tube — one box per frame inside a span — that a sentence describes.
+
+The head is TubeDETR's in shape (``temporal/tube_grounding.py``: one state per frame; a box MLP trained with L1 +
+gIoU on the ground-truth frames; start/end distributions trained with KL to Gaussian targets; the span decoded as
+the arg-max of ``p_start(i) * p_end(j)``, ``i < j``) over the encoder's **patch tokens** ``[B,T,P,D]`` (the ILFM's
+region tokens; a grounding ILFM's boxes are what its patches predict) and the query's token states:
+
+1. every patch token (projected, plus a learnt position in the patch grid) attends once to the query's words, and
+   a small MLP scores it; a softmax over the patches of a frame gives where the sentence points in that frame
+   (trained directly too: ``loss_attention`` = -log of the attention mass inside the ground-truth box, weight 1,
+   in the spirit of TubeDETR's guided attention);
+2. a frame's state is the attended content plus an embedding of the attention's mean position and spread, the
+   frame's time position and the pooled query; ``layers`` transformer layers mix the states over time (the
+   event's start and end are temporal facts);
+3. the tube head reads the states; its box centre is an offset *from the attention's mean position* (in logit
+   space, zero at the start), so localisation does not have to be re-learnt from a vector.
+
+Frames: the ``T`` sampled frames cover the video evenly (frame k stands for video frames ``[k, k+1) * N / T``,
+``N = duration * fps``); ground truth is mapped onto them, and a prediction back to every video frame of its span
+(each takes the box of the sampled frame that covers it). Predictions (one per query): ``{"start": first frame,
+"end": last frame (inclusive), "boxes": {frame: [x1, y1, x2, y2] pixels}}`` in the video's own frame numbering,
+a box on every frame (as TubeDETR); every frame of the video is an evaluated frame of the metric.
+Metrics: TubeDETR's m_tIoU, m_vIoU, vIoU@0.3, vIoU@0.5 (``metrics/st_grounding.py``; the vIoU denominator is the
+union of the two spans).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from videoadapt.data.records import GroundingItem, Item, TaskData, Tube
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
+from videoadapt.metrics import st_grounding as stm
+from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+from videoadapt.registry import registry
+from videoadapt.tasks.base import (
+    SurveyTable,
+    Task,
+    TaskHead,
+    TextEncoder,
+    check_predictions,
+    check_spec,
+    head_device,
+    percent,
+)
+from videoadapt.tasks.temporal_grounding import grounding_item_problem, grounding_query_texts, query_text_features
+from videoadapt.temporal.tube_grounding import (
+    TubeGroundingCriterion,
+    TubeGroundingHead,
+    box_cxcywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    decode_tube,
+)
+
+MAX_FRAMES = 512
+THRESHOLDS = stm.THRESHOLDS
+ATTENTION_WEIGHT = 1.0
+
+
+class TubeHead(TaskHead):
+    def __init__(self, spec: dict[str, Any], width: int, text_width: int) -> None:
+        super().__init__(spec)
+        hidden, rows, cols = int(spec["hidden"]), int(spec["grid"][0]), int(spec["grid"][1])
+        self.rows, self.cols = rows, cols
+        self.patch_in = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden))
+        self.text_in = nn.Sequential(nn.LayerNorm(text_width), nn.Linear(text_width, hidden))
+        self.space = nn.Parameter(torch.zeros(rows * cols, hidden))
+        self.time = nn.Parameter(torch.zeros(MAX_FRAMES, hidden))
+        nn.init.normal_(self.space, std=0.02)
+        nn.init.normal_(self.time, std=0.02)
+        heads = max(1, hidden // 64)
+        self.read_words = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.word_norm = nn.LayerNorm(hidden)
+        self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.where = nn.Linear(4, hidden)
+        layer = nn.TransformerEncoderLayer(
+            hidden, heads, 4 * hidden, dropout=0.1, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.temporal = nn.TransformerEncoder(layer, int(spec["layers"]), enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+        self.tube = TubeGroundingHead(hidden)
+        self.criterion = TubeGroundingCriterion()
+        ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+        centres = torch.stack(((xs.flatten() + 0.5) / cols, (ys.flatten() + 0.5) / rows), -1).float()
+        self.register_buffer("centres", centres, persistent=False)  # [P,2] normalised (x, y) of patch centres
+
+    def forward(self, patches: torch.Tensor, query: TextFeatures) -> dict[str, torch.Tensor]:
+        b, t, p, _ = patches.shape
+        if p != self.rows * self.cols:
+            raise VideoadaptError(
+                f"st_grounding head: {p} patch tokens per frame, but it was built for a {self.rows}x{self.cols} grid"
+            )
+        if t > MAX_FRAMES:
+            raise VideoadaptError(f"st_grounding: {t} frames per clip; at most {MAX_FRAMES}")
+        device = self.space.device
+        x = self.patch_in(patches.float().to(device)) + self.space  # [B,T,P,H]
+        words = self.text_in(query.tokens.float().to(device))  # [B,L,H]
+        valid = query.mask.to(device).bool()
+        flat = x.reshape(b, t * p, -1)
+        read, _ = self.read_words(flat, words, words, key_padding_mask=~valid, need_weights=False)
+        x = self.word_norm(flat + read).reshape(b, t, p, -1)
+        logits = self.score(x).squeeze(-1)  # [B,T,P]
+        attention = logits.softmax(-1)
+        content = torch.einsum("btp,btph->bth", attention, x)
+        mean = torch.einsum("btp,pc->btc", attention, self.centres)
+        spread = torch.einsum("btp,btpc->btc", attention, (self.centres - mean.unsqueeze(2)) ** 2).sqrt()
+        pooled = (words * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
+        state = content + self.where(torch.cat((mean, spread), -1)) + self.time[:t] + pooled.unsqueeze(1)
+        state = self.norm(self.temporal(state))
+        out = self.tube(state)
+        boxes = out["pred_boxes"]
+        centre = torch.sigmoid(torch.logit(boxes[..., :2], eps=1e-4) + torch.logit(mean, eps=1e-4))
+        out["pred_boxes"] = torch.cat((centre, boxes[..., 2:]), -1)
+        out["patch_logits"] = logits
+        return out
+
+
+@registry.register("task", "st_grounding")
+class SpatioTemporalGrounding(Task):
+    name = "st_grounding"
+    monitor = "m_vIoU"
+    needs_patches = True
+    survey = (
+        SurveyTable(
+            "stvg",
+            "Table II: spatio-temporal video grounding",
+            (("m_tIoU", "m_tIoU"), ("m_vIoU", "m_vIoU"), ("vIoU@0.3", "vIoU@0.3"), ("vIoU@0.5", "vIoU@0.5")),
+            primary="m_vIoU",
+            zero_shot_note="a contrastive ILFM has no boxes; the zero-shot STVG row needs a grounding ILFM",
+        ),
+    )
+
+    def check_item(self, item: Item, data: TaskData) -> str | None:
+        if not isinstance(item, GroundingItem):
+            return f"not a grounding item ({type(item).__name__})"
+        if item.tube is None:
+            return "the sentence has no tube"
+        return grounding_item_problem(item) or tube_problem(item.tube)
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        grounding: list[GroundingItem] = list(items)  # type: ignore[arg-type]
+        return {
+            "queries": [g.query for g in grounding],
+            "tubes": [g.tube for g in grounding],
+            "durations": [g.duration for g in grounding],
+        }
+
+    def query_texts(self, targets: dict) -> list[str] | None:
+        return grounding_query_texts(targets)
+
+    def build_head(
+        self,
+        ilfm: ImageLanguageModel,
+        encoder: VideoEncoder,
+        data: TaskData,
+        spec: dict[str, Any] | None = None,
+    ) -> TubeHead:
+        if spec is None:
+            spec = {
+                "hidden": int(self.option("hidden", 192)),
+                "layers": int(self.option("layers", 2)),
+                "grid": list(ilfm.dims.patch_grid),
+                "width": int(ilfm.dims.width),
+            }
+        check_spec(spec, self.name, ("hidden", "layers", "grid", "width"))
+        return TubeHead(spec, int(spec["width"]), int(ilfm.dims.text_width))
+
+    def _outputs(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> dict:
+        if features.patches is None:
+            raise VideoadaptError(
+                "st_grounding reads patch tokens, and this encoder gave none (its head drops them); use a paradigm "
+                "that keeps the backbone's patches (post_network, adapter, lora, ...)"
+            )
+        return head(features.patches, query_text_features(text, targets["queries"]))
+
+    def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        out = self._outputs(head, features, targets, text)
+        b, t = out["pred_sted"].shape[:2]
+        device = head_device(head)
+        spans, boxes, inside = [], [], []
+        for tube, duration in zip(targets["tubes"], targets["durations"], strict=True):
+            first, last, frame_boxes = sampled_tube(tube, duration, t)
+            spans.append([first, last])
+            boxes.append(box_xyxy_to_cxcywh(frame_boxes).to(device))
+            inside.append(patches_inside(frame_boxes, head.rows, head.cols))  # type: ignore[arg-type]
+        spans_t = torch.tensor(spans, device=device)
+        losses = head.criterion(out, spans_t, boxes)  # type: ignore[operator]
+        # Attention mass inside the ground-truth box on the tube's frames.
+        terms = []
+        for i, (first, last) in enumerate(spans):
+            log_attention = out["patch_logits"][i, first : last + 1].log_softmax(-1)
+            mask = inside[i].to(device)
+            terms.append(-(log_attention.masked_fill(~mask, -math.inf).logsumexp(-1)).mean())
+        return losses["loss_total"] + ATTENTION_WEIGHT * torch.stack(terms).mean()
+
+    def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        out = self._outputs(head, features, targets, text)
+        t = out["pred_sted"].shape[1]
+        predictions = []
+        for decoded, tube, duration in zip(decode_tube(out), targets["tubes"], targets["durations"], strict=True):
+            n = video_frames(tube, duration)
+            boxes_xyxy = box_cxcywh_to_xyxy(out["pred_boxes"][len(predictions)].float()).cpu()
+            scale = torch.tensor([tube.width, tube.height, tube.width, tube.height], dtype=torch.float32)
+            first = int(decoded["start"] * n // t)
+            last = max(first, int(math.ceil((decoded["end"] + 1) * n / t)) - 1)
+            frames = {}
+            # A box on every frame, as TubeDETR predicts: the metric reads the GT tube's frames even where the
+            # predicted span misses them.
+            for f in range(n):
+                k = min(t - 1, f * t // n)
+                box = (boxes_xyxy[k] * scale).clamp(min=0)
+                box[0::2] = box[0::2].clamp(max=tube.width)
+                box[1::2] = box[1::2].clamp(max=tube.height)
+                frames[f] = [float(v) for v in box]
+            predictions.append({"start": first, "end": last, "boxes": frames})
+        return predictions
+
+    # --- metrics -------------------------------------------------------------------------------------------------
+
+    def _per_item(self, predictions: Sequence[Any], data: TaskData) -> list[tuple[float, float]]:
+        check_predictions(self, predictions, data)
+        out = []
+        for p, item in zip(predictions, data.items, strict=True):
+            pred, gt = metric_inputs(p, item.tube)  # type: ignore[union-attr]
+            result = stm.st_grounding_metrics({0: pred}, {0: gt})
+            out.append((result["m_tIoU"] / 100.0, result["m_vIoU"] / 100.0))
+        return out
+
+    def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
+        check_predictions(self, predictions, data)
+        preds, gts = {}, {}
+        for i, (p, item) in enumerate(zip(predictions, data.items, strict=True)):
+            preds[i], gts[i] = metric_inputs(p, item.tube)  # type: ignore[union-attr]
+        result = stm.st_grounding_metrics(preds, gts)
+        return {k: float(result[k]) for k in ("m_tIoU", "m_vIoU", *[f"vIoU@{t:g}" for t in THRESHOLDS])}
+
+    def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """Per query: ``items``, ``tiou``, ``viou`` and the hits ``viou > 0.3`` / ``> 0.5``."""
+        rows = self._per_item(predictions, data)
+        tiou = np.asarray([[r[0]] for r in rows])
+        viou = np.asarray([[r[1]] for r in rows])
+        hits = np.concatenate([(viou > t).astype(np.float64) for t in THRESHOLDS], axis=1)
+        return {"items": np.ones_like(tiou), "tiou": tiou, "viou": viou, "hits": hits}
+
+    def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = sums["items"][..., 0]
+        out = {"m_tIoU": percent(sums["tiou"][..., 0], n), "m_vIoU": percent(sums["viou"][..., 0], n)}
+        out.update({f"vIoU@{t:g}": percent(sums["hits"][..., k], n) for k, t in enumerate(THRESHOLDS)})
+        return out
+
+    def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
+        """Per query: ``id``, ``video``, ``query``, the predicted span, the ground-truth span, ``tiou``, ``viou`` and
+        ``correct`` (vIoU > 0.5)."""
+        rows = self._per_item(predictions, data)
+        records = []
+        for p, item, (tiou, viou) in zip(predictions, data.items, rows, strict=True):
+            tube: Tube = item.tube  # type: ignore[union-attr,assignment]
+            records.append(
+                {
+                    "id": item.query_id,  # type: ignore[union-attr]
+                    "video": item.video.video_id,
+                    "query": item.query,  # type: ignore[union-attr]
+                    "predicted": [p["start"], p["end"]],
+                    "span": [tube.frames[0], tube.frames[-1]],
+                    "tiou": tiou,
+                    "viou": viou,
+                    "correct": viou > 0.5,
+                }
+            )
+        return records
+
+
+def tube_problem(tube: Tube) -> str | None:
+    """Why a tube is unusable (None when it is fine)."""
+    if not tube.frames or len(tube.frames) != len(tube.boxes):
+        return "the tube needs one box per frame and at least one frame"
+    if any(b <= a for a, b in zip(tube.frames, tube.frames[1:], strict=False)) or tube.frames[0] < 0:
+        return "tube frames must be non-negative and strictly increasing"
+    if not (tube.fps > 0 and tube.width > 0 and tube.height > 0):
+        return f"tube fps {tube.fps}, width {tube.width} and height {tube.height} must be positive"
+    for frame, (x1, y1, x2, y2) in zip(tube.frames, tube.boxes, strict=True):
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            return f"frame {frame}: box is not finite"
+        if x2 <= x1 or y2 <= y1:
+            return f"frame {frame}: box ({x1}, {y1}, {x2}, {y2}) has non-positive size"
+        if x1 < 0 or y1 < 0 or x2 > tube.width or y2 > tube.height:
+            return f"frame {frame}: box ({x1}, {y1}, {x2}, {y2}) lies outside the {tube.width}x{tube.height} frame"
+    return None
+
+
+def video_frames(tube: Tube, duration: float) -> int:
+    """Frames of the video the tube belongs to (at least one past its last frame)."""
+    return max(int(round(duration * tube.fps)), tube.frames[-1] + 1)
+
+
+def sampled_tube(tube: Tube, duration: float, t: int) -> tuple[int, int, torch.Tensor]:
+    """The tube on ``t`` sampled frames covering the video evenly: ``(first, last, boxes [last-first+1, 4])``
+    normalised ``x1, y1, x2, y2``; each sampled frame takes the annotated box nearest to its centre."""
+    n = video_frames(tube, duration)
+    frames = np.asarray(tube.frames)
+    first, last = min(t - 1, tube.frames[0] * t // n), min(t - 1, tube.frames[-1] * t // n)
+    scale = np.array([tube.width, tube.height, tube.width, tube.height], dtype=np.float64)
+    rows = []
+    for k in range(first, last + 1):
+        centre = (k + 0.5) * n / t - 0.5
+        nearest = int(np.abs(frames - centre).argmin())
+        rows.append(np.asarray(tube.boxes[nearest], dtype=np.float64) / scale)
+    return first, last, torch.tensor(np.stack(rows), dtype=torch.float32)
+
+
+def patches_inside(boxes: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``[F,P]`` patches whose centre lies inside each normalised box (at least the patch holding its centre)."""
+    ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    cx, cy = (xs.flatten() + 0.5) / cols, (ys.flatten() + 0.5) / rows
+    inside = (
+        (cx[None] >= boxes[:, 0:1])
+        & (cx[None] <= boxes[:, 2:3])
+        & (cy[None] >= boxes[:, 1:2])
+        & (cy[None] <= boxes[:, 3:4])
+    )
+    mx = ((boxes[:, 0] + boxes[:, 2]) / 2 * cols).long().clamp(0, cols - 1)
+    my = ((boxes[:, 1] + boxes[:, 3]) / 2 * rows).long().clamp(0, rows - 1)
+    inside[torch.arange(len(boxes)), my * cols + mx] = True
+    return inside
+
+
+def metric_inputs(prediction: dict[str, Any], tube: Tube | None) -> tuple[dict, dict]:
+    """A prediction and a tube in the form of :func:`videoadapt.metrics.st_grounding.st_grounding_metrics`
+    (spans end-exclusive)."""
+    if tube is None:
+        raise VideoadaptError("st_grounding: an item without a tube cannot be scored")
+    frames = range(max(tube.frames[-1] + 1, int(prediction["end"]) + 1))
+    pred = {
+        "start": int(prediction["start"]),
+        "end": int(prediction["end"]) + 1,
+        "boxes": {int(f): list(b) for f, b in prediction["boxes"].items()},
+    }
+    gt = {
+        "frames": list(frames),
+        "start": tube.frames[0],
+        "end": tube.frames[-1] + 1,
+        "boxes": {f: list(b) for f, b in zip(tube.frames, tube.boxes, strict=True)},
+    }
+    return pred, gt
