@@ -95,9 +95,7 @@ class SynthSource:
         if match is None:
             raise VideoadaptError(f"{ref.video_id!r} is not a SynthWorld video id (expected e.g. train_000012)")
         if bool(match.group(1)) != (self.config.scenes == "grounding"):
-            raise VideoadaptError(
-                f"{ref.video_id!r} is not a video of this SynthWorld's {self.config.scenes!r} scenes"
-            )
+            raise VideoadaptError(f"{ref.video_id!r} is not a video of this SynthWorld's {self.config.scenes!r} scenes")
         world = SynthWorld(self.config)
         split, index = match.group(2), int(match.group(3))
         if sampler is None:
