@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from videoadapt.cli import main
+from videoadapt.commands.score import score_files
+from videoadapt.errors import InputFileError
 from videoadapt.metrics import recognition_metrics, retrieval_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scoring"
@@ -211,3 +213,112 @@ def test_help_lists_tasks(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "recognition" in out and "captioning" in out and "--skip-bad" in out
+
+
+# --- grounding -------------------------------------------------------------------------------------------------
+
+
+def _qvh_truth(path):
+    rows = [
+        {
+            "qid": 1,
+            "query": "a man walks",
+            "duration": 10,
+            "vid": "v1",
+            "relevant_windows": [[2, 6]],
+            "relevant_clip_ids": [1, 2],
+            "saliency_scores": [[4, 2, 1], [3, 4, 4]],
+        },
+        {
+            "qid": 2,
+            "query": "a dog runs",
+            "duration": 8,
+            "vid": "v2",
+            "relevant_windows": [[0, 4]],
+            "relevant_clip_ids": [0, 1],
+            "saliency_scores": [[1, 1, 1], [4, 4, 4]],
+        },
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_temporal_grounding_scores_a_qvhighlights_submission_like_the_reference(tmp_path):
+    from videoadapt.metrics import temporal_grounding as tg
+
+    gt = _qvh_truth(tmp_path / "highlight_val_release.jsonl")
+    pred = tmp_path / "pred.jsonl"
+    preds = {
+        "1": {
+            "pred_relevant_windows": [[2.5, 6.0, 0.9], [0.0, 3.0, 0.4]],
+            "pred_saliency_scores": [0.1, 0.9, 0.5, 0, 0],
+        },
+        "2": {"pred_relevant_windows": [[4.0, 8.0, 0.7]], "pred_saliency_scores": [0.2, 0.1, 0.3, 0.0]},
+    }
+    pred.write_text("".join(json.dumps({"qid": int(q), **p}) + "\n" for q, p in preds.items()))
+    result = score_files("temporal_grounding", pred, gt, split="val")
+    windows = {q: p["pred_relevant_windows"] for q, p in preds.items()}
+    mr = tg.moment_retrieval_metrics(windows, {"1": [[2, 6]], "2": [[0, 4]]})
+    hl = tg.highlight_detection_metrics(
+        {q: p["pred_saliency_scores"] for q, p in preds.items()},
+        {
+            "1": tg.qvhighlights_saliency_labels(10, [1, 2], [[4, 2, 1], [3, 4, 4]]),
+            "2": tg.qvhighlights_saliency_labels(8, [0, 1], [[1, 1, 1], [4, 4, 4]]),
+        },
+    )
+    assert result["metrics"]["MR-mAP"] == pytest.approx(mr["mAP"])
+    assert result["metrics"]["MR-R1@0.7"] == pytest.approx(mr["R1@0.7"])
+    assert result["metrics"]["HL-mAP"] == pytest.approx(hl["mAP"])
+    assert result["metrics"]["HL-HIT@1"] == pytest.approx(hl["HIT@1"])
+    assert result["metrics"]["R1@0.5"] == 50.0  # query 1: IoU 3.5/4 > 0.5; query 2: disjoint
+
+
+def test_grounding_predictions_for_unknown_or_missing_queries_are_named(tmp_path):
+    gt = _qvh_truth(tmp_path / "highlight_val_release.jsonl")
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(
+        json.dumps({"qid": 1, "pred_relevant_windows": [[1, 2, 0.5]], "pred_saliency_scores": [0] * 5})
+        + "\n"
+        + json.dumps({"qid": 99, "pred_relevant_windows": [[1, 2, 0.5]]})
+        + "\n"
+    )
+    with pytest.raises(InputFileError, match=r"pred\.jsonl.*not in"):
+        score_files("temporal_grounding", pred, gt, split="val")
+    pred.write_text(
+        json.dumps({"qid": 1, "pred_relevant_windows": [[1, 2, 0.5]], "pred_saliency_scores": [0] * 5}) + "\n"
+    )
+    with pytest.raises(InputFileError, match="have no prediction"):
+        score_files("temporal_grounding", pred, gt, split="val")
+    result = score_files("temporal_grounding", pred, gt, split="val", skip_bad=True)
+    assert result["skipped"] == 1 and result["counts"]["queries"] == 1
+    pred.write_text(json.dumps({"qid": 1, "pred_relevant_windows": [[3, 2, 0.5]]}) + "\n")
+    with pytest.raises(InputFileError, match="pred.jsonl"):
+        score_files("temporal_grounding", pred, gt, split="val")
+
+
+def test_st_grounding_scores_tubes_against_a_data_set(tmp_path):
+    from videoadapt.data.formats import load_task_data
+    from videoadapt.data.formats.grounding_predictions import write_stvg_predictions
+
+    data = load_task_data("synth", "test", "st_grounding")  # what --gt synth reads: the defaults' test split
+    perfect = {
+        item.query_id: {
+            "span": (item.tube.frames[0], item.tube.frames[-1]),
+            "boxes": dict(zip(item.tube.frames, item.tube.boxes, strict=True)),
+        }
+        for item in data.items
+    }
+    pred = tmp_path / "tubes.json"
+    write_stvg_predictions(pred, perfect)
+    result = score_files("st_grounding", pred, "synth")
+    assert result["metrics"]["m_vIoU"] == pytest.approx(100.0) and result["metrics"]["vIoU@0.5"] == 100.0
+    assert result["counts"]["queries"] == len(data.items)
+    first = data.items[0]
+    moved = {f: [b[0] + 1, b[1], b[2] + 1, b[3]] for f, b in zip(first.tube.frames, first.tube.boxes, strict=True)}
+    perfect[first.query_id] = {"span": perfect[first.query_id]["span"], "boxes": moved}
+    write_stvg_predictions(pred, perfect)
+    assert score_files("st_grounding", pred, "synth")["metrics"]["m_vIoU"] < 100.0
+    del moved[first.tube.frames[0]]
+    write_stvg_predictions(pred, perfect)
+    with pytest.raises(InputFileError, match="no box for ground-truth tube frame"):
+        score_files("st_grounding", pred, "synth")

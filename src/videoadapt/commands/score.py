@@ -20,7 +20,7 @@ from videoadapt.commands import Command
 from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.registry import registry
 
-TASKS = ("recognition", "retrieval", "qa", "captioning")
+TASKS = ("recognition", "retrieval", "qa", "captioning", "temporal_grounding", "st_grounding")
 _EXAMPLES = 10  # skipped items listed in the output
 
 
@@ -381,6 +381,47 @@ def score_captioning(pred: Path, gt: Path, items: _Items) -> dict[str, Any]:
     }
 
 
+def _grounding_truth(gt: str, split: str, task: str, skip_bad: bool) -> Any:
+    """Ground truth of a grounding task: a data spec (``charades_sta:DIR``, ``vidstg:DIR``, ``synth:DIR`` ...) or,
+    for temporal grounding, a QVHighlights-style jsonl file (Moment-DETR's standalone evaluator reads that)."""
+    from videoadapt.data.formats import load_task_data
+
+    spec = f"qvhighlights:{gt}" if task == "temporal_grounding" and Path(gt).is_file() else gt
+    return load_task_data(spec, split, task, skip_bad=skip_bad)
+
+
+def score_grounding(pred: Path, gt: str, split: str, task: str, items: _Items) -> dict[str, Any]:
+    """Temporal grounding: a QVHighlights-style jsonl of ``pred_relevant_windows`` (and ``pred_saliency_scores``
+    per clip). Spatio-temporal grounding: our STVG json ``{qid: {"span": [first, last], "boxes": {frame: box}}}``.
+    Scored by the task's own evaluation (the reference conventions of docs/scoring.md)."""
+    from videoadapt.data.formats import grounding_predictions as gp
+    from videoadapt.tasks import build_task
+
+    data = _grounding_truth(gt, split, task, items.skip_bad)
+    by_id = {item.query_id: k for k, item in enumerate(data.items)}
+    if task == "temporal_grounding":
+        read = gp.read_moment_predictions(pred, gp.durations_of(data.items))
+        converted = {q: {"windows": r["windows"] or [], "saliency": r["saliency"]} for q, r in read.items()}
+    else:
+        read = gp.read_stvg_predictions(pred)
+        converted = {q: {"start": r["span"][0], "end": r["span"][1], "boxes": r["boxes"]} for q, r in read.items()}
+    kept = items.match("query", converted, by_id, pred, Path(gt))
+    subset = data.subset([by_id[q] for q in kept])
+    predictions = [converted[q] for q in kept]
+    if task == "temporal_grounding" and any(p["saliency"] is None for p in predictions):
+        if any(getattr(i, "saliency", None) is not None for i in subset.items):
+            raise InputFileError(pred, "the ground truth has saliency labels: every line needs pred_saliency_scores")
+    if task == "st_grounding":
+        for q, p in zip(kept, predictions, strict=True):
+            frames = data.items[by_id[q]].tube.frames  # type: ignore[union-attr]
+            lacking = [f for f in frames if f not in p["boxes"]]
+            if lacking:
+                raise InputFileError(pred, f"query {q!r}: no box for ground-truth tube frame {lacking[0]}")
+    _require(predictions, pred)
+    metrics = build_task(task).evaluate(predictions, subset)
+    return {"metrics": metrics, "counts": {"queries": len(predictions)}, "split": split}
+
+
 def _require(scored: Any, pred: Path) -> None:
     if not scored:
         raise InputFileError(pred, "no item is left to score")
@@ -390,9 +431,16 @@ def _require(scored: Any, pred: Path) -> None:
 
 
 def score_files(
-    task: str, pred: str | Path, gt: str | Path, *, skip_bad: bool = False, topk: tuple[int, ...] = (1, 5)
+    task: str,
+    pred: str | Path,
+    gt: str | Path,
+    *,
+    skip_bad: bool = False,
+    topk: tuple[int, ...] = (1, 5),
+    split: str = "test",
 ) -> dict[str, Any]:
     """Score a prediction file against a ground-truth file (formats: docs/scoring.md); the command's JSON."""
+    gt_text = str(gt)
     pred, gt = Path(pred), Path(gt)
     items = _Items(skip_bad)
     if task == "recognition":
@@ -403,6 +451,8 @@ def score_files(
         result = score_qa(pred, gt, items)
     elif task == "captioning":
         result = score_captioning(pred, gt, items)
+    elif task in ("temporal_grounding", "st_grounding"):
+        result = score_grounding(pred, gt_text, split, task, items)
     else:
         raise VideoadaptError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     out = {"task": task, "pred": str(pred), "gt": str(gt), **result}
@@ -423,7 +473,16 @@ def _parse_topk(text: str) -> tuple[int, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=TASKS, help="what the predictions are for")
     parser.add_argument("--pred", required=True, metavar="FILE", help="prediction file (JSON, docs/scoring.md)")
-    parser.add_argument("--gt", required=True, metavar="FILE", help="ground-truth file (JSON, docs/scoring.md)")
+    parser.add_argument(
+        "--gt",
+        required=True,
+        metavar="FILE",
+        help="ground-truth file (JSON, docs/scoring.md); grounding: a data spec (charades_sta:DIR, vidstg:DIR, "
+        "synth:DIR, ...) or a QVHighlights-style jsonl",
+    )
+    parser.add_argument(
+        "--split", default="test", help="grounding: the split of the --gt data set to score against (default test)"
+    )
     parser.add_argument(
         "--skip-bad",
         action="store_true",
@@ -437,7 +496,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = score_files(args.task, args.pred, args.gt, skip_bad=args.skip_bad, topk=args.topk)
+    result = score_files(args.task, args.pred, args.gt, skip_bad=args.skip_bad, topk=args.topk, split=args.split)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -457,11 +516,13 @@ def run(args: argparse.Namespace) -> int:
 
 registry.register("command", "score")(
     Command(
-        help="score predictions from files (recognition, retrieval, QA, captioning)",
+        help="score predictions from files (recognition, retrieval, QA, captioning, temporal and spatio-temporal "
+        "grounding)",
         add_arguments=add_arguments,
         run=run,
         description="Score the predictions of any model, read from --pred, against --gt, with the metric "
-        "conventions of the reference implementations (MMAction2, CLIP4Clip, VQA, pycocoevalcap). File formats: "
+        "conventions of the reference implementations (MMAction2, CLIP4Clip, VQA, pycocoevalcap, 2D-TAN and "
+        "Moment-DETR's standalone evaluator, TubeDETR). File formats: "
         "docs/scoring.md. Ids that do not match between the files are an error (exit status 2) naming the "
         "first of them, unless --skip-bad drops them and reports the count.",
     )

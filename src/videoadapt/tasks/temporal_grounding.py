@@ -399,6 +399,8 @@ def clip_saliency(prediction: dict[str, Any], item: GroundingItem) -> list[float
     frames = list(prediction["saliency"])
     length = float(item.clip_length or 2.0)
     clips = max(1, int(item.duration / length))
+    if len(frames) == clips:  # already one score per clip (a QVHighlights submission read by `videoadapt score`)
+        return frames
     return [frames[min(len(frames) - 1, int((c + 0.5) * length / item.duration * len(frames)))] for c in range(clips)]
 
 
