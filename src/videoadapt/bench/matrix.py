@@ -61,14 +61,6 @@ RESERVED_TABLES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         "Table II: multiple object tracking",
         (("TETA", "TETA"), ("LocA", "LocA"), ("AssocA", "AssocA"), ("ClsA", "ClsA")),
     ),
-    "st_grounding": (
-        "Table II: spatio-temporal video grounding",
-        (("m_vIoU", "m_vIoU"), ("vIoU@0.3", "vIoU@0.3"), ("vIoU@0.5", "vIoU@0.5"), ("m_tIoU", "m_tIoU")),
-    ),
-    "temporal_grounding": (
-        "Table II: temporal grounding",
-        (("R@0.3", "R@0.3"), ("R@0.5", "R@0.5"), ("R@0.7", "R@0.7"), ("mIoU", "mIoU")),
-    ),
     "segmentation": ("Table II: video segmentation", ()),
 }
 

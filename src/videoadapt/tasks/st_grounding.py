@@ -51,6 +51,7 @@ from videoadapt.tasks.base import (
     percent,
 )
 from videoadapt.tasks.temporal_grounding import grounding_item_problem, grounding_query_texts, query_text_features
+from videoadapt.temporal.query_regions import QueryRegionReader
 from videoadapt.temporal.tube_grounding import (
     TubeGroundingCriterion,
     TubeGroundingHead,
@@ -59,7 +60,6 @@ from videoadapt.temporal.tube_grounding import (
     decode_tube,
 )
 
-MAX_FRAMES = 512
 THRESHOLDS = stm.THRESHOLDS
 ATTENTION_WEIGHT = 1.0
 
@@ -67,58 +67,25 @@ ATTENTION_WEIGHT = 1.0
 class TubeHead(TaskHead):
     def __init__(self, spec: dict[str, Any], width: int, text_width: int) -> None:
         super().__init__(spec)
-        hidden, rows, cols = int(spec["hidden"]), int(spec["grid"][0]), int(spec["grid"][1])
-        self.rows, self.cols = rows, cols
-        self.patch_in = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden))
-        self.text_in = nn.Sequential(nn.LayerNorm(text_width), nn.Linear(text_width, hidden))
-        self.space = nn.Parameter(torch.zeros(rows * cols, hidden))
-        self.time = nn.Parameter(torch.zeros(MAX_FRAMES, hidden))
-        nn.init.normal_(self.space, std=0.02)
-        nn.init.normal_(self.time, std=0.02)
-        heads = max(1, hidden // 64)
-        self.read_words = nn.MultiheadAttention(hidden, heads, batch_first=True)
-        self.word_norm = nn.LayerNorm(hidden)
-        self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
-        self.where = nn.Linear(4, hidden)
+        hidden = int(spec["hidden"])
+        self.rows, self.cols = int(spec["grid"][0]), int(spec["grid"][1])
+        self.regions = QueryRegionReader(width, text_width, hidden, (self.rows, self.cols))
         layer = nn.TransformerEncoderLayer(
-            hidden, heads, 4 * hidden, dropout=0.1, activation="gelu", batch_first=True, norm_first=True
+            hidden, max(1, hidden // 64), 4 * hidden, dropout=0.1, activation="gelu", batch_first=True, norm_first=True
         )
         self.temporal = nn.TransformerEncoder(layer, int(spec["layers"]), enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden)
         self.tube = TubeGroundingHead(hidden)
         self.criterion = TubeGroundingCriterion()
-        ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-        centres = torch.stack(((xs.flatten() + 0.5) / cols, (ys.flatten() + 0.5) / rows), -1).float()
-        self.register_buffer("centres", centres, persistent=False)  # [P,2] normalised (x, y) of patch centres
 
     def forward(self, patches: torch.Tensor, query: TextFeatures) -> dict[str, torch.Tensor]:
-        b, t, p, _ = patches.shape
-        if p != self.rows * self.cols:
-            raise VideoadaptError(
-                f"st_grounding head: {p} patch tokens per frame, but it was built for a {self.rows}x{self.cols} grid"
-            )
-        if t > MAX_FRAMES:
-            raise VideoadaptError(f"st_grounding: {t} frames per clip; at most {MAX_FRAMES}")
-        device = self.space.device
-        x = self.patch_in(patches.float().to(device)) + self.space  # [B,T,P,H]
-        words = self.text_in(query.tokens.float().to(device))  # [B,L,H]
-        valid = query.mask.to(device).bool()
-        flat = x.reshape(b, t * p, -1)
-        read, _ = self.read_words(flat, words, words, key_padding_mask=~valid, need_weights=False)
-        x = self.word_norm(flat + read).reshape(b, t, p, -1)
-        logits = self.score(x).squeeze(-1)  # [B,T,P]
-        attention = logits.softmax(-1)
-        content = torch.einsum("btp,btph->bth", attention, x)
-        mean = torch.einsum("btp,pc->btc", attention, self.centres)
-        spread = torch.einsum("btp,btpc->btc", attention, (self.centres - mean.unsqueeze(2)) ** 2).sqrt()
-        pooled = (words * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
-        state = content + self.where(torch.cat((mean, spread), -1)) + self.time[:t] + pooled.unsqueeze(1)
-        state = self.norm(self.temporal(state))
-        out = self.tube(state)
+        regions = self.regions(patches, query.tokens, query.mask)
+        out = self.tube(self.norm(self.temporal(regions["states"])))
         boxes = out["pred_boxes"]
-        centre = torch.sigmoid(torch.logit(boxes[..., :2], eps=1e-4) + torch.logit(mean, eps=1e-4))
+        # The box centre is an offset from where the attention points (zero offset at the start).
+        centre = torch.sigmoid(torch.logit(boxes[..., :2], eps=1e-4) + torch.logit(regions["mean"], eps=1e-4))
         out["pred_boxes"] = torch.cat((centre, boxes[..., 2:]), -1)
-        out["patch_logits"] = logits
+        out["patch_logits"] = regions["logits"]
         return out
 
 
@@ -129,7 +96,7 @@ class SpatioTemporalGrounding(Task):
     needs_patches = True
     survey = (
         SurveyTable(
-            "stvg",
+            "st_grounding",
             "Table II: spatio-temporal video grounding",
             (("m_tIoU", "m_tIoU"), ("m_vIoU", "m_vIoU"), ("vIoU@0.3", "vIoU@0.3"), ("vIoU@0.5", "vIoU@0.5")),
             primary="m_vIoU",

@@ -7,8 +7,10 @@ dense head and of uniform segment sampling). Three heads (``model.head.head``):
 * ``dense`` (default): R2-Tuning's / UniVTG's dense head (``temporal/dense_grounding.py``: per time step a
   foreground score and the distances to the span's ends over a pyramid of strides 1, 2, 4; no matching) on
   query-aware frame states: the frames (projected, with learnt positions, plus their cosine similarity to the
-  query in the joint space, raw and standardised over the clip) and the query's token states go through
-  ``layers`` transformer layers together (Moment-DETR's encoder layout: one sequence of [frames; words]).
+  query in the joint space, raw and standardised over the clip, plus — with ``regions: true``, the default — the
+  state of ``temporal/query_regions.py``: where the sentence points in the frame's patch tokens, and how that
+  place moves and grows from frame to frame) and the query's token states go through ``layers`` transformer
+  layers together (Moment-DETR's encoder layout: one sequence of [frames; words]).
 * ``moment_detr``: Moment-DETR (``temporal/moment_detr.py``) over the frames and the query's token states,
   trained with its official criterion (Hungarian matching on span L1, gIoU and class; saliency hinge on pairs of
   inside/outside frames drawn per item from the training seed).
@@ -62,6 +64,7 @@ from videoadapt.temporal.dense_grounding import (
 )
 from videoadapt.temporal.moment_detr import MomentDETR
 from videoadapt.temporal.moment_detr_criterion import MomentDETRCriterion, sample_saliency_pairs, span_cxw_to_xx
+from videoadapt.temporal.query_regions import QueryRegionReader
 
 HEADS = ("dense", "moment_detr", "similarity")
 MAX_FRAMES = 512
@@ -99,7 +102,7 @@ class QueryFrameFusion(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden)
 
-    def forward(self, frames: torch.Tensor, query: TextFeatures) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, query: TextFeatures, regions: torch.Tensor | None = None) -> torch.Tensor:
         b, t = frames.shape[:2]
         if t > MAX_FRAMES:
             raise VideoadaptError(f"temporal grounding: {t} frames per clip; at most {MAX_FRAMES}")
@@ -108,6 +111,8 @@ class QueryFrameFusion(nn.Module):
         standard = (similarity - similarity.mean(1, keepdim=True)) / similarity.std(1, keepdim=True).clamp(min=1e-4)
         x = self.frame_in(frames) + self.similarity_in(torch.stack((similarity, standard), -1))
         x = x + self.positions[:t] + self.kinds[0]
+        if regions is not None:
+            x = x + regions
         words = self.text_in(query.tokens.float().to(frames.device)) + self.kinds[1]
         valid = torch.cat((torch.ones(b, t, dtype=torch.bool, device=x.device), query.mask.to(x.device).bool()), 1)
         out = self.encoder(torch.cat((x, words), 1), src_key_padding_mask=~valid)
@@ -126,6 +131,8 @@ class TemporalGroundingHead(TaskHead):
         if kind == "dense":
             hidden = int(spec["hidden"])
             self.fusion = QueryFrameFusion(width, text_width, embed_dim, hidden, int(spec["layers"]))
+            if spec.get("regions"):
+                self.regions = QueryRegionReader(int(spec["patch_width"]), text_width, hidden, tuple(spec["grid"]))
             self.dense = DenseGroundingHead(hidden, tuple(spec["strides"]))
             self.criterion = DenseGroundingCriterion(tuple(spec["strides"]))
         elif kind == "moment_detr":
@@ -140,10 +147,20 @@ class TemporalGroundingHead(TaskHead):
                     "zero-shot head of encoders that keep the ILFM's frame embeddings"
                 )
 
-    def outputs(self, frames: torch.Tensor, query: TextFeatures) -> dict[str, torch.Tensor]:
+    def outputs(
+        self, frames: torch.Tensor, query: TextFeatures, patches: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         kind = self.spec["head"]
         if kind == "dense":
-            return self.dense(self.fusion(frames, query))
+            regions = None
+            if self.spec.get("regions"):
+                if patches is None:
+                    raise VideoadaptError(
+                        "temporal grounding head with regions: true reads patch tokens, and this encoder gave none; "
+                        "use a paradigm that keeps the backbone's patches or set model.head.regions=false"
+                    )
+                regions = self.regions(patches, query.tokens, query.mask)["states"]
+            return self.dense(self.fusion(frames, query, regions))
         if kind == "moment_detr":
             _, _, out = self.detr(frames.float(), None, _to(query, frames.device))
             return out
@@ -180,9 +197,10 @@ def similarity_windows(
 class TemporalGrounding(Task):
     name = "temporal_grounding"
     monitor = "R1@0.5"
+    needs_patches = True  # the dense head's query-region reader (model.head.regions, default on)
     survey = (
         SurveyTable(
-            "tvg",
+            "temporal_grounding",
             "Table II: temporal grounding (moment retrieval)",
             (
                 ("R1@0.5", "R1@0.5"),
@@ -236,6 +254,9 @@ class TemporalGrounding(Task):
                     hidden=int(self.option("hidden", 256)),
                     layers=int(self.option("layers", 2)),
                     strides=[int(s) for s in self.option("strides", [1, 2, 4])],
+                    regions=bool(self.option("regions", True)),
+                    grid=list(ilfm.dims.patch_grid),
+                    patch_width=int(ilfm.dims.width),
                 )
             elif kind == "moment_detr":
                 spec.update(hidden=int(self.option("hidden", 256)), queries=int(self.option("queries", 10)))
@@ -246,7 +267,7 @@ class TemporalGrounding(Task):
 
     def _outputs(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> dict:
         query = query_text_features(text, targets["queries"])
-        return head.outputs(features.frames, query)  # type: ignore[operator]
+        return head.outputs(features.frames, query, features.patches)  # type: ignore[operator]
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         kind = head.spec["head"]
