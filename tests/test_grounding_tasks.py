@@ -29,6 +29,8 @@ PARADIGMS = {
     "post_network": {},
     "lora": {"lora": {"r": 2}},
     "side_tuning": {},
+    # R2-Tuning's side network pooling with the query's words: the trainer hands the encoder one query per item.
+    "side_tuning-r2": {"side_tuning": {"design": "r2_tuning", "text": True, "width": 32}},
 }
 
 
@@ -39,7 +41,7 @@ def synth(task: str, split: str = "train") -> TaskData:
 def model_for(task_name: str, paradigm: str, head_options: dict, data: TaskData) -> TaskModel:
     torch.manual_seed(0)
     ilfm = load_backbone("hf-config:clip-tiny")
-    encoder = build_video_encoder(ilfm, paradigm, PARADIGMS[paradigm])
+    encoder = build_video_encoder(ilfm, paradigm.split("-")[0], PARADIGMS[paradigm])
     feature_widths(encoder, FRAMES)
     task = build_task(task_name, **head_options)
     head = task.build_head(ilfm, encoder, data)

@@ -302,7 +302,9 @@ def feature_widths(encoder: VideoEncoder, frames: int = 8) -> tuple[int, int]:
     encoder.eval()
     try:
         with torch.no_grad():
-            out = encoder(video)
+            # A head that fuses the video with a query sentence (a grounding side network) gets a stand-in one.
+            text = encoder.ilfm.encode_text(["a video"]) if getattr(encoder.head, "needs_text", False) else None
+            out = encoder(video, text=text)
     except VideoadaptError as error:
         raise VideoadaptError(f"cannot run the video encoder on its own to size the task head: {error}") from None
     finally:
