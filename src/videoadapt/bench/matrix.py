@@ -144,6 +144,23 @@ BENCH_PRESETS: dict[str, BenchPreset] = {
         description="every Table III table (recognition, retrieval, multiple-choice and open QA, captioning), "
         "3 seeds, each with its own SynthWorld set; ~60 minutes on 2 CPU cores (59 min measured)",
     ),
+    "grounding": BenchPreset(
+        "grounding",
+        ("temporal_grounding", "st_grounding"),
+        Budget(
+            steps=300,
+            batch_size=16,
+            frames=16,
+            warmup_steps=30,
+            videos=1600,
+            size=64,
+            source_frames=16,
+            split_fractions=(0.7, 0.1, 0.2),
+            curve_points=2,
+        ),
+        description="Table II's temporal and spatio-temporal grounding on SynthWorld's grounding scenes (every frame "
+        "of 16, 320 test videos = 640 queries), one seed",
+    ),
     "full": BenchPreset(
         "full",
         None,

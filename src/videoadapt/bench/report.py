@@ -517,8 +517,13 @@ def write_report(
         "How to read it: every metric is in percent on the test split, the mean over seeds with its 95 % confidence "
         "interval [low, high] from a paired bootstrap over test items (1,000 resamples; with several seeds the "
         "seeds are resampled too). A paradigm leads only when its paired difference with every other arm has an "
-        "interval that excludes 0; otherwise the arms it cannot be told apart from are called tied. Learning rates "
-        "were chosen per arm on the validation split (never on test). Costs: trainable parameters (of the "
+        "interval that excludes 0; otherwise the arms it cannot be told apart from are called tied. "
+        + (
+            "Learning rates were chosen per arm on the validation split (never on test). "
+            if rates.startswith("chosen")
+            else f"Learning rates were not chosen per arm here ({rates}): a ranking can reflect them. "
+        )
+        + "Costs: trainable parameters (of the "
         "paradigm + of the shared heads: the task head and, for arms that adapt the backbone, the shared temporal "
         "head); GFLOPs of the video path for one view (fvcore convention); train s = wall time of the training "
         "steps (validations and the one-off feature extraction for frozen backbones excluded, see `setup_s` in "
