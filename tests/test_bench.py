@@ -73,6 +73,17 @@ def test_standard_covers_every_table_iii_table_with_three_seeds():
     assert "captioning" not in zero and "qa-open" not in zero and {"recognition", "retrieval", "qa-mc"} <= zero
 
 
+def test_grounding_covers_table_ii_grounding_on_every_frame():
+    preset = BENCH_PRESETS["grounding"]
+    tables, cells = build_matrix(preset)
+    assert [t.name for t in tables] == ["temporal_grounding", "st_grounding"]
+    assert preset.budget.frames == preset.budget.source_frames == 16
+    zero = {c.table: c for c in cells if c.arm == ZERO_SHOT}
+    # Frame-text similarity is the zero-shot temporal grounder; a contrastive ILFM has no boxes for STVG.
+    assert set(zero) == {"temporal_grounding"} and zero["temporal_grounding"].head == {"head": "similarity"}
+    assert {p for p in paradigm_names()} <= {c.arm for c in cells if c.table == "st_grounding"} | {"post_network"}
+
+
 def test_the_paradigm_is_the_only_thing_that_varies():
     preset = BENCH_PRESETS["quick"]
     _, cells = build_matrix(preset)
