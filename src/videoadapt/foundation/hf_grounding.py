@@ -380,7 +380,9 @@ _CLASSES = {
 }
 
 
-def _wrap(model: nn.Module, model_type: str, preprocessing: dict[str, Any], tokenizer: Any, name: str) -> GroundingModel:
+def _wrap(
+    model: nn.Module, model_type: str, preprocessing: dict[str, Any], tokenizer: Any, name: str
+) -> GroundingModel:
     cls = HFOwl if model_type in OWL_TYPES else HFGroundingDino
     return cls(model.eval(), model_type, preprocessing, tokenizer, name)
 

@@ -227,8 +227,8 @@ def pretrain_detection(
             loss, parts = train_step(model, optimizer, images, text, index, recipe.bf16)
             history.append(loss)
             rate = len(images) / (time.perf_counter() - tick)
-            info = f"loss {loss:.3f} (cls {parts['cls']:.3f} l1 {parts['l1']:.3f} giou {parts['giou']:.3f}) {rate:.0f} img/s"
-            bar.update(task, advance=1, info=info)
+            info = f"cls {parts['cls']:.3f} l1 {parts['l1']:.3f} giou {parts['giou']:.3f}  {rate:.0f} img/s"
+            bar.update(task, advance=1, info=f"loss {loss:.3f} ({info})")
             done = step + 1
             if not interactive and (done % 50 == 0 or done == recipe.steps):
                 log(f"step {done}/{recipe.steps}  loss {np.mean(history[-50:]):.3f}  {info}")
