@@ -101,9 +101,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_detection(args: argparse.Namespace) -> int:
     import torch
 
-    from videoadapt.foundation.tinyowl.pretrain import DetectionRecipe, pretrain_detection
-
     from videoadapt.errors import VideoadaptError
+    from videoadapt.foundation.tinyowl.pretrain import DetectionRecipe, pretrain_detection
 
     if args.threads < 1:
         raise VideoadaptError(f"--threads must be at least 1, got {args.threads}")
