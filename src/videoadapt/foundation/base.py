@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -134,3 +134,70 @@ class ImageLanguageModel(nn.Module, ABC):
             raise VideoadaptError("encode_text takes a list of strings, got one string")
         if len(texts) == 0:
             raise VideoadaptError("encode_text got an empty list of texts")
+
+
+@dataclass
+class RegionFeatures:
+    """Per-image candidate regions of a grounding ILFM for ``N`` images with ``R`` regions each.
+
+    ``boxes`` ``[N,R,4]``: normalised **xyxy** (x1, y1, x2, y2 as fractions of the model's input width and height,
+    y downwards), clipped to [0, 1]. xyxy rather than OWL-ViT's cxcywh because every consumer (IoU, AP, tracking
+    association, mask cropping) wants corners, and clipping is only meaningful on corners. Multiply by the image's
+    (W, H, W, H) for pixels.
+    ``embeds`` ``[N,R,E]``: region class embeddings, compared with text embeddings by ``region_logits`` (for
+    OWL-ViT/TinyOWL: the joint image-text space, not normalised; for Grounding DINO see its wrapper).
+    ``objectness`` ``[N,R]``: text-free objectness logits where the model has them (OWLv2), else None.
+    ``logits`` ``[N,R,Q]``: text-conditioned region logits for ``queries`` when the regions were computed for given
+    texts (:meth:`GroundingModel.detect`), else None. Scores are ``sigmoid(logits)``.
+    """
+
+    boxes: torch.Tensor
+    embeds: torch.Tensor
+    objectness: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    queries: list[str] | None = None
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Model-specific per-region tensors that ``region_logits`` needs (OWL's per-region logit shift and scale)."""
+
+    def pixel_boxes(self, width: int, height: int) -> torch.Tensor:
+        """Boxes in pixels (x1, y1, x2, y2) of an image ``width`` × ``height``."""
+        return self.boxes * self.boxes.new_tensor([width, height, width, height])
+
+
+def clip_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Normalised xyxy boxes clipped to the image, with x2 >= x1 and y2 >= y1 kept after clipping."""
+    boxes = boxes.clamp(0.0, 1.0)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1, y1, torch.maximum(x1, x2), torch.maximum(y1, y2)], dim=-1)
+
+
+def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+class GroundingModel(ImageLanguageModel):
+    """An ILFM that also proposes regions and scores them against text (OWL-ViT, OWLv2, Grounding DINO, TinyOWL).
+
+    Every contrastive paradigm still sees it as an :class:`ImageLanguageModel`; grounding, tracking and
+    segmentation tasks call :meth:`detect` (or :meth:`encode_regions` once and :meth:`region_logits` per query set,
+    where regions do not depend on the text).
+    """
+
+    text_conditioned_regions: bool = False  # True where regions depend on the queries (Grounding DINO)
+
+    @abstractmethod
+    def encode_regions(self, images: torch.Tensor) -> RegionFeatures:
+        """Regions of preprocessed images ``[N,3,H,W]``, independent of any text."""
+
+    @abstractmethod
+    def region_logits(self, regions: RegionFeatures, text_embeds: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N,R,Q]`` of every region for each of ``Q`` text embeddings ``[Q,E]`` (from ``encode_text``)."""
+
+    def detect(self, images: torch.Tensor, texts: Sequence[str]) -> RegionFeatures:
+        """Regions with ``logits`` for ``texts`` (one phrase per query): the entry point tasks use."""
+        self.check_texts(texts)
+        regions = self.encode_regions(images)
+        regions.logits = self.region_logits(regions, self.encode_text(list(texts)).embeds)
+        regions.queries = list(texts)
+        return regions

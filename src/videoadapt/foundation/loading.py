@@ -4,8 +4,12 @@
 ``tiny``               the shipped TinyCLIP checkpoint (pretrained here by ``videoadapt pretrain``)
 ``tiny:DIR``           a TinyCLIP checkpoint directory written by ``videoadapt pretrain --out DIR``
 ``tiny-random``        TinyCLIP's architecture with a random image tower (the "no transfer" baseline)
+``tiny-owl``           the shipped TinyOWL checkpoint (TinyCLIP + OWL-ViT detection heads; a GroundingModel)
+``tiny-owl:DIR``       a TinyOWL checkpoint directory written by ``videoadapt pretrain --detection --out DIR``
+``hf-grounding:ID``    OWL-ViT, OWLv2, Grounding DINO or MM-Grounding-DINO from the hub or a local directory
 ``hf:ID``              a CLIP/SigLIP/SigLIP2 checkpoint from the hub or the local hub cache
-``DIR``                a local directory holding a transformers CLIP/SigLIP checkpoint or a TinyCLIP one
+``DIR``                a local directory holding a transformers CLIP/SigLIP/OWL/Grounding DINO checkpoint, or a
+                       TinyCLIP or TinyOWL one
 ``hf-config:NAME``     a published architecture with random weights: clip-vit-b16, clip-vit-b32, ...
 ``random:SPEC``        backbone SPEC with its image tower re-initialised at random (text side kept): the same
                        architecture without image-language pretraining, the bench's "random init" baseline
@@ -21,14 +25,28 @@ from torch import nn
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.utils.safe_io import load_json
 
-SPEC_FORMS = ("tiny", "tiny:DIR", "tiny-random", "hf:ID", "DIR", "hf-config:NAME", "random:SPEC")
+SPEC_FORMS = (
+    "tiny",
+    "tiny:DIR",
+    "tiny-random",
+    "tiny-owl",
+    "tiny-owl:DIR",
+    "hf:ID",
+    "hf-grounding:ID",
+    "DIR",
+    "hf-config:NAME",
+    "random:SPEC",
+)
+GROUNDING_TYPES = ("owlvit", "owlv2", "grounding-dino", "grounding_dino", "mm-grounding-dino", "mm_grounding_dino")
 RANDOM_PREFIX = "random:"
 
 
 def load_backbone(spec: str) -> ImageLanguageModel:
-    from videoadapt.foundation import hf
+    from videoadapt.foundation import hf, hf_grounding
     from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
+    from videoadapt.foundation.tinyowl import checkpoint as owl_checkpoint
 
     if spec.startswith(RANDOM_PREFIX):
         inner = spec.removeprefix(RANDOM_PREFIX)
@@ -44,6 +62,12 @@ def load_backbone(spec: str) -> ImageLanguageModel:
         from videoadapt.foundation.tinyclip import TinyCLIP
 
         return TinyCLIP().eval()
+    if spec == "tiny-owl":
+        return owl_checkpoint.load(owl_checkpoint.shipped_directory())
+    if spec.startswith("tiny-owl:"):
+        return owl_checkpoint.load(Path(spec.removeprefix("tiny-owl:")))
+    if spec.startswith("hf-grounding:"):
+        return hf_grounding.from_pretrained(spec.removeprefix("hf-grounding:"))
     if spec.startswith("tiny:"):
         return tiny_checkpoint.load(Path(spec.removeprefix("tiny:")))
     if spec.startswith("hf-config:"):
@@ -54,7 +78,11 @@ def load_backbone(spec: str) -> ImageLanguageModel:
     if path.is_dir():
         if tiny_checkpoint.is_checkpoint(path):
             return tiny_checkpoint.load(path)
+        if owl_checkpoint.is_checkpoint(path):
+            return owl_checkpoint.load(path)
         if (path / "config.json").is_file():
+            if load_json(path / "config.json").get("model_type") in GROUNDING_TYPES:
+                return hf_grounding.from_pretrained(str(path))
             return hf.from_pretrained(str(path))
         raise VideoadaptError(f"{path}: directory holds neither a transformers config.json nor a TinyCLIP checkpoint")
     architectures = ", ".join(f"hf-config:{name}" for name in sorted(hf.ARCHITECTURES))
