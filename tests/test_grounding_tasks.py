@@ -207,3 +207,33 @@ def test_bad_items_are_named_or_skipped(task_name, changes, reason):
         check_items(task, data, skip_bad=False)
     kept = check_items(task, data, skip_bad=True)
     assert [i.query_id for i in kept.items] == ["good"]
+
+
+def test_zero_shot_tubes_come_from_the_grounding_ilfm_on_cached_features():
+    """The STVG zero-shot row: TinyOWL's regions from the frames' CLS and patch tokens, scored against the
+    sentence; its boxes are the best region of each frame."""
+    from videoadapt.tasks.st_grounding import best_run
+
+    data = load_task_data("synth", "test", "st_grounding", videos=20, size=64, frames=8)
+    ilfm = load_backbone("tiny-owl")
+    encoder = build_video_encoder(ilfm, "post_network", {"post_network": {"temporal": "mean"}})
+    task = build_task("st_grounding", head="detection")
+    model = TaskModel(encoder, task.build_head(ilfm, encoder, data), task, TextEncoder(ilfm))
+    assert not any(p.requires_grad for p in model.head.parameters())
+    model.eval()
+    batch = batch_of(model, data, [0, 1], train=False)
+    predictions = model.predict(batch)
+    item = data.items[0]
+    # The predicted box of a frame is the best-scoring TinyOWL region for the sentence on that frame.
+    with torch.no_grad():
+        frames = batch.video[batch.rows[0]]
+        regions = ilfm.detect(frames, [item.query])
+        best = regions.logits[..., 0].argmax(-1)
+        expected = regions.boxes[torch.arange(len(best)), best] * 64
+    for f in range(8):
+        assert predictions[0]["boxes"][f] == pytest.approx(expected[f].tolist(), abs=1e-3)
+    metrics = task.evaluate(predictions, data.subset([0, 1]))
+    assert set(metrics) >= {"m_tIoU", "m_vIoU"}
+    assert best_run(torch.tensor([0.1, 0.2, 0.9, 0.8, 0.1])) == (2, 3)
+    with pytest.raises(Exception, match="needs a grounding ILFM"):
+        task.build_head(load_backbone("hf-config:clip-tiny"), encoder, data)

@@ -194,6 +194,13 @@ class GroundingModel(ImageLanguageModel):
     def region_logits(self, regions: RegionFeatures, text_embeds: torch.Tensor) -> torch.Tensor:
         """Logits ``[N,R,Q]`` of every region for each of ``Q`` text embeddings ``[Q,E]`` (from ``encode_text``)."""
 
+    def regions_from_frame_features(self, cls: torch.Tensor, patches: torch.Tensor) -> RegionFeatures:
+        """Regions from cached frame features (``FrameFeatures.cls`` ``[N,D]`` and ``.patches`` ``[N,P,D]``) where
+        the region heads read only those (TinyOWL); models whose regions need the pixels refuse."""
+        raise VideoadaptError(
+            f"{type(self).__name__}: regions need the images themselves, not cached frame features; use detect()"
+        )
+
     def detect(self, images: torch.Tensor, texts: Sequence[str]) -> RegionFeatures:
         """Regions with ``logits`` for ``texts`` (one phrase per query): the entry point tasks use."""
         self.check_texts(texts)

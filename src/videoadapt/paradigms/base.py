@@ -43,6 +43,9 @@ class VideoFeatures:
     patches: torch.Tensor | None = None
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    # The backbone's pooled CLS tokens ``[B,T,D]`` when a head passes them on (post-network heads do): with the
+    # patch tokens they are what a grounding ILFM's region heads read (TinyOWL), e.g. for zero-shot detection.
+    cls: torch.Tensor | None = None
 
 
 class TemporalContext:

@@ -76,9 +76,11 @@ class TemporalHead(VideoHead):
         inputs = features.embeds if self.space == "joint" else features.cls
         if getattr(self.temporal, "takes_features", False):
             frames, pooled, outputs = self.temporal(inputs, features, text)
-            return VideoFeatures(frames=frames, video=pooled, patches=features.patches, outputs=outputs)
+            return VideoFeatures(
+                frames=frames, video=pooled, patches=features.patches, outputs=outputs, cls=features.cls
+            )
         frames, pooled = self.temporal(inputs)
-        return VideoFeatures(frames=frames, video=pooled, patches=features.patches)
+        return VideoFeatures(frames=frames, video=pooled, patches=features.patches, cls=features.cls)
 
 
 def head_from_config(ilfm: ImageLanguageModel, config: TemporalHeadConfig) -> TemporalHead:

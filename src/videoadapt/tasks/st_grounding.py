@@ -36,7 +36,7 @@ from torch import nn
 
 from videoadapt.data.records import GroundingItem, Item, TaskData, Tube
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
+from videoadapt.foundation.base import GroundingModel, ImageLanguageModel, TextFeatures
 from videoadapt.metrics import st_grounding as stm
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
@@ -62,6 +62,7 @@ from videoadapt.temporal.tube_grounding import (
 
 THRESHOLDS = stm.THRESHOLDS
 ATTENTION_WEIGHT = 1.0
+HEADS = ("tube", "detection")
 
 
 class TubeHead(TaskHead):
@@ -89,6 +90,54 @@ class TubeHead(TaskHead):
         return out
 
 
+class DetectionTubeHead(TaskHead):
+    """No parameters: the zero-shot STVG predictor of a grounding ILFM. Every frame's regions (from the cached
+    CLS and patch tokens) are scored against the sentence; the best region is the frame's box, and the tube's span
+    is the run of frames whose best score is highest relative to the rest (mean inside minus mean outside)."""
+
+    def __init__(self, spec: dict[str, Any], ilfm: ImageLanguageModel) -> None:
+        super().__init__(spec)
+        if not isinstance(ilfm, GroundingModel):
+            raise VideoadaptError(
+                f"st_grounding head 'detection' needs a grounding ILFM (tiny-owl, hf-grounding:ID), not "
+                f"{type(ilfm).__name__}: a contrastive model has no boxes"
+            )
+        self.__dict__["ilfm"] = ilfm  # used, not owned: its weights are the backbone's, never the head's
+
+    def forward(self, features: VideoFeatures, text: TextEncoder, queries: Sequence[str]) -> dict[str, torch.Tensor]:
+        if features.cls is None or features.patches is None:
+            raise VideoadaptError(
+                "st_grounding head 'detection' reads the backbone's CLS and patch tokens; use post_network "
+                "(the zero-shot row's encoder)"
+            )
+        b, t = features.patches.shape[:2]
+        ilfm: GroundingModel = self.__dict__["ilfm"]
+        regions = ilfm.regions_from_frame_features(features.cls.flatten(0, 1), features.patches.flatten(0, 1))
+        logits = ilfm.region_logits(regions, text.embeds(queries).to(regions.embeds.device))  # [B*T,R,B]
+        logits = logits.reshape(b, t, logits.shape[1], b)
+        own = logits[torch.arange(b), :, :, torch.arange(b)]  # [B,T,R]: each clip against its own sentence
+        scores, best = own.max(-1)
+        boxes = regions.boxes.reshape(b, t, -1, 4)
+        chosen = boxes.gather(2, best[..., None, None].expand(b, t, 1, 4)).squeeze(2)
+        return {"boxes_xyxy": chosen.float(), "scores": scores.float().sigmoid()}
+
+
+def best_run(scores: torch.Tensor) -> tuple[int, int]:
+    """The run of frames ``[i, j]`` (at least two) with the largest mean score inside minus mean outside."""
+    s = scores.double().cpu()
+    t = len(s)
+    prefix = torch.cat((torch.zeros(1, dtype=s.dtype), s.cumsum(0)))
+    best, span = -math.inf, (0, max(1, t - 1))
+    for i in range(t):
+        for j in range(i + 1, t):
+            inside = float(prefix[j + 1] - prefix[i])
+            n = j - i + 1
+            value = inside / n - ((float(prefix[-1]) - inside) / (t - n) if t > n else 0.0)
+            if value > best:
+                best, span = value, (i, j)
+    return span
+
+
 @registry.register("task", "st_grounding")
 class SpatioTemporalGrounding(Task):
     name = "st_grounding"
@@ -100,7 +149,7 @@ class SpatioTemporalGrounding(Task):
             "Table II: spatio-temporal video grounding",
             (("m_tIoU", "m_tIoU"), ("m_vIoU", "m_vIoU"), ("vIoU@0.3", "vIoU@0.3"), ("vIoU@0.5", "vIoU@0.5")),
             primary="m_vIoU",
-            zero_shot_note="a contrastive ILFM has no boxes; the zero-shot STVG row needs a grounding ILFM",
+            zero_shot_head={"head": "detection"},
         ),
     )
 
@@ -130,9 +179,15 @@ class SpatioTemporalGrounding(Task):
         encoder: VideoEncoder,
         data: TaskData,
         spec: dict[str, Any] | None = None,
-    ) -> TubeHead:
+    ) -> TaskHead:
+        kind = str((spec or {}).get("head", self.option("head", "tube")))
+        if kind not in HEADS:
+            raise VideoadaptError(f"model.head.head: unknown st_grounding head {kind!r}; known: {HEADS}")
+        if kind == "detection":
+            return DetectionTubeHead({"head": "detection"}, ilfm)
         if spec is None:
             spec = {
+                "head": "tube",
                 "hidden": int(self.option("hidden", 192)),
                 "layers": int(self.option("layers", 2)),
                 "grid": list(ilfm.dims.patch_grid),
@@ -142,6 +197,8 @@ class SpatioTemporalGrounding(Task):
         return TubeHead(spec, int(spec["width"]), int(ilfm.dims.text_width))
 
     def _outputs(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> dict:
+        if isinstance(head, DetectionTubeHead):
+            return head(features, text, targets["queries"])
         if features.patches is None:
             raise VideoadaptError(
                 "st_grounding reads patch tokens, and this encoder gave none (its head drops them); use a paradigm "
@@ -150,6 +207,8 @@ class SpatioTemporalGrounding(Task):
         return head(features.patches, query_text_features(text, targets["queries"]))
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        if isinstance(head, DetectionTubeHead):
+            raise VideoadaptError("st_grounding head 'detection' has nothing to train (it is the zero-shot row)")
         out = self._outputs(head, features, targets, text)
         b, t = out["pred_sted"].shape[:2]
         device = head_device(head)
@@ -171,14 +230,21 @@ class SpatioTemporalGrounding(Task):
 
     def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
         out = self._outputs(head, features, targets, text)
-        t = out["pred_sted"].shape[1]
+        if isinstance(head, DetectionTubeHead):
+            t = out["scores"].shape[1]
+            decoded = [dict(zip(("start", "end"), best_run(s), strict=True)) for s in out["scores"]]
+            frame_boxes = out["boxes_xyxy"].cpu()
+        else:
+            t = out["pred_sted"].shape[1]
+            decoded = decode_tube(out)
+            frame_boxes = box_cxcywh_to_xyxy(out["pred_boxes"].float()).cpu()
         predictions = []
-        for decoded, tube, duration in zip(decode_tube(out), targets["tubes"], targets["durations"], strict=True):
+        for span, tube, duration in zip(decoded, targets["tubes"], targets["durations"], strict=True):
             n = video_frames(tube, duration)
-            boxes_xyxy = box_cxcywh_to_xyxy(out["pred_boxes"][len(predictions)].float()).cpu()
+            boxes_xyxy = frame_boxes[len(predictions)]
             scale = torch.tensor([tube.width, tube.height, tube.width, tube.height], dtype=torch.float32)
-            first = int(decoded["start"] * n // t)
-            last = max(first, int(math.ceil((decoded["end"] + 1) * n / t)) - 1)
+            first = int(span["start"] * n // t)
+            last = max(first, int(math.ceil((span["end"] + 1) * n / t)) - 1)
             frames = {}
             # A box on every frame, as TubeDETR predicts: the metric reads the GT tube's frames even where the
             # predicted span misses them.

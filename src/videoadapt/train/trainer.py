@@ -91,7 +91,8 @@ def select_rows(features: VideoFeatures, rows: torch.Tensor) -> VideoFeatures:
         return x.index_select(0, rows) if x is not None and x.ndim and x.shape[0] == videos else x
 
     outputs = {k: pick(v) for k, v in features.outputs.items()}
-    return VideoFeatures(pick(features.frames), pick(features.video), pick(features.patches), outputs, features.losses)
+    frames, video, patches, cls = (pick(x) for x in (features.frames, features.video, features.patches, features.cls))
+    return VideoFeatures(frames, video, patches, outputs, features.losses, cls)
 
 
 class TaskModel(nn.Module):

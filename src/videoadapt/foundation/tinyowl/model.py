@@ -166,8 +166,13 @@ class TinyOWL(GroundingModel):
         logit ``shift``/``scale``."""
         self.check_images(images)
         tokens, _ = self.clip.vision(images)
-        tokens = self.clip.vision.post_layernorm(tokens)
-        patches = self.merge_norm(tokens[:, 1:] * tokens[:, :1])
+        return self.regions_from_frame_features(self.clip.vision.post_layernorm(tokens[:, 0]), tokens[:, 1:])
+
+    def regions_from_frame_features(self, cls: torch.Tensor, patches: torch.Tensor) -> RegionFeatures:
+        """The regions of :meth:`encode_regions` from what ``encode_images`` returns (``FrameFeatures.cls``, the
+        post-norm CLS token ``[N,D]``, and ``.patches``, the last block's patch tokens ``[N,P,D]``), so cached frame
+        features suffice: no second pass of the tower."""
+        patches = self.merge_norm(self.clip.vision.post_layernorm(patches) * cls.unsqueeze(1))
         cxcywh = torch.sigmoid(self.box_head(patches).float() + self.box_bias)
         embeds, shift, scale = self.class_head(patches)
         return RegionFeatures(
