@@ -101,6 +101,7 @@ class BenchPreset:
     budget: Budget
     seeds: int = 1
     description: str = ""
+    backbone: str = "tiny"  # what --backbone defaults to: a table's zero-shot row may need a kind of ILFM
 
 
 BENCH_PRESETS: dict[str, BenchPreset] = {
@@ -159,7 +160,9 @@ BENCH_PRESETS: dict[str, BenchPreset] = {
             curve_points=2,
         ),
         description="Table II's temporal and spatio-temporal grounding on SynthWorld's grounding scenes (every frame "
-        "of 16, 320 test videos = 640 queries), one seed",
+        "of 16, 320 test videos = 640 queries), one seed, on TinyOWL (TinyCLIP with detection heads: the STVG "
+        "zero-shot row needs its boxes)",
+        backbone="tiny-owl",
     ),
     "full": BenchPreset(
         "full",

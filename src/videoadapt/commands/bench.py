@@ -22,7 +22,10 @@ PRECISIONS = {"auto": "auto", "bf16": "bf16", "fp32": "no"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="quick", choices=PRESET_NAMES, help="budget and tables (default quick)")
     parser.add_argument("--out", help="bench folder (rerun the same command to continue it)")
-    parser.add_argument("--backbone", default="tiny", help="backbone spec for every cell (default: shipped TinyCLIP)")
+    parser.add_argument(
+        "--backbone",
+        help="backbone spec for every cell (default: the preset's: the shipped TinyCLIP, TinyOWL for grounding)",
+    )
     parser.add_argument("--seeds", type=int, help="seeds per cell (default: the preset's)")
     parser.add_argument(
         "--seed", type=int, default=0, help="first seed (default 0); on SynthWorld each seed is also the data seed"
@@ -207,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         videos=args.videos,
         validate=True if args.validate else None,
     )
+    args.backbone = args.backbone or preset.backbone
     for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--frames", args.frames)):
         if value is not None and value < 1:
             raise VideoadaptError(f"{flag} must be >= 1, got {value}")
