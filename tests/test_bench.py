@@ -79,8 +79,12 @@ def test_grounding_covers_table_ii_grounding_on_every_frame():
     assert [t.name for t in tables] == ["temporal_grounding", "st_grounding"]
     assert preset.budget.frames == preset.budget.source_frames == 16
     zero = {c.table: c for c in cells if c.arm == ZERO_SHOT}
-    # Frame-text similarity is the zero-shot temporal grounder; a contrastive ILFM has no boxes for STVG.
-    assert set(zero) == {"temporal_grounding"} and zero["temporal_grounding"].head == {"head": "similarity"}
+    # Frame-text similarity is the zero-shot temporal grounder; per-frame detection by the grounding ILFM the STVG
+    # one, so the preset runs on TinyOWL.
+    assert zero["temporal_grounding"].head == {"head": "similarity"} and zero["st_grounding"].head == {
+        "head": "detection"
+    }
+    assert preset.backbone == "tiny-owl" and {c.backbone for c in cells if c.arm == ZERO_SHOT} == {"tiny-owl"}
     assert {p for p in paradigm_names()} <= {c.arm for c in cells if c.table == "st_grounding"} | {"post_network"}
 
 

@@ -460,7 +460,7 @@ def select_tables(preset: BenchPreset, tables: list[str] | None) -> list[Table]:
 
 def build_matrix(
     preset: BenchPreset,
-    backbone: str = "tiny",
+    backbone: str | None = None,
     seeds: int | None = None,
     paradigms: list[str] | None = None,
     tables: list[str] | None = None,
@@ -474,6 +474,7 @@ def build_matrix(
     from videoadapt.bench.learning_rates import LearningRates
 
     every = select_tables(preset, tables)
+    backbone = backbone or preset.backbone
     count = seeds if seeds is not None else preset.seeds
     if count < 1:
         raise VideoadaptError(f"--seeds must be at least 1, got {count}")
