@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="data spec: synth, synth:DIR or NAME:PATH (docs/datasets.md)")
     parser.add_argument("--split", default="train", help="train, val or test (default train)")
     parser.add_argument(
-        "--task", default="recognition", help="recognition, retrieval, qa or captioning (default recognition)"
+        "--task",
+        default="recognition",
+        help="recognition, retrieval, qa, captioning, temporal_grounding or st_grounding (default recognition)",
     )
     parser.add_argument(
         "--data-option",

@@ -11,7 +11,9 @@ from videoadapt.registry import registry
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML with model / data / run sections (see configs/)")
-    parser.add_argument("--task", help="recognition, retrieval, qa or captioning (run.task)")
+    parser.add_argument(
+        "--task", help="recognition, retrieval, qa, captioning, temporal_grounding or st_grounding (run.task)"
+    )
     parser.add_argument("--paradigm", help="paradigm composition, e.g. post_network or lora+post_network")
     parser.add_argument("--preset", help="a registered preset instead of --paradigm (videoadapt params --list)")
     parser.add_argument("--backbone", help="backbone spec: tiny, tiny-random, hf:ID, DIR, hf-config:NAME")
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 registry.register("command", "train")(
     Command(
-        help="train a task (recognition, retrieval, qa, captioning) with a transfer paradigm",
+        help="train a task (recognition, retrieval, qa, captioning, temporal or spatio-temporal grounding) with a "
+        "transfer paradigm",
         add_arguments=add_arguments,
         run=run,
         description="Train TASK on DATA with BACKBONE adapted by PARADIGM (or PRESET) into the run folder OUT: "
