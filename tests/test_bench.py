@@ -73,11 +73,11 @@ def test_standard_covers_every_table_iii_table_with_three_seeds():
     assert "captioning" not in zero and "qa-open" not in zero and {"recognition", "retrieval", "qa-mc"} <= zero
 
 
-def test_grounding_covers_table_ii_grounding_on_every_frame():
+def test_grounding_covers_table_ii_grounding():
     preset = BENCH_PRESETS["grounding"]
     tables, cells = build_matrix(preset)
     assert [t.name for t in tables] == ["temporal_grounding", "st_grounding"]
-    assert preset.budget.frames == preset.budget.source_frames == 16
+    assert preset.budget.source_frames == 16 and preset.budget.frames >= 8
     zero = {c.table: c for c in cells if c.arm == ZERO_SHOT}
     # Frame-text similarity is the zero-shot temporal grounder; per-frame detection by the grounding ILFM the STVG
     # one, so the preset runs on TinyOWL.
