@@ -701,3 +701,9 @@ def test_cells_run_under_accelerate_launch(tmp_path):
     result = json.loads((folder / cell_module.RESULT).read_text())
     assert result["status"] == "ok", (folder / cell_module.LOG).read_text()[-2000:]
     assert json.loads((folder / "run" / "metrics.json").read_text())["world_size"] == 2
+
+
+def test_every_preset_can_be_named_on_the_command_line():
+    from videoadapt.commands.bench import PRESET_NAMES
+
+    assert set(PRESET_NAMES) == set(BENCH_PRESETS)
