@@ -237,3 +237,14 @@ def test_zero_shot_tubes_come_from_the_grounding_ilfm_on_cached_features():
     assert best_run(torch.tensor([0.1, 0.2, 0.9, 0.8, 0.1])) == (2, 3)
     with pytest.raises(Exception, match="needs a grounding ILFM"):
         task.build_head(load_backbone("hf-config:clip-tiny"), encoder, data)
+
+
+def test_a_saved_head_of_another_task_is_refused():
+    data = synth("temporal_grounding")
+    model = model_for("temporal_grounding", "post_network", {"head": "dense", "hidden": 32, "layers": 1}, data)
+    st = build_task("st_grounding")
+    with pytest.raises(Exception, match="unknown st_grounding head 'dense'"):
+        st.build_head(model.encoder.ilfm, model.encoder, data, spec=dict(model.head.spec))
+    recognition_spec = {"classes": ["a", "b"], "classifier": "linear"}
+    with pytest.raises(Exception, match="lacks head"):
+        build_task("temporal_grounding").build_head(model.encoder.ilfm, model.encoder, data, spec=recognition_spec)

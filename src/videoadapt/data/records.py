@@ -85,6 +85,14 @@ class Tube:
     width: int
     height: int
 
+    @property
+    def span_s(self) -> tuple[float, float]:
+        """The tube's time span in seconds, from the start of its first frame to the end of its last (frame i
+        covers ``[i / fps, (i + 1) / fps)``): the temporal window of a spatio-temporal grounding data set's
+        sentence. SynthWorld's event windows end at the last frame's *start* instead (``end_frame / fps``: the
+        state changes between the frames), which its reader writes itself."""
+        return self.frames[0] / self.fps, (self.frames[-1] + 1) / self.fps
+
 
 @dataclass(frozen=True)
 class GroundingItem:
