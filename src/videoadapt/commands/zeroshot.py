@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from videoadapt.commands import Command
 from videoadapt.registry import registry
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,16 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from videoadapt.foundation.zeroshot import TARGETS, evaluate, meets_targets
 
     result = evaluate(load_backbone(args.backbone), images=args.images, seed=args.seed)
-    result["backbone"] = args.backbone
-    result["targets"] = TARGETS
-    result["targets_met"] = meets_targets(result)
-    if args.json:
-        print(json.dumps(result, indent=2))
+    table = _report(args, result, TARGETS, meets_targets, f"zero-shot on {args.images} held-out SynthWorld images")
+    if table is None:
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"zero-shot on {args.images} held-out SynthWorld images ({args.backbone})")
     for column in ("view", "accuracy", "target", "met"):
         table.add_column(column)
     for name, value in result.items():
@@ -48,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(
                 name, f"{value:.1%}", "" if target is None else f"{target:.0%}", "" if met is None else str(met)
             )
-    Console().print(table)
+    _print(table)
     return 0
 
 
@@ -63,22 +61,42 @@ def _run_detection(args: argparse.Namespace) -> int:
             f"--detection needs a grounding backbone (tiny-owl, hf-grounding:ID); {args.backbone!r} is not one"
         )
     result = evaluate_detection(model, images=args.images, seed=args.seed)
-    result["backbone"] = args.backbone
-    result["targets"] = TARGETS
-    result["targets_met"] = meets_targets(result)
-    if args.json:
-        print(json.dumps(result, indent=2))
+    title = f"zero-shot detection on {args.images} test-split SynthWorld images"
+    table = _report(args, result, TARGETS, meets_targets, title)
+    if table is None:
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"zero-shot detection on {args.images} test-split SynthWorld images ({args.backbone})")
     for column in ("categories", "AP", "AP50"):
         table.add_column(column)
     for group in ("seen", "held_out"):
         table.add_row(group, f"{result[group]['AP']:.1f}", f"{result[group]['AP50']:.1f}")
-    Console().print(table)
+    _print(table)
     return 0
+
+
+def _report(
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    targets: dict[str, float],
+    meets_targets: Callable[[dict[str, Any]], dict[str, bool]],
+    title: str,
+) -> Table | None:
+    """Adds the backbone and the targets to ``result``; prints it as JSON (None) with ``--json``, else returns the
+    empty table titled ``title (backbone)`` for the caller's rows. Both evaluations report the same way."""
+    result["backbone"] = args.backbone
+    result["targets"] = targets
+    result["targets_met"] = meets_targets(result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return None
+    from rich.table import Table
+
+    return Table(title=f"{title} ({args.backbone})")
+
+
+def _print(table: Table) -> None:
+    from rich.console import Console
+
+    Console().print(table)
 
 
 registry.register("command", "zeroshot")(

@@ -25,12 +25,12 @@ from videoadapt.data.formats.common import (
     annotation_file,
     check_split,
     check_task,
-    finish,
+    finish_files,
     read_json,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.formats.grounding_common import check_duration, check_window
-from videoadapt.data.records import FileSource, GroundingItem, Item, TaskData, VideoRef
+from videoadapt.data.records import GroundingItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError
 from videoadapt.registry import registry
 
@@ -92,16 +92,7 @@ def load_activitynet_captions(
                 continue
             clipped += was_clipped
             items.append(GroundingItem(f"{vid}_{k}", ref, sentence.strip(), duration, (window,)))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
-        extra={"clipped": clipped},
-    )
+    return finish_files(task, split, items, file, problems, index, extra={"clipped": clipped})
 
 
 def _video(index: VideoIndex, vid: str, skip_missing: bool, problems: Problems, file: Path, where: str) -> Path | None:

@@ -25,14 +25,14 @@ from videoadapt.data.formats.common import (
     VideoIndex,
     annotation_file,
     check_task,
-    finish,
+    finish_files,
     read_csv,
     read_json,
     read_text_lines,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.formats.grounding_common import check_duration, check_window
-from videoadapt.data.records import FileSource, GroundingItem, Item, TaskData, VideoRef
+from videoadapt.data.records import GroundingItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.registry import registry
 
@@ -94,15 +94,8 @@ def load_charades_sta(
             continue
         clipped += was_clipped
         items.append(GroundingItem(f"{vid}_{number}", VideoRef(vid, clip), sentence, duration, (window,)))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
-        extra={"clipped": clipped, "durations_file": str(lengths_file)},
+    return finish_files(
+        task, split, items, file, problems, index, extra={"clipped": clipped, "durations_file": str(lengths_file)}
     )
 
 

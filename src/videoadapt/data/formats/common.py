@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from videoadapt.data.records import Item, TaskData, VideoSource
+from videoadapt.data.records import FileSource, Item, TaskData, VideoSource
 from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -332,4 +332,14 @@ def finish(
         classes=classes,
         answers=answers,
         extra=extra,
+    )
+
+
+def finish_files(
+    task: str, split: str, items: list[Item], origin: str | Path, problems: Problems, index: VideoIndex, **more: Any
+) -> TaskData:
+    """:func:`finish` of a reader whose videos are files found through ``index`` (``more``: classes, answers,
+    extra): how every file-based reader ends its load."""
+    return finish(
+        task=task, split=split, items=items, source=FileSource(), origin=origin, problems=problems, index=index, **more
     )

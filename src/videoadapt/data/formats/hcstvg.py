@@ -36,12 +36,12 @@ from videoadapt.data.formats.common import (
     annotation_file,
     check_split,
     check_task,
-    finish,
+    finish_files,
     read_json,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.formats.grounding_common import frame_size, integer, make_tube, number, xywh_box
-from videoadapt.data.records import FileSource, GroundingItem, Item, TaskData, VideoRef
+from videoadapt.data.records import GroundingItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.registry import registry
 
@@ -100,16 +100,7 @@ def load_hcstvg(
         if clip is None:
             continue
         items.append(GroundingItem(stem, VideoRef(stem, clip), **parsed))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
-        extra={"clip_seconds": seconds},
-    )
+    return finish_files(task, split, items, file, problems, index, extra={"clip_seconds": seconds})
 
 
 def _any_version(split: str) -> list[str]:

@@ -30,13 +30,13 @@ from videoadapt.data.formats.common import (
     annotation_file,
     check_split,
     check_task,
-    finish,
+    finish_files,
     first_existing,
     read_csv,
     read_text_lines,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
-from videoadapt.data.records import ClassificationItem, FileSource, Item, TaskData, VideoRef
+from videoadapt.data.records import ClassificationItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError
 from videoadapt.registry import registry
 
@@ -107,16 +107,7 @@ def load_kinetics(
         if clip is None:
             continue
         items.append(ClassificationItem(VideoRef(name, clip, start, end), lookup[label]))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
-        classes=class_list,
-    )
+    return finish_files(task, split, items, file, problems, index, classes=class_list)
 
 
 def video_dir_for(root: Path, split: str, option: str | None) -> Path:

@@ -47,13 +47,13 @@ from videoadapt.data.formats.common import (
     answer_index,
     check_split,
     check_task,
-    finish,
+    finish_files,
     first_existing,
     read_csv,
     read_json,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
-from videoadapt.data.records import CaptionItem, FileSource, Item, QAItem, TaskData, VideoRef
+from videoadapt.data.records import CaptionItem, Item, QAItem, TaskData, VideoRef
 from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.registry import registry
 
@@ -184,16 +184,7 @@ def _caption_data(
         if clip is None:
             continue
         items.append(CaptionItem(VideoRef(video_id, clip), texts))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=origin,
-        problems=problems,
-        index=index,
-        extra={"protocol": protocol},
-    )
+    return finish_files(task, split, items, origin, problems, index, extra={"protocol": protocol})
 
 
 # --- MSR-VTT multiple choice ---------------------------------------------------------------------------------
@@ -246,4 +237,4 @@ def load_msrvtt_mc(
             continue
         ref = VideoRef(video_id, clip)
         items.append(QAItem(row["key"], ref, question, candidates[answer], candidates, answer))
-    return finish(task=task, split=split, items=items, source=FileSource(), origin=file, problems=problems, index=index)
+    return finish_files(task, split, items, file, problems, index)

@@ -26,13 +26,13 @@ from videoadapt.data.formats.common import (
     VideoIndex,
     check_split,
     check_task,
-    finish,
+    finish_files,
     first_existing,
     read_json,
     read_text_lines,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
-from videoadapt.data.records import CaptionItem, FileSource, Item, TaskData, VideoRef
+from videoadapt.data.records import CaptionItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError
 from videoadapt.registry import registry
 
@@ -113,13 +113,4 @@ def load_msvd(
         if found is None:
             continue
         items.append(CaptionItem(VideoRef(clip, found), texts))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=list_file,
-        problems=problems,
-        index=index,
-        extra={"captions_file": str(caption_file)},
-    )
+    return finish_files(task, split, items, list_file, problems, index, extra={"captions_file": str(caption_file)})

@@ -25,12 +25,12 @@ from videoadapt.data.formats.common import (
     answer_index,
     check_split,
     check_task,
-    finish,
+    finish_files,
     read_csv,
     read_json,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
-from videoadapt.data.records import FileSource, Item, QAItem, TaskData, VideoRef
+from videoadapt.data.records import Item, QAItem, TaskData, VideoRef
 from videoadapt.errors import InputFileError
 from videoadapt.registry import registry
 
@@ -87,13 +87,4 @@ def load_nextqa(
         ref = VideoRef(video, clip)
         items.append(QAItem(f"{video}_{qid}", ref, question, candidates[answer], candidates, answer))
         types.append(row.get("type") or "")
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
-        extra={"question_types": types},
-    )
+    return finish_files(task, split, items, file, problems, index, extra={"question_types": types})

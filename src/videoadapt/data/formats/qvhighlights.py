@@ -32,10 +32,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videoadapt.data.formats.common import Problems, VideoIndex, annotation_file, check_split, check_task, finish
+from videoadapt.data.formats.common import (
+    Problems,
+    VideoIndex,
+    annotation_file,
+    check_split,
+    check_task,
+    finish_files,
+)
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.formats.grounding_common import check_duration, check_window, integer, jsonl_records, number
-from videoadapt.data.records import FileSource, GroundingItem, Item, TaskData, VideoRef
+from videoadapt.data.records import GroundingItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError
 from videoadapt.registry import registry
 
@@ -136,16 +143,7 @@ def load_qvhighlights(
             )
         )
     extra = {"clipped": clipped, "saliency_annotators": annotators, "unlabelled": bool(unlabelled and not labelled)}
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
-        extra=extra,
-    )
+    return finish_files(task, split, items, file, problems, index, extra=extra)
 
 
 def _labels(

@@ -26,11 +26,11 @@ from videoadapt.data.formats.common import (
     annotation_file,
     check_split,
     check_task,
-    finish,
+    finish_files,
     read_json,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
-from videoadapt.data.records import ClassificationItem, FileSource, Item, TaskData, VideoRef
+from videoadapt.data.records import ClassificationItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError
 from videoadapt.registry import registry
 
@@ -88,16 +88,7 @@ def load_ssv2(
         if clip is None:
             continue
         items.append(ClassificationItem(VideoRef(video_id, clip), lookup[name]))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
-        classes=classes,
-    )
+    return finish_files(task, split, items, file, problems, index, classes=classes)
 
 
 def _classes(labels_file: Path) -> list[str]:

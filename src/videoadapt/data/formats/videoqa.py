@@ -34,13 +34,13 @@ from videoadapt.data.formats.common import (
     answer_vocabulary,
     check_split,
     check_task,
-    finish,
+    finish_files,
     read_json,
     read_text_lines,
     unsafe_path_reason,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
-from videoadapt.data.records import FileSource, Item, QAItem, TaskData, VideoRef
+from videoadapt.data.records import Item, QAItem, TaskData, VideoRef
 from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 from videoadapt.registry import registry
 
@@ -143,14 +143,13 @@ def _load(
             continue
         question_id = str(entry["id"]) if entry.get("id") is not None else f"{split}/{k}"
         items.append(QAItem(question_id, VideoRef(video_id, clip), question.strip(), answer))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
+    return finish_files(
+        task,
+        split,
+        items,
+        file,
+        problems,
+        index,
         answers=vocabulary,
         extra={
             "answer_source": str(source_file),

