@@ -220,3 +220,29 @@ def test_shipped_checkpoint_loads_and_matches_its_card() -> None:
     # TinyOWL is a normal ImageLanguageModel too.
     assert model.encode_images(torch.zeros(1, 3, 64, 64)).embeds.shape == (1, 256)
     assert np.isfinite(figures["seen"]["AP50"])
+
+
+def test_detect_frames_maps_boxes_back_to_frames_of_any_size(small_owl: TinyOWL) -> None:
+    """A decoded clip goes in as it is: the resize and centre crop are undone, so boxes are fractions of the
+    original frame and lie inside the part the model saw."""
+    import numpy as np
+
+    from videoadapt.data.transforms import preprocess
+
+    rng = np.random.default_rng(0)
+    size = small_owl.processor.image_size
+    square = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    direct = small_owl.detect(preprocess(square, small_owl.processor), ["a star"])
+    assert torch.allclose(small_owl.detect_frames(square, ["a star"]).boxes, direct.boxes, atol=1e-6)
+    wide = np.concatenate(
+        [
+            rng.integers(0, 256, (2, size, size // 2, 3), dtype=np.uint8),
+            square,
+            rng.integers(0, 256, (2, size, size // 2, 3), dtype=np.uint8),
+        ],
+        axis=2,
+    )  # 2S wide
+    boxes = small_owl.detect_frames(wide, ["a star"]).boxes
+    # The centre crop of the wide frame is the square: x maps to (x * S + S/2) / 2S, y is unchanged.
+    expected = direct.boxes * torch.tensor([0.5, 1.0, 0.5, 1.0]) + torch.tensor([0.25, 0.0, 0.25, 0.0])
+    assert torch.allclose(boxes, expected, atol=1e-6)

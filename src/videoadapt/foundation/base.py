@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -200,6 +201,27 @@ class GroundingModel(ImageLanguageModel):
         raise VideoadaptError(
             f"{type(self).__name__}: regions need the images themselves, not cached frame features; use detect()"
         )
+
+    def detect_frames(self, frames: np.ndarray | torch.Tensor, texts: Sequence[str]) -> RegionFeatures:
+        """uint8 frames ``[N,H,W,3]`` of any size (a decoded clip) → regions with ``logits`` for ``texts``, boxes
+        normalised to the *original* frames: the model's own resize and centre crop are undone, so a region can
+        only lie in the part of the frame the model saw. Models with their own pre-processing override it."""
+        from videoadapt.data.transforms import preprocess, resized_size
+
+        height, width = int(frames.shape[1]), int(frames.shape[2])
+        settings = self.processor
+        pixels = preprocess(frames, settings)
+        device = next(self.parameters()).device
+        with torch.no_grad():
+            regions = self.detect(pixels.to(device), texts)
+        new_h, new_w = resized_size(height, width, settings)
+        size = settings.image_size if settings.crop == "center" else None
+        crop_h, crop_w = (size, size) if size is not None else (new_h, new_w)
+        top, left = ((new_h - size) // 2, (new_w - size) // 2) if size is not None else (0, 0)
+        scale = regions.boxes.new_tensor([crop_w / new_w, crop_h / new_h, crop_w / new_w, crop_h / new_h])
+        shift = regions.boxes.new_tensor([left / new_w, top / new_h, left / new_w, top / new_h])
+        regions.boxes = clip_boxes(regions.boxes * scale + shift)
+        return regions
 
     def detect(self, images: torch.Tensor, texts: Sequence[str]) -> RegionFeatures:
         """Regions with ``logits`` for ``texts`` (one phrase per query): the entry point tasks use."""
