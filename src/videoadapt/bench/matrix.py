@@ -200,6 +200,8 @@ class Table:
     primary: str | None = None
     monitor: str = ""
     head: dict[str, Any] = field(default_factory=dict)  # the task head every trained arm gets
+    arm_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per paradigm, on top of the arm's
+    arm_notes: dict[str, str] = field(default_factory=dict)  # per arm: what the row is in this table
 
     @property
     def primary_metric(self) -> str:
@@ -279,6 +281,8 @@ def task_tables() -> list[Table]:
                         t.primary,
                         monitor,
                         dict(getattr(t, "head", {}) or {}),
+                        {k: dict(v) for k, v in (getattr(t, "arm_options", {}) or {}).items()},
+                        dict(getattr(t, "arm_notes", {}) or {}),
                     )
                 )
         elif name in RESERVED_TABLES:
@@ -500,7 +504,7 @@ def build_matrix(
                         arm.name,
                         seed,
                         arm.paradigm,
-                        _copy_options(arm.options),
+                        _table_options(arm.options, table),
                         spec,
                         head,
                         dict(table.data),
@@ -516,6 +520,15 @@ def build_matrix(
 
 def _copy_options(options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k: dict(v) for k, v in options.items()}
+
+
+def _table_options(options: dict[str, dict[str, Any]], table: Table) -> dict[str, dict[str, Any]]:
+    """An arm's paradigm options with the table's own for the same paradigms laid over them."""
+    merged = _copy_options(options)
+    for paradigm, extra in table.arm_options.items():
+        if paradigm in merged:
+            merged[paradigm].update(extra)
+    return merged
 
 
 def run_order(cells: list[Cell]) -> list[Cell]:

@@ -443,7 +443,9 @@ def _mean(stats: tuple[float, float, int] | None) -> float | None:
     return None if stats is None else stats[0]
 
 
-def changes_section(settings: dict[str, Any], entries_by_table: dict[str, list[dict[str, Any]]]) -> list[str]:
+def changes_section(
+    settings: dict[str, Any], entries_by_table: dict[str, list[dict[str, Any]]], tables: Sequence[Table] = ()
+) -> list[str]:
     """What each row changes relative to the zero-shot row (same data, frames, steps and task head for all)."""
     budget = settings["budget"]
     arms = {a.name: a for a in bench_arms(settings.get("paradigms"), budget["video_head"], True)}
@@ -464,7 +466,8 @@ def changes_section(settings: dict[str, Any], entries_by_table: dict[str, list[d
         example = next((e for es in entries_by_table.values() for e in es if e["arm"] == name), None)
         what = arm.changes if arm is not None else "(not a standard arm)"
         comp = f" — `{example['composition']}`" if example else ""
-        lines.append(f"- **{_name(name)}**: {what}{comp}.")
+        notes = "".join(f" In {t.name}: {t.arm_notes[name]}." for t in tables if name in t.arm_notes)
+        lines.append(f"- **{_name(name)}**: {what}{comp}.{notes}")
     return lines
 
 
@@ -556,7 +559,7 @@ def write_report(
             "rows": entries,
             "plots": [str(p.relative_to(out)) for p in shown],
         }
-    lines += ["", "## Tables", *bodies, "", *changes_section(settings, entries_by_table)]
+    lines += ["", "## Tables", *bodies, "", *changes_section(settings, entries_by_table, tables)]
     notes = []
     for name in missing_tables:
         notes.append(f"- {name}: no data given for it (`--data {name}=SPEC`), not run.")

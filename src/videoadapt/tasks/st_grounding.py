@@ -50,7 +50,12 @@ from videoadapt.tasks.base import (
     head_device,
     percent,
 )
-from videoadapt.tasks.temporal_grounding import grounding_item_problem, grounding_query_texts, query_text_features
+from videoadapt.tasks.temporal_grounding import (
+    R2_NOTE,
+    grounding_item_problem,
+    grounding_query_texts,
+    query_text_features,
+)
 from videoadapt.temporal.query_regions import QueryRegionReader
 from videoadapt.temporal.tube_grounding import (
     TubeGroundingCriterion,
@@ -150,6 +155,8 @@ class SpatioTemporalGrounding(Task):
             (("m_tIoU", "m_tIoU"), ("m_vIoU", "m_vIoU"), ("vIoU@0.3", "vIoU@0.3"), ("vIoU@0.5", "vIoU@0.5")),
             primary="m_vIoU",
             zero_shot_head={"head": "detection"},
+            arm_options={"side_tuning": {"design": "r2_tuning", "text": True}},
+            arm_notes={"side_tuning": R2_NOTE},
         ),
     )
 

@@ -67,6 +67,11 @@ from videoadapt.temporal.moment_detr_criterion import MomentDETRCriterion, sampl
 from videoadapt.temporal.query_regions import QueryRegionReader
 
 HEADS = ("dense", "moment_detr", "similarity")
+# Grounding's side-tuning row is R2-Tuning's side network (the survey's temporal-grounding side-tuning design),
+# pooling every block's tokens with the query's words, instead of EVL's decoder.
+R2_NOTE = (
+    "R2-Tuning's side network over the frozen backbone's blocks, pooling each frame's tokens with the query's words"
+)
 MAX_FRAMES = 512
 # Charades-STA thresholds (strict) and the moment-retrieval thresholds (inclusive) whose hits are kept per item.
 STRICT = tg.CHARADES_THRESHOLDS
@@ -209,6 +214,8 @@ class TemporalGrounding(Task):
                 ("MR mAP", "MR-mAP"),
             ),
             zero_shot_head={"head": "similarity"},
+            arm_options={"side_tuning": {"design": "r2_tuning", "text": True}},
+            arm_notes={"side_tuning": R2_NOTE},
         ),
     )
 
