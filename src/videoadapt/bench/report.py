@@ -466,7 +466,11 @@ def changes_section(
         example = next((e for es in entries_by_table.values() for e in es if e["arm"] == name), None)
         what = arm.changes if arm is not None else "(not a standard arm)"
         comp = f" — `{example['composition']}`" if example else ""
-        notes = "".join(f" In {t.name}: {t.arm_notes[name]}." for t in tables if name in t.arm_notes)
+        by_note: dict[str, list[str]] = {}
+        for t in tables:
+            if name in t.arm_notes:
+                by_note.setdefault(t.arm_notes[name], []).append(t.name)
+        notes = "".join(f" In {' and '.join(names)}: {note}." for note, names in by_note.items())
         lines.append(f"- **{_name(name)}**: {what}{comp}.{notes}")
     return lines
 
