@@ -51,8 +51,9 @@ from videoadapt.tasks.base import (
     percent,
 )
 from videoadapt.tasks.temporal_grounding import (
+    R2_ARM,
     R2_NOTE,
-    grounding_item_problem,
+    check_grounding_item,
     grounding_query_texts,
     query_text_features,
 )
@@ -155,17 +156,17 @@ class SpatioTemporalGrounding(Task):
             (("m_tIoU", "m_tIoU"), ("m_vIoU", "m_vIoU"), ("vIoU@0.3", "vIoU@0.3"), ("vIoU@0.5", "vIoU@0.5")),
             primary="m_vIoU",
             zero_shot_head={"head": "detection"},
-            arm_options={"side_tuning": {"design": "r2_tuning", "text": True}},
+            arm_options=R2_ARM,
             arm_notes={"side_tuning": R2_NOTE},
         ),
     )
 
     def check_item(self, item: Item, data: TaskData) -> str | None:
-        if not isinstance(item, GroundingItem):
-            return f"not a grounding item ({type(item).__name__})"
-        if item.tube is None:
-            return "the sentence has no tube"
-        return grounding_item_problem(item) or tube_problem(item.tube)
+        reason = check_grounding_item(item)
+        if reason is not None:
+            return reason
+        tube = item.tube  # type: ignore[union-attr]
+        return "the sentence has no tube" if tube is None else tube_problem(tube)
 
     def targets(
         self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool

@@ -69,6 +69,7 @@ from videoadapt.temporal.query_regions import QueryRegionReader
 HEADS = ("dense", "moment_detr", "similarity")
 # Grounding's side-tuning row is R2-Tuning's side network (the survey's temporal-grounding side-tuning design),
 # pooling every block's tokens with the query's words, instead of EVL's decoder.
+R2_ARM = {"side_tuning": {"design": "r2_tuning", "text": True}}
 R2_NOTE = (
     "R2-Tuning's side network over the frozen backbone's blocks, pooling each frame's tokens with the query's words"
 )
@@ -214,15 +215,13 @@ class TemporalGrounding(Task):
                 ("MR mAP", "MR-mAP"),
             ),
             zero_shot_head={"head": "similarity"},
-            arm_options={"side_tuning": {"design": "r2_tuning", "text": True}},
+            arm_options=R2_ARM,
             arm_notes={"side_tuning": R2_NOTE},
         ),
     )
 
     def check_item(self, item: Item, data: TaskData) -> str | None:
-        if not isinstance(item, GroundingItem):
-            return f"not a grounding item ({type(item).__name__})"
-        return grounding_item_problem(item)
+        return check_grounding_item(item)
 
     def targets(
         self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
@@ -388,6 +387,13 @@ class TemporalGrounding(Task):
                 }
             )
         return records
+
+
+def check_grounding_item(item: Item) -> str | None:
+    """Why ``item`` cannot be a grounding task's item (None when it can)."""
+    if not isinstance(item, GroundingItem):
+        return f"not a grounding item ({type(item).__name__})"
+    return grounding_item_problem(item)
 
 
 def grounding_item_problem(item: GroundingItem) -> str | None:
