@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2, default=str))
     else:
         best = metrics["best"]["metrics"] or {}
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in best.items())
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in best.items()) or "no validation metrics (data.val_split unset)"
         print(f"{args.out}: {metrics['steps']} steps, final loss {metrics['train']['final_loss']:.4f}; {shown}")
     return 0
 
