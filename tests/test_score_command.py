@@ -322,3 +322,20 @@ def test_st_grounding_scores_tubes_against_a_data_set(tmp_path):
     write_stvg_predictions(pred, perfect)
     with pytest.raises(InputFileError, match="no box for ground-truth tube frame"):
         score_files("st_grounding", pred, "synth")
+
+
+def test_recognition_accepts_hard_labels(tmp_path):
+    """A model that outputs one class per video is scored on top-1 and mean class accuracy (issue 16 (h))."""
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"classes": ["jump", "run", "swim"], "labels": {"a": "run", "b": "swim", "c": 0}}))
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps({"labels": {"a": "run", "b": 0, "c": "swim"}}))
+    result = score_files("recognition", pred, gt)
+    assert result["metrics"] == pytest.approx({"top1": 100 / 3, "mean_class_accuracy": 100 / 3})
+    assert "top5" not in result["metrics"] and result["mode"].startswith("hard labels")
+    pred.write_text(json.dumps({"labels": {"a": "run", "b": "fly", "c": "swim"}}))
+    with pytest.raises(InputFileError, match=r"pred\.json.*'b'.*'fly'"):
+        score_files("recognition", pred, gt)
+    pred.write_text(json.dumps({"guesses": {}}))
+    with pytest.raises(InputFileError, match="'scores' entry, or 'labels'"):
+        score_files("recognition", pred, gt)

@@ -122,9 +122,14 @@ def score_recognition(pred: Path, gt: Path, items: _Items, topk: tuple[int, ...]
 
     from videoadapt.metrics import recognition
 
-    p = _load(pred, ("scores",), "prediction")
+    p = _load(pred, (), "prediction")
     g = _load(gt, ("labels",), "ground truth")
-    scores, labels = _mapping(p, "scores", pred), _mapping(g, "labels", gt)
+    labels = _mapping(g, "labels", gt)
+    if "scores" not in p and "labels" in p:
+        return _score_hard_labels(p, g, pred, gt, items)
+    if "scores" not in p:
+        raise InputFileError(pred, "prediction needs a 'scores' entry, or 'labels' (hard labels; see docs/scoring.md)")
+    scores = _mapping(p, "scores", pred)
     classes = g.get("classes")
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         raise InputFileError(gt, "'classes' must be a list of class names")
@@ -167,6 +172,50 @@ def score_recognition(pred: Path, gt: Path, items: _Items, topk: tuple[int, ...]
     return {
         "metrics": metrics,
         "counts": {"videos": len(rows), "classes": width},
+        "conventions": recognition.CONVENTIONS,
+    }
+
+
+def _score_hard_labels(p: dict[str, Any], g: dict[str, Any], pred: Path, gt: Path, items: _Items) -> dict[str, Any]:
+    """Predictions that are one class per video (a name from the ground truth's ``classes`` or an index): top-1 and
+    mean class accuracy; top-k beyond 1 needs scores and is not reported."""
+    import numpy as np
+
+    from videoadapt.metrics import recognition
+
+    predicted, labels = _mapping(p, "labels", pred), _mapping(g, "labels", gt)
+    classes = g.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        raise InputFileError(gt, "'classes' must be a list of class names")
+    index = {name: i for i, name in enumerate(classes or [])}
+    width = len(classes) if classes is not None else None
+
+    def as_index(value: object) -> int | None:
+        if isinstance(value, str):
+            return index.get(value)
+        return value if _is_index(value, width) else None  # type: ignore[return-value]
+
+    rows, targets = [], []
+    for vid in items.match("video", predicted, labels, pred, gt):
+        guess, target = as_index(predicted[vid]), as_index(labels[vid])
+        known = "a class index" + (" or a name from 'classes'" if classes is not None else "")
+        if target is None:
+            items.bad(gt, f"video {vid!r}", f"label {labels[vid]!r} is not {known}")
+            continue
+        if guess is None:
+            items.bad(pred, f"video {vid!r}", f"predicted label {predicted[vid]!r} is not {known}")
+            continue
+        rows.append(guess)
+        targets.append(target)
+    _require(rows, pred)
+    count = width if width is not None else max(max(rows), max(targets)) + 1
+    onehot = np.zeros((len(rows), count))
+    onehot[np.arange(len(rows)), rows] = 1.0
+    metrics = recognition.recognition_metrics(onehot, np.asarray(targets), (1,))
+    return {
+        "metrics": {k: v for k, v in metrics.items() if k in ("top1", "mean_class_accuracy")},
+        "counts": {"videos": len(rows), "classes": count},
+        "mode": "hard labels: top-1 and mean class accuracy only",
         "conventions": recognition.CONVENTIONS,
     }
 
