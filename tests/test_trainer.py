@@ -30,7 +30,7 @@ from videoadapt.train import trainer as trainer_module
 from videoadapt.train.config import load_config
 from videoadapt.train.data import EpochPlan
 from videoadapt.train.schedule import lr_at
-from videoadapt.train.trainer import Trainer, TrainingInterrupted, build_encoder, train
+from videoadapt.train.trainer import Trainer, TrainingInterrupted, build_encoder, evaluate_run, train
 from videoadapt.utils.checkpoint import find_checkpoint, load_checkpoint
 from videoadapt.utils.safe_io import load_tensors
 
@@ -514,6 +514,10 @@ def test_skip_bad_counts_unreadable_videos(tmp_path, monkeypatch):
     _with_unreadable_video(monkeypatch, EpochPlan(32, 8, seed=0).batch(0, 0)[0])
     metrics = train(tiny("run.epochs=1", "data.val_split=null", "data.skip_bad=true"), tmp_path)
     assert metrics["train"]["skipped_clips"] == 1 and metrics["steps"] == 4
+    # eval reports what it scored, and where every other item went (issue 16 (c): it said 32 while scoring 31).
+    result = evaluate_run(tmp_path, "train")
+    assert result["items"] == 31 and result["skipped"]["unreadable_clips"] == 1
+    assert result["skipped"]["items_the_task_refused"] == 0
 
 
 # --- several processes ---------------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     for name, value in result["metrics"].items():
         table.add_row(name, f"{value:.2f}")
     Console().print(table)
+    left_out = {k: v for k, v in result.get("skipped", {}).items() if v}
+    if left_out:
+        print("not scored (skip_bad): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in left_out.items()))
     return 0
 
 

@@ -954,9 +954,9 @@ def evaluate_data(
     predictions = dict(indexed)
     if len(predictions) < len(data):
         # Unreadable clips were skipped (skip_bad): score the items that have a prediction.
-        keep = sorted(predictions)
-        data = data.subset(keep)
-        ordered = [predictions[i] for i in keep]
+        scored = sorted(predictions)  # not ``keep``: that is the caller's list of what was scored
+        data = data.subset(scored)
+        ordered = [predictions[i] for i in scored]
     else:
         ordered = [predictions[i] for i in range(len(data))]
     if keep is not None:
@@ -1021,6 +1021,7 @@ def evaluate_run(
         )
     device = torch.device("cuda" if torch.cuda.is_available() and not bool(config.run.cpu) else "cpu")
     model.to(device)
+    scored: list[tuple[int, Any]] = []
     metrics = evaluate_data(
         model,
         data,
@@ -1030,8 +1031,22 @@ def evaluate_run(
         cache=cache,
         skip_bad=bool(config.data.skip_bad),
         progress=progress,
+        keep=scored,
     )
-    result = {"run": str(run), "split": split, "items": len(data), "task": str(config.run.task), "metrics": metrics}
+    # "items" is what was scored; every item left out says where it went (skip_bad), so the counts add up.
+    skipped = {
+        "annotation_rows": int(data.extra.get("skipped", {}).get("count", 0)),
+        "items_the_task_refused": int(data.extra.get("skipped_by_task", {}).get("count", 0)),
+        "unreadable_clips": len(data) - len(scored),
+    }
+    result = {
+        "run": str(run),
+        "split": split,
+        "items": len(scored),
+        "skipped": skipped,
+        "task": str(config.run.task),
+        "metrics": metrics,
+    }
     save_json(Path(run) / f"eval-{split}.json", result)
     return result
 
