@@ -188,6 +188,11 @@ def _decode_errors(path: str | Path, doing: str) -> Iterator[None]:
 def _open_video(path: str | Path) -> Iterator[tuple[Any, Any]]:
     p = Path(path)
     if not p.exists():
+        # A clip a reader did not find carries what was looked for (formats.common.MissingVideoPath): its path is
+        # only a guess at a name, which the message should not present as the file that is missing.
+        looked_for = getattr(path, "missing_reason", None)
+        if looked_for:
+            raise VideoDecodeError(getattr(path, "missing_dir", None) or p.parent, looked_for)
         raise VideoDecodeError(path, "no such file")
     if p.is_dir():
         raise VideoDecodeError(path, "is a directory, not a video file")

@@ -97,9 +97,11 @@ def parse_json(path: str | Path, text: str) -> Any:
 
 
 def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file (csv, txt, jsonl). A leading byte order mark, which Excel and Notepad write
+    in front of a csv, is dropped (``utf-8-sig``): left in, it would glue itself to the first column's name."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise InputFileError(path, "no such annotation file") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -135,6 +137,28 @@ def read_csv(path: str | Path, required: Sequence[str], delimiter: str | None = 
     except csv.Error as error:  # e.g. a field over csv's size limit, or an unterminated quote
         raise InputFileError(path, f"line {reader.line_num}: not valid csv: {error}") from None
     return rows
+
+
+SPLIT_ALIASES = {"training": "train", "validation": "val", "validate": "val", "valid": "val", "testing": "test"}
+"""Values of a csv's ``split`` column that name the splits train/val/test otherwise (Kinetics-700's ``validate``)."""
+
+
+def rows_of_split(path: str | Path, rows: list[tuple[int, dict]], split: str) -> list[tuple[int, dict]]:
+    """The rows of ``split`` when the csv has a ``split`` column (values train/val/test, or an alias in
+    :data:`SPLIT_ALIASES`), else all rows: one csv given for every split (``kinetics:all.csv``) must not hand
+    the training rows to an evaluation on test. A row with an empty split value is kept. A csv whose split column
+    is filled but has no row of ``split`` is an error naming the file and the splits it does have."""
+    if not rows or "split" not in rows[0][1]:
+        return rows
+    values = [SPLIT_ALIASES.get(v, v) for v in ((row.get("split") or "").strip().lower() for _, row in rows)]
+    if not any(values):
+        return rows  # the column is there but empty: nothing to go by
+    # A row without a split value is kept, as in a csv without the column (the reader checks it like any row).
+    kept = [row for row, value in zip(rows, values, strict=True) if value in (split, "")]
+    if not any(value == split for value in values):
+        counts = ", ".join(f"{name or '(empty)'} {n}" for name, n in sorted(Counter(values).items()))
+        raise InputFileError(path, f"no rows of split {split!r} in the csv's split column (it has: {counts})")
+    return kept
 
 
 def first_existing(candidates: Iterable[Path]) -> Path | None:
@@ -194,13 +218,32 @@ def join_inside(root: Path, value: str) -> tuple[Path, str | None]:
 # --- video files --------------------------------------------------------------------------------------------
 
 
+class MissingVideoPath(type(Path())):  # type: ignore[misc]  # the platform's concrete Path class
+    """The conventional path given to a clip that was not found: compares and prints as that path, and carries
+    ``missing_reason``, what was actually looked for, which the decoder reports instead of a bare "no such file"
+    for a file name that was only guessed (``X.mp4`` when the clips may be ``.mkv``)."""
+
+    missing_reason: str | None = None  # paths derived from it (``.parent``) carry none
+    missing_dir: str | None = None  # the folder searched, which the decode error names
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the reason across processes (data loader workers)
+        return (_missing_video_path, (str(self), self.missing_reason, self.missing_dir))
+
+
+def _missing_video_path(path: str, reason: str | None, folder: str | None) -> MissingVideoPath:
+    made = MissingVideoPath(path)
+    made.missing_reason, made.missing_dir = reason, folder
+    return made
+
+
 class VideoIndex:
     """The video files under one folder, found by relative stem (``0000/2440175990``) or by bare stem.
 
     Benchmarks are distributed in many layouts (flat, one folder per class, one per split) and containers, so a
     reader names the clip it wants and the index finds it wherever it lies. The folder is walked once, lazily.
-    A clip that is not found keeps the conventional path (so a decode error names the file that was expected)
-    and is counted in ``extra["missing_videos"]``; ``skip_missing=True`` drops such items instead.
+    A clip that is not found keeps the conventional path (a :class:`MissingVideoPath`, whose decode error says what
+    was looked for rather than naming a guessed ``.mp4``) and is counted in ``extra["missing_videos"]``;
+    ``skip_missing=True`` drops such items instead.
     """
 
     def __init__(self, root: Path, default_ext: str = ".mp4") -> None:
@@ -250,7 +293,15 @@ class VideoIndex:
                 self.missing_examples.append(key)
             if skip_missing:
                 return None
-            found = self.root / f"{key}{self.default_ext}"
+            stem = key.rsplit("/", 1)[-1]
+            looked = key if stem == key else f"{key}.* or {stem}"
+            extensions = ", ".join(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+            found = _missing_video_path(
+                str(self.root / f"{key}{self.default_ext}"),
+                f"no video file for id {key!r} under {self.root} (looked for {looked}.* in it and its subfolders, "
+                f"with extensions {extensions})",
+                str(self.root),
+            )
         return found
 
     def summary(self) -> dict[str, Any]:

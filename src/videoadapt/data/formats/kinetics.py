@@ -12,7 +12,12 @@ the CVDF release (flat ``train/``, ``val/``, ``test/`` folders) and mmaction2 (`
 video folder is searched recursively, so either layout (flat, per split, per class) and any container works.
 ``video_dir`` defaults to ``PATH/videos_<split>``, ``PATH/<split>``, ``PATH/videos`` or PATH, the first that exists.
 
-Classes are the sorted label names of the train csv (found next to the split's csv; otherwise of the csv read), or
+One csv may hold every split (``kinetics:all.csv``): when it has a ``split`` column (values ``train``, ``val``,
+``test``; ``validate``/``validation`` count as ``val``), only the rows of the requested split are read, and a split
+with no rows in it is an error naming the file. A csv without a ``split`` column is read whole for any split.
+
+Classes are the sorted label names of the train csv (found next to the split's csv; otherwise the train rows of the
+csv read, or all its rows when it has no ``split`` column), or
 the lines of the file given as ``classes=FILE``, so class indices agree across splits. A label outside them, a
 row with a missing field, a time span that is not ``0 <= time_start < time_end``, or a ``youtube_id`` that is not
 a plain relative name (absolute, ``..``) is a bad item. Each clip's ``VideoRef`` carries ``start_s``/``end_s``: its
@@ -34,6 +39,7 @@ from videoadapt.data.formats.common import (
     first_existing,
     read_csv,
     read_text_lines,
+    rows_of_split,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.records import ClassificationItem, Item, TaskData, VideoRef
@@ -76,8 +82,9 @@ def load_kinetics(
     check_split("kinetics", split, SPLITS)
     root = Path(path)
     file = annotation_file(root, _csv_names(split), f"Kinetics {split} csv")
-    rows = read_csv(file, COLUMNS)
-    class_list = _classes(file, rows, split, classes)
+    all_rows = read_csv(file, COLUMNS)
+    rows = rows_of_split(file, all_rows, split)
+    class_list = _classes(file, all_rows, split, classes)
     lookup = {name: i for i, name in enumerate(class_list)}
     folder = video_dir_for(root, split, video_dir)
     index = VideoIndex(folder)
@@ -123,7 +130,17 @@ def _classes(file: Path, rows: list[tuple[int, dict]], split: str, option: str |
     train = file if split == "train" else first_existing(file.parent / n for n in _csv_names("train"))
     if train is not None and train != file:
         rows = read_csv(train, COLUMNS)
+    if train is None or train == file:  # one csv for every split: its own train rows name the classes
+        rows = _train_rows(file, rows)
     names = sorted({row["label"] for _, row in rows if row.get("label")})
     if not names:
         raise InputFileError(train or file, "no labels in the csv (the test csv of some releases has none)")
     return names
+
+
+def _train_rows(file: Path, rows: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+    """The train rows of a csv with a filled ``split`` column, else all its rows."""
+    try:
+        return rows_of_split(file, rows, "train")
+    except InputFileError:  # a split column without train rows (a test-only csv): its own labels
+        return rows

@@ -11,7 +11,9 @@ Expected layout (``nextqa:PATH``; PATH is the folder, or one split's csv with th
 ``answer`` is the 0-based index of the right candidate among ``a0``–``a4``. Question ids are ``<video>_<qid>``, the
 key the official evaluation uses; ``extra["question_types"]`` gives each item's ``type`` (CW, CH, TN, TC, TP, DL,
 DC, DO: causal, temporal and descriptive groups). Without ``map_vid_vidorID.json`` the video is looked up by its
-id alone. ``video_dir`` defaults to ``PATH/NExTVideo``, ``PATH/videos`` or PATH.
+id alone. ``video_dir`` defaults to ``PATH/NExTVideo``, ``PATH/videos`` or PATH. A csv given directly that has a
+``split`` column (values train/val/test) gives only the rows of the requested split; a split with none is an error
+naming the file (:func:`~videoadapt.data.formats.common.rows_of_split`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from videoadapt.data.formats.common import (
     finish_files,
     read_csv,
     read_json,
+    rows_of_split,
 )
 from videoadapt.data.formats.common import video_dir as find_video_dir
 from videoadapt.data.records import Item, QAItem, TaskData, VideoRef
@@ -54,7 +57,7 @@ def load_nextqa(
     check_split("nextqa", split, SPLITS)
     root = Path(path)
     file = annotation_file(root, [f"{split}.csv"], f"NExT-QA {split} csv")
-    rows = read_csv(file, ("video", "question", "answer", "qid", *CANDIDATES))
+    rows = rows_of_split(file, read_csv(file, ("video", "question", "answer", "qid", *CANDIDATES)), split)
     map_file = file.parent / MAP
     mapping: dict[str, str] = {}
     if map_file.exists():
