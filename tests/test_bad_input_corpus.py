@@ -216,7 +216,7 @@ CASES: dict[str, Case] = {
     ),
     # paths in annotation files that leave the data set
     "path escape: kinetics youtube_id": Case(
-        bad.reader("kinetics", "val", "recognition", bad.append_line("val.csv", "zumba,../../../etc/passwd,1,11")),
+        bad.reader("kinetics", "val", "recognition", bad.append_line("val.csv", "zumba,../../../etc/passwd,1,11,val")),
         UnsafePathError,
         "row 3: video path '../../../etc/passwd_000001_000011' has a '..' step",
         "val.csv",

@@ -95,3 +95,17 @@ def test_missing_clip_error_says_what_was_looked_for(tmp_path: Path) -> None:
         assert "looked for abc.*" in message and "mp4, webm, mkv, avi, mov" in message
     with pytest.raises(VideoDecodeError, match="no such file"):  # a path that was not guessed: as before
         read_video(tmp_path / "given.mp4")
+
+
+def test_a_row_without_a_split_value_belongs_to_no_split(tmp_path):
+    """Among rows that name their split, one that names none is a bad row (or a counted skip), never a row of
+    every split: it would otherwise be trained on and tested on at once."""
+    from videoadapt.data.formats.common import Problems, rows_of_split
+    from videoadapt.errors import InputFileError
+
+    rows = [(2, {"split": "train"}), (3, {"split": "test"}), (4, {"split": ""})]
+    with pytest.raises(InputFileError, match="row 4: no split value"):
+        rows_of_split(tmp_path / "all.csv", rows, "test", Problems(False))
+    skipping = Problems(True)
+    assert rows_of_split(tmp_path / "all.csv", rows, "test", skipping) == [(3, {"split": "test"})]
+    assert skipping.summary()["count"] == 1

@@ -143,18 +143,25 @@ SPLIT_ALIASES = {"training": "train", "validation": "val", "validate": "val", "v
 """Values of a csv's ``split`` column that name the splits train/val/test otherwise (Kinetics-700's ``validate``)."""
 
 
-def rows_of_split(path: str | Path, rows: list[tuple[int, dict]], split: str) -> list[tuple[int, dict]]:
+def rows_of_split(
+    path: str | Path, rows: list[tuple[int, dict]], split: str, problems: Problems | None = None
+) -> list[tuple[int, dict]]:
     """The rows of ``split`` when the csv has a ``split`` column (values train/val/test, or an alias in
     :data:`SPLIT_ALIASES`), else all rows: one csv given for every split (``kinetics:all.csv``) must not hand
-    the training rows to an evaluation on test. A row with an empty split value is kept. A csv whose split column
-    is filled but has no row of ``split`` is an error naming the file and the splits it does have."""
+    the training rows to an evaluation on test. A row with an empty split value among filled ones belongs to no
+    split: a bad row for ``problems`` (an error, or a counted skip), never a row of every split. A csv whose split
+    column is filled but has no row of ``split`` is an error naming the file and the splits it does have."""
     if not rows or "split" not in rows[0][1]:
         return rows
     values = [SPLIT_ALIASES.get(v, v) for v in ((row.get("split") or "").strip().lower() for _, row in rows)]
     if not any(values):
         return rows  # the column is there but empty: nothing to go by
-    # A row without a split value is kept, as in a csv without the column (the reader checks it like any row).
-    kept = [row for row, value in zip(rows, values, strict=True) if value in (split, "")]
+    kept = []
+    for row, value in zip(rows, values, strict=True):
+        if value == split:
+            kept.append(row)
+        elif not value and problems is not None:
+            problems.bad(path, f"row {row[0]}", "no split value, while other rows have one: its split is unknown")
     if not any(value == split for value in values):
         counts = ", ".join(f"{name or '(empty)'} {n}" for name, n in sorted(Counter(values).items()))
         raise InputFileError(path, f"no rows of split {split!r} in the csv's split column (it has: {counts})")

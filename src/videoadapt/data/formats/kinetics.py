@@ -83,12 +83,12 @@ def load_kinetics(
     root = Path(path)
     file = annotation_file(root, _csv_names(split), f"Kinetics {split} csv")
     all_rows = read_csv(file, COLUMNS)
-    rows = rows_of_split(file, all_rows, split)
+    problems = Problems(skip_bad)
+    rows = rows_of_split(file, all_rows, split, problems)
     class_list = _classes(file, all_rows, split, classes)
     lookup = {name: i for i, name in enumerate(class_list)}
     folder = video_dir_for(root, split, video_dir)
     index = VideoIndex(folder)
-    problems = Problems(skip_bad)
     items: list[Item] = []
     for number, row in rows:
         where = f"row {number}"

@@ -57,7 +57,8 @@ def load_nextqa(
     check_split("nextqa", split, SPLITS)
     root = Path(path)
     file = annotation_file(root, [f"{split}.csv"], f"NExT-QA {split} csv")
-    rows = rows_of_split(file, read_csv(file, ("video", "question", "answer", "qid", *CANDIDATES)), split)
+    problems = Problems(skip_bad)
+    rows = rows_of_split(file, read_csv(file, ("video", "question", "answer", "qid", *CANDIDATES)), split, problems)
     map_file = file.parent / MAP
     mapping: dict[str, str] = {}
     if map_file.exists():
@@ -66,7 +67,6 @@ def load_nextqa(
             raise InputFileError(map_file, 'expected a json object {"video id": "folder/video id"}')
         mapping = {str(k): str(v) for k, v in loaded.items()}
     index = VideoIndex(find_video_dir(root, video_dir, ["NExTVideo", "videos"]))
-    problems = Problems(skip_bad)
     items: list[Item] = []
     types: list[str] = []
     for number, row in rows:
