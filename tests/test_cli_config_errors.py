@@ -42,3 +42,41 @@ def test_unknown_options_and_stray_words_are_still_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):  # eval takes no overrides
         main(["eval", "--run", str(tmp_path), "run.lr=1e-3"])
     assert "unrecognized arguments: run.lr=1e-3" in capsys.readouterr().err
+
+
+# --- (e) overrides of the wrong type ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("run.max_steps=two", "run.max_steps must be a whole number (or null), got 'two'"),
+        ("run.patience=soon", "run.patience must be a whole number (or null), got 'soon'"),
+        ("run.eval_batch_size=[1]", "run.eval_batch_size must be a whole number (or null), got [1]"),
+        ("data.frames=x", "data.frames must be a whole number, got 'x'"),
+        ("run.epochs=1.5", "run.epochs must be a whole number, got 1.5"),
+        ("run.epochs=null", "run.epochs must be a whole number, got None"),
+        ("run.weight_decay=lots", "run.weight_decay must be a number, got 'lots'"),
+        ("run.clip_grad=true", "run.clip_grad must be a number (or null), got True"),
+        ("run.cpu=maybe", "run.cpu must be true or false, got 'maybe'"),
+        ("run.betas=0.9", "run.betas must be a list of 2 numbers, got 0.9"),
+        ("run.betas=[0.9,x]", "run.betas must be a list of 2 numbers, got [0.9, 'x']"),
+        ("run.lr=fast", "run.lr must be a positive, finite learning rate, got 'fast'"),
+        ("run.backbone_lr=slow", "run.backbone_lr must be a positive, finite learning rate, got 'slow'"),
+    ],
+)
+def test_an_override_of_the_wrong_type_is_a_one_line_error(tmp_path, trained, capsys, override, message):
+    assert main(["train", "--out", str(tmp_path / "r"), override]) == 2
+    err = capsys.readouterr().err
+    assert err == f"videoadapt train: error: {message}\n"
+    assert "config" not in trained  # refused before training
+
+
+def test_values_of_the_right_type_still_load(tmp_path, trained):
+    overrides = ["run.max_steps=null", "run.epochs=2.0", "run.cpu=1", "run.progress=off", "run.clip_grad=null"]
+    overrides += ["run.worker_timeout=0.5", "run.betas=[0.8,0.99]", "run.patience=3", "run.backbone_lr=1e-5"]
+    assert main(["train", "--out", str(tmp_path / "r"), *overrides]) == 0
+    run = trained["config"].run
+    assert run.max_steps is None and run.epochs == 2 and isinstance(run.epochs, int)
+    assert run.cpu is True and run.progress is False and run.clip_grad is None and run.worker_timeout == 0.5
+    assert list(run.betas) == [0.8, 0.99] and run.patience == 3 and run.backbone_lr == pytest.approx(1e-5)
