@@ -80,3 +80,44 @@ def test_values_of_the_right_type_still_load(tmp_path, trained):
     assert run.max_steps is None and run.epochs == 2 and isinstance(run.epochs, int)
     assert run.cpu is True and run.progress is False and run.clip_grad is None and run.worker_timeout == 0.5
     assert list(run.betas) == [0.8, 0.99] and run.patience == 3 and run.backbone_lr == pytest.approx(1e-5)
+
+
+# --- (b) relative data paths in a run's config.yaml ---------------------------------------------------------
+
+
+def test_a_run_keeps_absolute_data_paths_so_eval_works_from_elsewhere(tmp_path, monkeypatch, capsys):
+    from videoadapt.train.config import load_config
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["synth", "--out", "sets/sw", "--videos", "20", "--size", "32", "--frames", "8"]) == 0
+    run = tmp_path / "run"
+    argv = ["train", "--data", "synth:sets/sw", "--backbone", "hf-config:clip-tiny", "--out", str(run)]
+    assert main([*argv, "data.frames=4", "run.batch_size=8", "run.max_steps=1", "run.progress=false"]) == 0
+    saved = load_config(run / "config.yaml")
+    assert saved.data.source == f"synth:{work / 'sets' / 'sw'}"
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--split", "test", "--json"]) == 0
+
+
+def test_only_relative_paths_that_exist_become_absolute(tmp_path, monkeypatch):
+    from videoadapt.train.config import absolute_data_paths, load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "lengths.csv").write_text("id,length\n")
+    options = ["data.options.video_dir=clips", "data.options.durations=lengths.csv", "data.options.qa=clips"]
+    config = load_config(overrides=["data.source=charades_sta:ann", *options])
+    saved = absolute_data_paths(config)
+    assert saved.data.source == f"charades_sta:{tmp_path / 'ann'}"
+    assert saved.data.options.video_dir == str(tmp_path / "clips")
+    assert saved.data.options.durations == str(tmp_path / "lengths.csv")
+    assert saved.data.options.qa == "clips"  # not a path option
+    assert config.data.source == "charades_sta:ann"  # the config trained on is left as given
+    for source in ("synth", "synth:missing/dir", "hf_grounding:org/name", f"kinetics:{tmp_path / 'ann'}"):
+        config = load_config(overrides=[f"data.source={source}", "data.options.video_dir=elsewhere"])
+        saved = absolute_data_paths(config)
+        assert saved.data.source == source and saved.data.options.video_dir == "elsewhere"

@@ -8,7 +8,9 @@ with the path of the key, except inside the free-form option maps (``model.optio
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,39 @@ def to_plain(config: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+
+
+# data.options naming a file or folder (the formats' video_dir, durations=FILE, classes=FILE, captions=FILE).
+PATH_OPTIONS = ("video_dir", "durations", "classes", "captions")
+
+
+def _absolute(value: str) -> str:
+    """``value`` as an absolute path when it is a relative path that exists from here, else ``value`` unchanged."""
+    path = Path(value.strip())
+    if not value.strip() or path.is_absolute() or not path.exists():
+        return value
+    return os.path.abspath(path)
+
+
+def absolute_data_paths(config: Any) -> Any:
+    """A copy of ``config`` whose data paths are absolute, so a run folder's config.yaml works from any directory.
+
+    The path of ``data.source`` (after ``FORMAT:``) and the path-valued ``data.options`` become absolute when they
+    are relative paths that exist from the current directory; ``synth``, absolute paths and anything that is not
+    a path here (a hub id) stay as written.
+    """
+    config = copy.deepcopy(config)
+    data = config.data
+    source = data.source
+    if isinstance(source, str):
+        name, sep, rest = source.partition(":")
+        if sep and rest.strip():
+            data.source = f"{name}:{_absolute(rest)}"
+    for key in PATH_OPTIONS:
+        value = data.options.get(key)
+        if isinstance(value, str):
+            data.options[key] = _absolute(value)
+    return config
 
 
 def save_config(config: Any, path: str | Path) -> None:
