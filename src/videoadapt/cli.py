@@ -26,9 +26,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` that also takes a command's KEY=VALUE overrides anywhere among its flags.
+
+    argparse fills a ``nargs="*"`` positional from the first run of positionals only, so overrides written before
+    a flag *and* after it (``train run.lr=1e-3 --out X data.frames=4``) left the later ones "unrecognized";
+    ``parse_intermixed_args`` does not work with subcommands. The leftover words that are not options join the
+    command's ``overrides`` list in command-line order (later ones still win); anything else stays an error.
+    """
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        overrides = getattr(args, "overrides", None)
+        stray = [word for word in extras if overrides is None or word.startswith("-")]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        args.overrides = [*overrides, *extras]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     command: Command = args._command
     try:
         return int(command.run(args) or 0)

@@ -8,7 +8,9 @@ with the path of the key, except inside the free-form option maps (``model.optio
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,20 @@ DEFAULTS: dict[str, Any] = {
 PRECISIONS = ("no", "bf16", "auto")
 FREE_FORM = (("model", "options"), ("model", "head"), ("data", "options"))
 
+# What a setting may hold where its default does not say (null defaults) or says too little: "int" a whole number,
+# "float" any number, "bool" true/false, "list" a list of numbers as long as the default's; "|null" allows null.
+# Settings not here and with a string or null default are free text (checked where they are used).
+VALUE_TYPES: dict[str, str] = {
+    "run.max_steps": "int|null",
+    "run.eval_every_steps": "int|null",
+    "run.patience": "int|null",
+    "run.eval_batch_size": "int|null",
+    "run.clip_grad": "float|null",  # null: no clipping
+    "run.worker_timeout": "float",  # seconds; a default of 300 does not make it whole seconds only
+}
+# run.lr and run.backbone_lr: _check_rate (a positive, finite learning rate) says more than a type would.
+RATES = ("run.lr", "run.backbone_lr")
+
 
 def load_config(
     path: str | Path | None = None,
@@ -109,6 +125,7 @@ def load_config(
             config = OmegaConf.merge(config, layer)
     except OmegaConfBaseException as error:
         raise VideoadaptError(f"bad config{f' {path}' if path else ''}: {error}".splitlines()[0]) from None
+    check_types(config)
     check_config(config)
     return config
 
@@ -124,6 +141,83 @@ def _nest(flags: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+def _expected_types() -> dict[str, str]:
+    types: dict[str, str] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, default in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(default, dict):
+                if tuple(dotted.split(".")) not in FREE_FORM:
+                    walk(default, f"{dotted}.")
+            elif isinstance(default, bool):
+                types[dotted] = "bool"
+            elif isinstance(default, int):
+                types[dotted] = "int"
+            elif isinstance(default, float):
+                types[dotted] = "float"
+            elif isinstance(default, list):
+                types[dotted] = "list"
+
+    walk(DEFAULTS, "")
+    types.update(VALUE_TYPES)
+    for key in RATES:
+        types.pop(key, None)
+    return types
+
+
+def _allowed(kind: str, default: Any) -> str:
+    base, _, null = kind.partition("|")
+    words = {
+        "int": "a whole number",
+        "float": "a number",
+        "bool": "true or false",
+        "list": f"a list of {len(default) if isinstance(default, list) else 'some'} numbers",
+    }[base]
+    return words + (" (or null)" if null else "")
+
+
+def _coerce(kind: str, value: Any, default: Any) -> tuple[bool, Any]:
+    """``(ok, value)``: whether ``value`` fits ``kind``, and the value to keep (2.0 for a whole number: 2)."""
+    base, _, null = kind.partition("|")
+    if value is None:
+        return bool(null), value
+    if base == "bool":
+        if isinstance(value, bool):
+            return True, value
+        return (True, bool(value)) if isinstance(value, int) and value in (0, 1) else (False, value)
+    if base == "list":
+        from omegaconf import ListConfig
+
+        if not isinstance(value, (list, ListConfig)) or not isinstance(default, list) or len(value) != len(default):
+            return False, value
+        items = list(value)
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items)
+        return ok, [float(v) for v in items] if ok else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False, value
+    if base == "int":
+        if isinstance(value, float):
+            return (True, int(value)) if value.is_integer() else (False, value)
+        return True, value
+    return math.isfinite(value), value
+
+
+def check_types(config: Any) -> None:
+    """Every setting with a known kind of value holds one (``run.max_steps=two`` is an error naming the key, the
+    value and what it may be, not a traceback where the trainer first reads it). Whole-number floats (``2.0``) of
+    whole-number settings and 0/1 of true/false ones are normalized."""
+    for dotted, kind in _expected_types().items():
+        section, key = dotted.split(".")
+        value = config[section][key]
+        default = DEFAULTS[section][key]
+        ok, normalized = _coerce(kind, value, default)
+        if not ok:
+            raise VideoadaptError(f"{dotted} must be {_allowed(kind, default)}, got {value!r}")
+        if type(normalized) is not type(value):
+            config[section][key] = normalized
 
 
 def check_config(config: Any) -> None:
@@ -163,6 +257,39 @@ def to_plain(config: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+
+
+# data.options naming a file or folder (the formats' video_dir, durations=FILE, classes=FILE, captions=FILE).
+PATH_OPTIONS = ("video_dir", "durations", "classes", "captions")
+
+
+def _absolute(value: str) -> str:
+    """``value`` as an absolute path when it is a relative path that exists from here, else ``value`` unchanged."""
+    path = Path(value.strip())
+    if not value.strip() or path.is_absolute() or not path.exists():
+        return value
+    return os.path.abspath(path)
+
+
+def absolute_data_paths(config: Any) -> Any:
+    """A copy of ``config`` whose data paths are absolute, so a run folder's config.yaml works from any directory.
+
+    The path of ``data.source`` (after ``FORMAT:``) and the path-valued ``data.options`` become absolute when they
+    are relative paths that exist from the current directory; ``synth``, absolute paths and anything that is not
+    a path here (a hub id) stay as written.
+    """
+    config = copy.deepcopy(config)
+    data = config.data
+    source = data.source
+    if isinstance(source, str):
+        name, sep, rest = source.partition(":")
+        if sep and rest.strip():
+            data.source = f"{name}:{_absolute(rest)}"
+    for key in PATH_OPTIONS:
+        value = data.options.get(key)
+        if isinstance(value, str):
+            data.options[key] = _absolute(value)
+    return config
 
 
 def save_config(config: Any, path: str | Path) -> None:

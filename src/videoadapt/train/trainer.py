@@ -46,7 +46,7 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.tasks import Task, TaskHead, TextEncoder, build_task, feature_widths
-from videoadapt.train.config import sampler_specs, save_config, to_plain
+from videoadapt.train.config import absolute_data_paths, sampler_specs, save_config, to_plain
 from videoadapt.train.data import Batch, BatchBuilder, EpochPlan, WorkerLoader, batch_loader, is_worker_failure
 from videoadapt.train.optimizer import BACKBONE, HEAD, ROLES, build_optimizer, group_sizes, set_rates, split_trainable
 from videoadapt.train.precision import autocast, resolve_precision
@@ -472,7 +472,9 @@ class Trainer:
                 ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
         if self.accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.out / CONFIG)
+            # Data paths as absolute ones (where they are relative paths that exist), so that `videoadapt eval
+            # --run RUN` and --resume work from another working directory.
+            save_config(absolute_data_paths(config), self.out / CONFIG)
             save_json(self.out / VOCABULARY, self.model.head.spec)
             self._start_log()
 
