@@ -451,6 +451,31 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("task", "keys", "extra"),
+    [
+        ("recognition", ("top1", "top5", "mean_class_accuracy"), []),
+        ("qa", ("accuracy",), []),
+        ("temporal_grounding", ("R1@0.5", "mIoU", "MR-mAP"), ["model.head.hidden=32", "model.head.layers=1"]),
+    ],
+)
+def test_eval_predictions_chain_into_score(tmp_path, capsys, task, keys, extra):
+    """`eval --save-predictions DIR` writes what `score` reads, and score gives eval's own figures (issue 16)."""
+    run = tmp_path / "run"
+    assert main(["train", "--task", task, "--out", str(run), *TINY, "run.max_steps=2", *extra]) == 0
+    capsys.readouterr()
+    out = tmp_path / "pred"
+    assert main(["eval", "--run", str(run), "--save-predictions", str(out), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    suffix = "jsonl" if task == "temporal_grounding" else "json"
+    pred, gt = out / f"predictions.{suffix}", out / f"ground_truth.{suffix}"
+    assert evaluated["predictions"] == {pred.name: str(pred), gt.name: str(gt)}
+    assert main(["score", "--task", task, "--pred", str(pred), "--gt", str(gt), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    for key in keys:
+        assert scored["metrics"][key] == pytest.approx(evaluated["metrics"][key]), key
+
+
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["eval", "--run", str(tmp_path)]) == 2
     assert "not a finished training run" in capsys.readouterr().err

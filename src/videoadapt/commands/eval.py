@@ -13,13 +13,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run folder written by `videoadapt train`")
     parser.add_argument("--split", default="test", help="split of the run's data (default test)")
     parser.add_argument("--batch-size", type=int, help="clips per batch (default: the run's)")
+    parser.add_argument(
+        "--save-predictions",
+        metavar="DIR",
+        help="also write the predictions and the ground truth there in `videoadapt score`'s formats "
+        "(recognition, qa, captioning, temporal_grounding), so the two commands chain",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from videoadapt.train.trainer import evaluate_run
 
-    result = evaluate_run(args.run, args.split, batch_size=args.batch_size, progress=not args.json)
+    result = evaluate_run(
+        args.run, args.split, batch_size=args.batch_size, progress=not args.json, save_predictions=args.save_predictions
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -32,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     for name, value in result["metrics"].items():
         table.add_row(name, f"{value:.2f}")
     Console().print(table)
+    for name, path in result.get("predictions", {}).items():
+        print(f"wrote {path} ({name})")
     left_out = {k: v for k, v in result.get("skipped", {}).items() if v}
     if left_out:
         print("not scored (skip_bad): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in left_out.items()))

@@ -236,11 +236,33 @@ class Task:
         paradigm head such as R2-Tuning's side network with ``text: true``); None: this task has no such query."""
         return None
 
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """``{"predictions.json": text, "ground_truth.json": text}`` (file name -> contents) in the formats
+        ``videoadapt score --task NAME`` reads (docs/scoring.md), so that ``eval --save-predictions DIR`` and
+        ``score`` chain and give the same metrics."""
+        raise VideoadaptError(f"{self.name}: eval --save-predictions is not available for this task yet")
+
     def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
         """The text embeddings ``[M, E]`` (joint space, L2-normalised) a training batch is scored against, for a
         distillation loss that matches a teacher's video-to-text similarity distributions over them (TeachCLIP);
         None when the head has none. They keep their gradients where they train; detach them to hold them fixed."""
         return None
+
+
+def json_documents(pred: dict[str, Any], gt: dict[str, Any]) -> dict[str, str]:
+    import json
+
+    return {"predictions.json": json.dumps(pred), "ground_truth.json": json.dumps(gt)}
+
+
+def unique_ids(ids: Sequence[str]) -> list[str]:
+    """``ids`` with repeats numbered (``v``, ``v#2``, ...): a file keyed by id must not merge two items."""
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        seen[i] = seen.get(i, 0) + 1
+        out.append(i if seen[i] == 1 else f"{i}#{seen[i]}")
+    return out
 
 
 def check_predictions(task: Task, predictions: Sequence[Any], data: TaskData) -> None:

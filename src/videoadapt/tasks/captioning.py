@@ -33,7 +33,9 @@ from videoadapt.tasks.base import (
     check_predictions,
     check_spec,
     feature_widths,
+    json_documents,
     percent,
+    unique_ids,
 )
 
 if TYPE_CHECKING:
@@ -269,6 +271,14 @@ class Captioning(CaptionTask):
             }
         )
         return result
+
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """One caption per video and every reference caption."""
+        check_predictions(self, predictions, data)
+        ids = unique_ids([item.video.video_id for item in data.items])
+        captions = {i: str(p) for i, p in zip(ids, predictions, strict=True)}
+        references = {i: list(item.captions) for i, item in zip(ids, data.items, strict=True)}  # type: ignore[union-attr]
+        return json_documents({"captions": captions}, {"references": references})
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per video: ``id``, the generated ``caption``, its ``references`` and its own scores x100 (``BLEU-4``

@@ -43,9 +43,11 @@ from videoadapt.tasks.base import (
     feature_widths,
     head_device,
     ilfm_logit_scale,
+    json_documents,
     percent,
     projection,
     text_adapter_spec,
+    unique_ids,
 )
 
 MODES = ("multiple_choice", "open_ended")
@@ -203,6 +205,26 @@ class QuestionAnswering(Task):
         else:
             result = qa.open_ended_accuracy([str(p) for p in predictions], [q.answer for q in items])
         return {k: float(v) for k, v in result.items()}
+
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """The answer per question (a candidate index, or the answer text), and each question's gold."""
+        check_predictions(self, predictions, data)
+        items: list[QAItem] = list(data.items)  # type: ignore[arg-type]
+        ids = unique_ids([q.question_id for q in items])
+        answers: dict[str, Any] = {}
+        questions: dict[str, Any] = {}
+        for i, p, q in zip(ids, predictions, items, strict=True):
+            if q.multiple_choice:
+                answers[i] = int(p)
+                questions[i] = {
+                    "question": q.question,
+                    "candidates": list(q.candidates or ()),
+                    "answer_index": q.answer_index,
+                }
+            else:
+                answers[i] = str(p)
+                questions[i] = {"question": q.question, "answer": q.answer}
+        return json_documents({"answers": answers}, {"questions": questions})
 
     # --- per item: a question --------------------------------------------------------------------------------------
 

@@ -46,8 +46,10 @@ from videoadapt.tasks.base import (
     cosine_logits,
     feature_widths,
     ilfm_logit_scale,
+    json_documents,
     percent,
     projection,
+    unique_ids,
 )
 
 CLASSIFIERS = ("linear", "text", "text_tuned")
@@ -237,6 +239,15 @@ class Recognition(Task):
         if "reversal_pairs" in sums:
             result["reversal_pair_accuracy"] = percent(sums["reversal_pairs"][..., 1], sums["reversal_pairs"][..., 0])
         return result
+
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """Scores per class and video (a time-reversed copy is ``<id>#2``), and the labels by class name."""
+        check_predictions(self, predictions, data)
+        ids = unique_ids([item.video.video_id for item in data.items])
+        classes = list(data.classes or [])
+        scores = {i: [float(v) for v in torch.as_tensor(p).tolist()] for i, p in zip(ids, predictions, strict=True)}
+        labels = {i: item.label for i, item in zip(ids, data.items, strict=True)}  # type: ignore[union-attr]
+        return json_documents({"classes": classes, "scores": scores}, {"classes": classes, "labels": labels})
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per original clip: ``id``, ``label``, ``correct`` (top-1), ``top5`` ``[[class, score], ...]`` (ties: the

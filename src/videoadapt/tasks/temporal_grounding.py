@@ -367,6 +367,28 @@ class TemporalGrounding(Task):
         out["MR-mAP"] = percent(sums["ap"].sum(-1), n * len(MR))
         return out
 
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """QVHighlights-style jsonl both ways: the submission (``pred_relevant_windows``, and per-clip
+        ``pred_saliency_scores`` when the items carry saliency labels) and the ground truth (``relevant_windows``,
+        with the annotators' clip scores when the reader kept them) that ``score --gt FILE`` reads."""
+        import json
+
+        check_predictions(self, predictions, data)
+        items: list[GroundingItem] = list(data.items)  # type: ignore[arg-type]
+        annotators = data.extra.get("saliency_annotators") or {}
+        pred_lines, gt_lines = [], []
+        for p, item in zip(predictions, items, strict=True):
+            record: dict[str, Any] = {"qid": item.query_id, "query": item.query, "vid": item.video.video_id}
+            truth = dict(record, duration=item.duration, relevant_windows=[list(w) for w in item.windows])
+            pred = dict(record, pred_relevant_windows=_windows_of(p))
+            raw = annotators.get(item.query_id)
+            if raw is not None:
+                truth.update(relevant_clip_ids=raw["relevant_clip_ids"], saliency_scores=raw["saliency_scores"])
+                pred["pred_saliency_scores"] = clip_saliency(p, item)
+            pred_lines.append(json.dumps(pred))
+            gt_lines.append(json.dumps(truth))
+        return {"predictions.jsonl": "\n".join(pred_lines) + "\n", "ground_truth.jsonl": "\n".join(gt_lines) + "\n"}
+
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per query: ``id``, ``video``, ``query``, ``predicted`` (the windows, best first), ``windows`` (ground
         truth), ``iou`` of the first predicted window with the first GT window, ``correct`` (IoU > 0.5)."""

@@ -1002,8 +1002,11 @@ def evaluate_run(
     ilfm: ImageLanguageModel | None = None,
     batch_size: int | None = None,
     progress: bool = False,
+    save_predictions: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a trained run on ``split`` of its data (written to ``RUN/eval-<split>.json``)."""
+    """Metrics of a trained run on ``split`` of its data (written to ``RUN/eval-<split>.json``); with
+    ``save_predictions`` a folder, the scored items' predictions and ground truth in ``videoadapt score``'s formats
+    (:meth:`Task.score_documents`) go there too."""
     loaded = load_run(run, ilfm)
     config, model = loaded.config, loaded.model
     data = check_items(model.task, load_split(config, split), bool(config.data.skip_bad))
@@ -1049,6 +1052,14 @@ def evaluate_run(
         "task": str(config.run.task),
         "metrics": metrics,
     }
+    if save_predictions is not None:
+        folder = Path(save_predictions)
+        folder.mkdir(parents=True, exist_ok=True)
+        scored_data = data.subset([i for i, _ in scored])
+        documents = model.task.score_documents([p for _, p in scored], scored_data)
+        for name, text in documents.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        result["predictions"] = {name: str(folder / name) for name in documents}
     save_json(Path(run) / f"eval-{split}.json", result)
     return result
 

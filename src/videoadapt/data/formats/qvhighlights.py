@@ -23,6 +23,9 @@ targets do, which sum them) and the per-annotator rows are kept, untouched, in
 the evaluator. A relevant clip id outside ``int(duration / 2)`` clips, or score rows that do not match the ids, is
 a bad item.
 
+A line with `relevant_windows` but neither `relevant_clip_ids` nor `saliency_scores` is a moment-retrieval-only
+item (no saliency): what `videoadapt eval --save-predictions` writes for data sets without highlight labels.
+
 The test split's annotations carry no labels (the leaderboard holds them). Loading it is an error unless
 ``unlabelled=True``, which gives items with ``windows=()`` and no saliency (for writing a submission) and sets
 ``extra["unlabelled"] = True``; train and val lines without ``relevant_windows`` are bad items either way.
@@ -123,10 +126,11 @@ def load_qvhighlights(
                 continue
             windows, saliency, item_clipped = parsed
             clipped += item_clipped
-            annotators[query_id] = {
-                "relevant_clip_ids": list(record["relevant_clip_ids"]),
-                "saliency_scores": [list(row) for row in record["saliency_scores"]],
-            }
+            if saliency is not None:
+                annotators[query_id] = {
+                    "relevant_clip_ids": list(record["relevant_clip_ids"]),
+                    "saliency_scores": [list(row) for row in record["saliency_scores"]],
+                }
         clip = index.path_for(vid, skip_missing, problems, file, where)
         if clip is None:
             continue
@@ -148,14 +152,18 @@ def load_qvhighlights(
 
 def _labels(
     record: dict, duration: float, clip: bool
-) -> str | tuple[list[tuple[float, float]], tuple[tuple[int, float], ...], int]:
+) -> str | tuple[list[tuple[float, float]], tuple[tuple[int, float], ...] | None, int]:
     """The windows, per-clip mean saliency and clipped-window count of a labelled line, or why it is bad."""
     raw_windows = record.get("relevant_windows")
     ids, scores = record.get("relevant_clip_ids"), record.get("saliency_scores")
     if not isinstance(raw_windows, list) or not raw_windows:
         return "relevant_windows is missing or empty"
-    if not isinstance(ids, list) or not isinstance(scores, list):
+    # Moment-retrieval-only lines (no highlight labels: what `eval --save-predictions` writes for data sets without
+    # saliency) carry neither key; one without the other is a malformed line.
+    moments_only = ids is None and scores is None
+    if not moments_only and (not isinstance(ids, list) or not isinstance(scores, list)):
         return "relevant_clip_ids or saliency_scores is missing"
+    ids, scores = (ids or []), (scores or [])
     windows, clipped = [], 0
     for k, raw in enumerate(raw_windows):
         if not isinstance(raw, list) or len(raw) != 2:
@@ -183,4 +191,4 @@ def _labels(
         saliency.append((index, sum(values) / len(values)))  # type: ignore[arg-type]
     if len({i for i, _ in saliency}) != len(saliency):
         return "relevant_clip_ids lists a clip twice"
-    return windows, tuple(saliency), clipped
+    return windows, (None if moments_only else tuple(saliency)), clipped
