@@ -85,6 +85,10 @@ def test_grounding_covers_table_ii_grounding():
         "head": "detection"
     }
     assert preset.backbone == "tiny-owl" and {c.backbone for c in cells if c.arm == ZERO_SHOT} == {"tiny-owl"}
+    # Tasks that hand the encoder a query sentence get R2-Tuning's side network as the side-tuning row; the task
+    # modules name no paradigm, the bench decides from the task interface.
+    side = {c.table: c.options["side_tuning"] for c in cells if c.arm == "side_tuning"}
+    assert side == {t: {"design": "r2_tuning", "text": True} for t in ("temporal_grounding", "st_grounding")}
     assert {p for p in paradigm_names()} <= {c.arm for c in cells if c.table == "st_grounding"} | {"post_network"}
 
 

@@ -258,6 +258,25 @@ class Cell:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def _hands_a_query(task: type) -> bool:
+    """The task gives one sentence per item to an encoder that fuses video and text (grounding): it overrides
+    ``Task.query_texts``."""
+    from videoadapt.tasks.base import Task
+
+    return getattr(task, "query_texts", Task.query_texts) is not Task.query_texts
+
+
+def _query_arms() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Arm options and notes for tables whose task hands a query sentence: side-tuning is then R2-Tuning's side
+    network pooling with the query's words (the survey's temporal-grounding side-tuning design), not EVL's decoder."""
+    options = {"side_tuning": {"design": "r2_tuning", "text": True}}
+    notes = {
+        "side_tuning": "R2-Tuning's side network over the frozen backbone's blocks, pooling each frame's tokens with "
+        "the query's words"
+    }
+    return options, notes
+
+
 def task_tables() -> list[Table]:
     """Every table of every registered task, in task-name order."""
     from videoadapt.tasks import load_tasks
@@ -281,8 +300,7 @@ def task_tables() -> list[Table]:
                         t.primary,
                         monitor,
                         dict(getattr(t, "head", {}) or {}),
-                        {k: dict(v) for k, v in (getattr(t, "arm_options", {}) or {}).items()},
-                        dict(getattr(t, "arm_notes", {}) or {}),
+                        *(_query_arms() if _hands_a_query(task) else ({}, {})),
                     )
                 )
         elif name in RESERVED_TABLES:

@@ -147,10 +147,6 @@ class SurveyTable:
     zero_shot_note: str = ""
     primary: str | None = None
     head: dict[str, Any] = field(default_factory=dict)
-    # Paradigm options this table's arms get on top of the bench's (e.g. grounding's side-tuning arm is R2-Tuning's
-    # side network reading the query), with a line per arm saying what the row is here.
-    arm_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    arm_notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def primary_metric(self) -> str:

@@ -51,9 +51,8 @@ from videoadapt.tasks.base import (
     percent,
 )
 from videoadapt.tasks.temporal_grounding import (
-    R2_ARM,
-    R2_NOTE,
     check_grounding_item,
+    contiguous_runs,
     grounding_query_texts,
     query_text_features,
 )
@@ -129,19 +128,10 @@ class DetectionTubeHead(TaskHead):
 
 
 def best_run(scores: torch.Tensor) -> tuple[int, int]:
-    """The run of frames ``[i, j]`` (at least two) with the largest mean score inside minus mean outside."""
-    s = scores.double().cpu()
-    t = len(s)
-    prefix = torch.cat((torch.zeros(1, dtype=s.dtype), s.cumsum(0)))
-    best, span = -math.inf, (0, max(1, t - 1))
-    for i in range(t):
-        for j in range(i + 1, t):
-            inside = float(prefix[j + 1] - prefix[i])
-            n = j - i + 1
-            value = inside / n - ((float(prefix[-1]) - inside) / (t - n) if t > n else 0.0)
-            if value > best:
-                best, span = value, (i, j)
-    return span
+    """The run of frames ``[i, j]`` (at least two, as a tube head decodes) that :func:`contiguous_runs` scores
+    highest."""
+    i, j, _ = max(contiguous_runs(scores, shortest=2), key=lambda run: run[2])
+    return i, j
 
 
 @registry.register("task", "st_grounding")
@@ -156,8 +146,6 @@ class SpatioTemporalGrounding(Task):
             (("m_tIoU", "m_tIoU"), ("m_vIoU", "m_vIoU"), ("vIoU@0.3", "vIoU@0.3"), ("vIoU@0.5", "vIoU@0.5")),
             primary="m_vIoU",
             zero_shot_head={"head": "detection"},
-            arm_options=R2_ARM,
-            arm_notes={"side_tuning": R2_NOTE},
         ),
     )
 

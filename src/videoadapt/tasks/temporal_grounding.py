@@ -64,16 +64,9 @@ from videoadapt.temporal.dense_grounding import (
 )
 from videoadapt.temporal.moment_detr import MomentDETR
 from videoadapt.temporal.moment_detr_criterion import MomentDETRCriterion, sample_saliency_pairs, span_cxw_to_xx
-from videoadapt.temporal.query_regions import QueryRegionReader
+from videoadapt.temporal.query_regions import MAX_FRAMES, QueryRegionReader
 
 HEADS = ("dense", "moment_detr", "similarity")
-# Grounding's side-tuning row is R2-Tuning's side network (the survey's temporal-grounding side-tuning design),
-# pooling every block's tokens with the query's words, instead of EVL's decoder.
-R2_ARM = {"side_tuning": {"design": "r2_tuning", "text": True}}
-R2_NOTE = (
-    "R2-Tuning's side network over the frozen backbone's blocks, pooling each frame's tokens with the query's words"
-)
-MAX_FRAMES = 512
 # Charades-STA thresholds (strict) and the moment-retrieval thresholds (inclusive) whose hits are kept per item.
 STRICT = tg.CHARADES_THRESHOLDS
 MR = tg.MR_THRESHOLDS
@@ -177,24 +170,32 @@ def _to(query: TextFeatures, device: torch.device) -> TextFeatures:
     return TextFeatures(query.tokens.float().to(device), query.mask.to(device), query.embeds.float().to(device))
 
 
-def similarity_windows(
-    scores: torch.Tensor, duration: float, top_k: int = TOP_K, nms: float = NMS_THRESHOLD
-) -> list[list[float]]:
-    """Zero-shot windows from per-frame similarities ``[T]``: every run ``[i, j]`` scored by mean inside minus mean
-    outside (the whole clip: mean inside), best ``top_k`` after NMS, in seconds."""
+def contiguous_runs(scores: torch.Tensor, shortest: int = 1) -> list[tuple[int, int, float]]:
+    """Every run of frames ``[i, j]`` at least ``shortest`` long, scored by the mean of ``scores [T]`` inside
+    minus the mean outside (the whole clip: the mean inside): how a parameter-free grounder picks a span."""
     s = scores.double().cpu()
     t = len(s)
     prefix = torch.cat((torch.zeros(1, dtype=s.dtype), s.cumsum(0)))
     total = float(prefix[-1])
-    spans, values = [], []
+    runs = []
     for i in range(t):
-        for j in range(i, t):
+        for j in range(i + shortest - 1, t):
             inside = float(prefix[j + 1] - prefix[i])
             n_in = j - i + 1
             outside = (total - inside) / (t - n_in) if t > n_in else 0.0
-            spans.append((i * duration / t, (j + 1) * duration / t))
-            values.append(inside / n_in - outside)
-    spans_t, values_t = torch.tensor(spans, dtype=torch.float32), torch.tensor(values, dtype=torch.float32)
+            runs.append((i, j, inside / n_in - outside))
+    return runs
+
+
+def similarity_windows(
+    scores: torch.Tensor, duration: float, top_k: int = TOP_K, nms: float = NMS_THRESHOLD
+) -> list[list[float]]:
+    """Zero-shot windows from per-frame similarities ``[T]``: every run (:func:`contiguous_runs`), best ``top_k``
+    after NMS, in seconds."""
+    t = len(scores)
+    runs = contiguous_runs(scores)
+    spans_t = torch.tensor([(i * duration / t, (j + 1) * duration / t) for i, j, _ in runs], dtype=torch.float32)
+    values_t = torch.tensor([v for _, _, v in runs], dtype=torch.float32)
     keep = temporal_nms(spans_t, values_t, nms)[:top_k]
     return [[float(spans_t[k, 0]), float(spans_t[k, 1]), float(values_t[k])] for k in keep.tolist()]
 
@@ -215,8 +216,6 @@ class TemporalGrounding(Task):
                 ("MR mAP", "MR-mAP"),
             ),
             zero_shot_head={"head": "similarity"},
-            arm_options=R2_ARM,
-            arm_notes={"side_tuning": R2_NOTE},
         ),
     )
 
