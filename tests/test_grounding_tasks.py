@@ -165,7 +165,9 @@ def test_tube_maps_to_sampled_frames_and_back():
     assert torch.allclose(sampled[-1], torch.tensor([10 / 32, 0.0, 14 / 32, 0.5]))
     inside = patches_inside(torch.tensor([[0.0, 0.0, 0.5, 0.5]]), rows=2, cols=2)
     assert inside.tolist() == [[True, False, False, False]]
-    pred, gt = metric_inputs({"start": 3, "end": 9, "boxes": {f: list(boxes[0]) for f in range(16)}}, tube)
+    item = GroundingItem("q", VideoRef("v"), "the red star", 2.0, ((0.5, 1.5),), tube=tube)
+    pred, gt = metric_inputs({"start": 3, "end": 9, "boxes": {f: list(boxes[0]) for f in range(16)}}, item)
+    assert gt["frames"] == list(range(12))  # every frame up to both tubes' ends is evaluated
     assert (pred["start"], pred["end"], gt["start"], gt["end"]) == (3, 10, 4, 12)  # end-exclusive for the metric
 
 

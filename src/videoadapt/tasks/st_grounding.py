@@ -259,7 +259,7 @@ class SpatioTemporalGrounding(Task):
         check_predictions(self, predictions, data)
         out = []
         for p, item in zip(predictions, data.items, strict=True):
-            pred, gt = metric_inputs(p, item.tube)  # type: ignore[union-attr]
+            pred, gt = metric_inputs(p, item)  # type: ignore[arg-type]
             result = stm.st_grounding_metrics({0: pred}, {0: gt})
             out.append((result["m_tIoU"] / 100.0, result["m_vIoU"] / 100.0))
         return out
@@ -268,7 +268,7 @@ class SpatioTemporalGrounding(Task):
         check_predictions(self, predictions, data)
         preds, gts = {}, {}
         for i, (p, item) in enumerate(zip(predictions, data.items, strict=True)):
-            preds[i], gts[i] = metric_inputs(p, item.tube)  # type: ignore[union-attr]
+            preds[i], gts[i] = metric_inputs(p, item)  # type: ignore[arg-type]
         result = stm.st_grounding_metrics(preds, gts)
         return {k: float(result[k]) for k in ("m_tIoU", "m_vIoU", *[f"vIoU@{t:g}" for t in THRESHOLDS])}
 
@@ -362,21 +362,14 @@ def patches_inside(boxes: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return inside
 
 
-def metric_inputs(prediction: dict[str, Any], tube: Tube | None) -> tuple[dict, dict]:
-    """A prediction and a tube in the form of :func:`videoadapt.metrics.st_grounding.st_grounding_metrics`
-    (spans end-exclusive)."""
-    if tube is None:
-        raise VideoadaptError("st_grounding: an item without a tube cannot be scored")
-    frames = range(max(tube.frames[-1] + 1, int(prediction["end"]) + 1))
-    pred = {
-        "start": int(prediction["start"]),
-        "end": int(prediction["end"]) + 1,
-        "boxes": {int(f): list(b) for f, b in prediction["boxes"].items()},
-    }
-    gt = {
-        "frames": list(frames),
-        "start": tube.frames[0],
-        "end": tube.frames[-1] + 1,
-        "boxes": {f: list(b) for f, b in zip(tube.frames, tube.boxes, strict=True)},
-    }
-    return pred, gt
+def metric_inputs(prediction: dict[str, Any], item: GroundingItem) -> tuple[dict, dict]:
+    """A prediction and an item's tube as :func:`videoadapt.metrics.st_grounding.st_grounding_metrics` takes them
+    (half-open spans), every frame of the video up to both tubes' ends evaluated (TubeDETR's union denominator then
+    counts predicted frames outside the ground-truth tube)."""
+    from videoadapt.data.formats.grounding_predictions import stvg_ground_truth, stvg_metric_input
+
+    if item.tube is None:
+        raise VideoadaptError(f"st_grounding: query {item.query_id!r} has no tube and cannot be scored")
+    last = max(item.tube.frames[-1], int(prediction["end"]))
+    pred = stvg_metric_input({"span": (int(prediction["start"]), int(prediction["end"])), "boxes": prediction["boxes"]})
+    return pred, stvg_ground_truth(item, frames=range(last + 1))
