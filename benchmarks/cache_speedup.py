@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def one_epoch(args: argparse.Namespace, out: Path, cache: bool, cache_dir: Path) -> dict:
-    from videoadapt.train.config import load_config
+    from videoadapt.model.config import load_config
     from videoadapt.train.trainer import train
 
     overrides = [
@@ -66,8 +66,8 @@ def flops_bound(args: argparse.Namespace) -> dict:
     import torch
 
     from videoadapt.bench.cost import count_flops
-    from videoadapt.train.config import load_config
-    from videoadapt.train.trainer import build_encoder
+    from videoadapt.model.build import build_encoder
+    from videoadapt.model.config import load_config
 
     overrides = [f"model.options={{{args.paradigm}: {args.options}}}"] if args.options else []
     config = load_config(flags={"model.paradigm": args.paradigm, "model.backbone": args.backbone}, overrides=overrides)

@@ -62,7 +62,7 @@ def one_cell(args: argparse.Namespace, paradigm: str, setting: str, out: Path) -
 
     from videoadapt.bench.cell import config_for
     from videoadapt.bench.matrix import BENCH_PRESETS, paradigm_arms
-    from videoadapt.train.config import check_config
+    from videoadapt.model.config import check_config
     from videoadapt.train.trainer import Trainer
 
     if SETTINGS[setting].get("whole_clips"):

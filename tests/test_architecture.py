@@ -19,6 +19,7 @@ LAYERS = (
     ("temporal",),
     ("paradigms",),
     ("tasks",),
+    ("model",),
     ("train", "inference"),
     ("bench",),
     ("commands", "cli", "__main__"),
@@ -90,6 +91,16 @@ def test_every_file_imports_only_its_own_layer_or_below():
             if _layer(target) > _layer(module) and not _is_package_init_of(target, module):
                 violations.append(f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})")
     assert not violations, "\n".join(sorted(violations))
+
+
+def test_inference_never_imports_the_training_loop():
+    # DESIGN.md: inference (a Predictor, eval) loads and runs a run without the training code; what both need (the
+    # model, its config, batches, evaluation) lives in the model layer below them.
+    graph = _graph()
+    inference = [m for m in graph if m.startswith("videoadapt.inference")]
+    assert "videoadapt.inference.evaluate" in inference
+    leaks = sorted(f"{m} imports {t}" for m in inference for t in graph[m] if t.startswith("videoadapt.train"))
+    assert not leaks, "\n".join(leaks)
 
 
 def _is_package_init_of(target: str, module: str) -> bool:

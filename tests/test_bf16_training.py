@@ -15,9 +15,9 @@ from transformers.models.clip.modeling_clip import CLIPAttention
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.loading import load_backbone
+from videoadapt.model import precision as precision_module
+from videoadapt.model.config import load_config
 from videoadapt.paradigms import paradigm_names
-from videoadapt.train import precision as precision_module
-from videoadapt.train.config import load_config
 from videoadapt.train.trainer import train
 
 TINY = [

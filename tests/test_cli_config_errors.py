@@ -86,7 +86,7 @@ def test_values_of_the_right_type_still_load(tmp_path, trained):
 
 
 def test_a_run_keeps_absolute_data_paths_so_eval_works_from_elsewhere(tmp_path, monkeypatch, capsys):
-    from videoadapt.train.config import load_config
+    from videoadapt.model.config import load_config
 
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir(), elsewhere.mkdir()
@@ -103,7 +103,7 @@ def test_a_run_keeps_absolute_data_paths_so_eval_works_from_elsewhere(tmp_path, 
 
 
 def test_only_relative_paths_that_exist_become_absolute(tmp_path, monkeypatch):
-    from videoadapt.train.config import absolute_data_paths, load_config
+    from videoadapt.model.config import absolute_data_paths, load_config
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ann").mkdir()

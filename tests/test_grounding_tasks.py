@@ -16,12 +16,13 @@ from videoadapt.data.records import GroundingItem, TaskData, Tube, VideoRef
 from videoadapt.data.sampling import sampler_from_spec
 from videoadapt.foundation.loading import load_backbone
 from videoadapt.metrics import temporal_grounding as tg
+from videoadapt.model.batches import BatchBuilder
+from videoadapt.model.data import check_items
+from videoadapt.model.task_model import TaskModel
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import TextEncoder, build_task, feature_widths, task_names
 from videoadapt.tasks.st_grounding import metric_inputs, patches_inside, sampled_tube
 from videoadapt.tasks.temporal_grounding import frames_inside, similarity_windows
-from videoadapt.train.data import BatchBuilder
-from videoadapt.train.trainer import TaskModel, check_items
 
 SYNTH = {"videos": 40, "size": 32, "frames": 8}
 FRAMES = 8

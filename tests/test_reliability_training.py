@@ -32,11 +32,13 @@ from videoadapt.data.synthworld.disk import write_synthworld
 from videoadapt.data.synthworld.world import SynthWorldConfig
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.loading import load_backbone
+from videoadapt.model.batches import BatchBuilder
+from videoadapt.model.config import load_config
+from videoadapt.model.task_model import TaskModel
 from videoadapt.tasks import build_task
 from videoadapt.train import data as data_module
 from videoadapt.train import trainer as trainer_module
-from videoadapt.train.config import load_config
-from videoadapt.train.data import BatchBuilder, EpochPlan, WorkerLoader
+from videoadapt.train.data import EpochPlan, WorkerLoader
 from videoadapt.train.trainer import Trainer, TrainingInterrupted, train
 from videoadapt.utils import checkpoint as ckpt
 from videoadapt.utils.safe_io import load_tensors
@@ -377,14 +379,14 @@ def test_no_unsafe_deserialisation_in_the_sources():
 
 def _nan_on_steps(monkeypatch, bad_steps, trainers: list) -> None:
     """The loss of every micro-batch of the optimizer steps ``bad_steps`` (1-based) becomes NaN."""
-    real = trainer_module.TaskModel.forward
+    real = TaskModel.forward
 
     def forward(self, batch):
         loss = real(self, batch)
         trainer = trainers[-1]
         return loss * math.nan if trainer.position.step + 1 in bad_steps else loss
 
-    monkeypatch.setattr(trainer_module.TaskModel, "forward", forward)
+    monkeypatch.setattr(TaskModel, "forward", forward)
 
 
 def _recording(monkeypatch, weights: dict) -> list:
@@ -464,13 +466,13 @@ def test_too_many_nonfinite_steps_in_a_row_stop_and_keep_the_last_good_checkpoin
 
 NAN_ON_RANK0 = """
 import math, os, sys
-from videoadapt.train import trainer
-real, calls = trainer.TaskModel.forward, [0]
+from videoadapt.model.task_model import TaskModel
+real, calls = TaskModel.forward, [0]
 def forward(self, batch):  # the 2nd training step's loss is NaN on rank 0 only
     calls[0] += 1
     loss = real(self, batch)
     return loss * math.nan if calls[0] == 2 and os.environ.get("RANK") == "0" else loss
-trainer.TaskModel.forward = forward
+TaskModel.forward = forward
 from videoadapt.cli import main
 sys.exit(main(sys.argv[1:]))
 """

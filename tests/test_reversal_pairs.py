@@ -18,10 +18,10 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures
 from videoadapt.foundation.loading import load_backbone
 from videoadapt.metrics.bootstrap import sums
+from videoadapt.model.batches import BatchBuilder
+from videoadapt.model.task_model import TaskModel
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import TextEncoder, build_task, feature_widths
-from videoadapt.train.data import BatchBuilder
-from videoadapt.train.trainer import TaskModel
 
 SYNTH = {"videos": 200, "size": 32, "frames": 8}
 FRAMES = 4

@@ -16,13 +16,14 @@ from videoadapt.data.records import CaptionItem, ClassificationItem, TaskData
 from videoadapt.data.sampling import sampler_from_spec
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.loading import load_backbone
+from videoadapt.model.batches import BatchBuilder
+from videoadapt.model.data import check_items
+from videoadapt.model.task_model import TaskModel
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import TextEncoder, build_task, feature_widths, task_names
 from videoadapt.tasks.base import TextAdapter, text_adapter_spec
 from videoadapt.tasks.captioning import WordTokenizer
 from videoadapt.tasks.retrieval import contrastive_loss
-from videoadapt.train.data import BatchBuilder
-from videoadapt.train.trainer import TaskModel, check_items
 
 SYNTH = {"videos": 40, "size": 32, "frames": 8}
 FRAMES = 4

@@ -24,13 +24,17 @@ from videoadapt.cli import main
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.records import TaskData
 from videoadapt.errors import VideoadaptError, VideoDecodeError
+from videoadapt.inference import evaluate as evaluate_module
+from videoadapt.inference.evaluate import evaluate_run
+from videoadapt.model import build as build_module
+from videoadapt.model.build import build_encoder
+from videoadapt.model.config import load_config
 from videoadapt.tasks import build_task, task_names
 from videoadapt.tasks.base import text_adapter_spec
 from videoadapt.train import trainer as trainer_module
-from videoadapt.train.config import load_config
 from videoadapt.train.data import EpochPlan
 from videoadapt.train.schedule import lr_at
-from videoadapt.train.trainer import Trainer, TrainingInterrupted, build_encoder, evaluate_run, train
+from videoadapt.train.trainer import Trainer, TrainingInterrupted, train
 from videoadapt.utils.checkpoint import find_checkpoint, load_checkpoint
 from videoadapt.utils.safe_io import load_tensors
 
@@ -172,7 +176,7 @@ def test_backbone_and_head_train_at_their_own_rates(tmp_path):
 def test_parameters_a_head_declares_as_backbone_copies_take_the_backbone_rate(tmp_path, monkeypatch):
     """A video head's ``backbone_parameters()`` (a copy of the backbone inside the head) join the backbone group,
     even with the ILFM itself frozen."""
-    real_build = trainer_module.build_encoder
+    real_build = build_module.build_encoder
     declared: list[torch.nn.Parameter] = []
 
     def build(config, ilfm=None):
@@ -181,7 +185,7 @@ def test_parameters_a_head_declares_as_backbone_copies_take_the_backbone_rate(tm
         encoder.head.backbone_parameters = lambda: declared[:1]
         return encoder
 
-    monkeypatch.setattr(trainer_module, "build_encoder", build)
+    monkeypatch.setattr(build_module, "build_encoder", build)
     trainer = Trainer(tiny("run.max_steps=1", "run.backbone_lr=1e-5", "data.val_split=null"), tmp_path)
     metrics = trainer.fit()
     groups = {g["group"]: g for g in trainer.optimizer.param_groups}
@@ -313,7 +317,7 @@ def test_cache_means_the_backbone_never_runs_in_training(tmp_path, monkeypatch):
     """With a frozen backbone and run.cache, features are extracted once; training epochs (and a second run on the
     same cache) never call the vision tower."""
     calls = {"n": 0}
-    real_build = trainer_module.build_encoder
+    real_build = build_module.build_encoder
 
     def counting_build(config, ilfm=None):
         encoder = real_build(config, ilfm)
@@ -321,7 +325,7 @@ def test_cache_means_the_backbone_never_runs_in_training(tmp_path, monkeypatch):
         tower.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
         return encoder
 
-    monkeypatch.setattr(trainer_module, "build_encoder", counting_build)
+    monkeypatch.setattr(build_module, "build_encoder", counting_build)
     config = tiny("run.epochs=2", "run.cache=true", f"run.cache_dir={tmp_path / 'cache'}")
     trainer = Trainer(config, tmp_path / "run1")
     trainer.setup()
@@ -510,6 +514,7 @@ def _with_unreadable_video(monkeypatch, position: int, fail_from: int = 1) -> st
         return TaskData(data.task, split, data.items, source, data.origin, data.classes)
 
     monkeypatch.setattr(trainer_module, "load_split", load)
+    monkeypatch.setattr(evaluate_module, "load_split", load)  # eval reads the split the same way
     return load_task_data("synth", "train", "recognition", videos=40, size=32, frames=8).items[position].video.video_id
 
 

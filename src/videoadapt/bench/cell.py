@@ -38,7 +38,7 @@ MAX_ALL_LAYERS_CACHE_BYTES = 1 << 30
 
 def config_for(spec: dict[str, Any]) -> Any:
     """The trainer config of a cell description (cell + budget + data + cache folder)."""
-    from videoadapt.train.config import load_config
+    from videoadapt.model.config import load_config
 
     cell, budget, data = spec["cell"], spec["budget"], spec["data"]
     curve = int(budget.get("curve_points") or 0)
@@ -179,17 +179,11 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
 
     from videoadapt.bench.memory import PeakMemory
     from videoadapt.foundation.loading import load_backbone
-    from videoadapt.train.config import sampler_specs
-    from videoadapt.train.trainer import (
-        WEIGHTS,
-        Trainer,
-        TrainingInterrupted,
-        build_model,
-        check_items,
-        evaluate_data,
-        load_split,
-        open_cache,
-    )
+    from videoadapt.model.build import WEIGHTS, build_model
+    from videoadapt.model.config import sampler_specs
+    from videoadapt.model.data import check_items, load_split, open_cache
+    from videoadapt.model.evaluation import evaluate_data
+    from videoadapt.train.trainer import Trainer, TrainingInterrupted
     from videoadapt.utils.safe_io import load_tensors
 
     directory = Path(directory)
@@ -219,8 +213,8 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             if RANK != 0:
                 return result  # under a multi-process launch one process scores the untrained model
             # Nothing trains: the head built on the training split's vocabulary, scored as it is.
+            from videoadapt.model.config import to_plain
             from videoadapt.tasks import build_task
-            from videoadapt.train.config import to_plain
 
             task = build_task(cell["task"], **to_plain(config.model.head))
             train_data = check_items(task, train_items, bool(config.data.skip_bad))
@@ -299,7 +293,7 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                 accelerator=accelerator,
                 skip_bad=bool(config.data.skip_bad),
             )
-        from videoadapt.train.precision import resolve_precision
+        from videoadapt.model.precision import resolve_precision
 
         predictions: list[Any] = []
         metrics = evaluate_data(

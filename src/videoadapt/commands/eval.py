@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videoadapt.train.trainer import evaluate_run
+    from videoadapt.inference.evaluate import evaluate_run
 
     result = evaluate_run(
         args.run, args.split, batch_size=args.batch_size, progress=not args.json, save_predictions=args.save_predictions

@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from videoadapt.train.config import load_config
-    from videoadapt.train.trainer import CONFIG, train
+    from videoadapt.model.build import CONFIG
+    from videoadapt.model.config import load_config
+    from videoadapt.train.trainer import train
 
     config_path = args.config
     if args.resume and config_path is None and (Path(args.out) / CONFIG).is_file():

@@ -26,51 +26,17 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from videoadapt.data.records import Item, TaskData
-from videoadapt.data.sampling import Sampler
-from videoadapt.data.transforms import ProcessorSettings, preprocess
 from videoadapt.errors import VideoadaptError
-from videoadapt.foundation.base import FrameFeatures
-from videoadapt.tasks.base import Task
+from videoadapt.model.batches import Batch, BatchBuilder
 
 # Errors a video source raises for a clip it cannot read (VideoDecodeError is a VideoadaptError).
-READ_ERRORS = (VideoadaptError, OSError, ValueError, RuntimeError)
-
-
-@dataclass
-class Batch:
-    """Items ``indices`` of a split: their distinct clips ``video`` ``[V,T,3,H,W]`` and/or ``cached`` frame features
-    (``V`` rows), ``rows[i]`` the row of item ``i``, and the task's ``targets``. ``skipped`` names bad items left out
-    (``skip_bad``)."""
-
-    indices: list[int]
-    rows: torch.Tensor
-    video: torch.Tensor | None
-    cached: FrameFeatures | None
-    targets: dict[str, Any]
-    skipped: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def to(self, device: torch.device) -> Batch:
-        def move(x: Any) -> Any:
-            return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
-
-        cached = None
-        if self.cached is not None:
-            c = self.cached
-            layers = None if c.layers is None else [move(t) for t in c.layers]
-            cached = FrameFeatures(cls=move(c.cls), patches=move(c.patches), embeds=move(c.embeds), layers=layers)
-        targets = {k: move(v) for k, v in self.targets.items()}
-        return Batch(self.indices, move(self.rows), move(self.video), cached, targets, self.skipped)
 
 
 class EpochPlan:
@@ -96,172 +62,6 @@ class EpochPlan:
         chunk = order[index * self.batch_size : (index + 1) * self.batch_size]
         share = -(-len(chunk) // world)
         return [int(i) for i in chunk[rank * share : (rank + 1) * share]]
-
-
-def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, epoch, index, 7919])
-
-
-class _Seeded(Sampler):
-    """A sampler whose random choices come from a given generator, whatever the video source passes."""
-
-    def __init__(self, sampler: Sampler, rng: np.random.Generator) -> None:
-        self.sampler, self.rng = sampler, rng
-
-    def indices(self, num_frames: int, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
-        return self.sampler.indices(num_frames, fps, self.rng)
-
-
-class BatchBuilder:
-    """Turns item indices into a :class:`Batch`: decodes and preprocesses the clips (or reads the feature cache),
-    and collates the task's targets. Bad clips raise an error naming the item, or are skipped with ``skip_bad``."""
-
-    def __init__(
-        self,
-        data: TaskData,
-        task: Task,
-        processor: ProcessorSettings,
-        sampler: Sampler,
-        *,
-        train: bool,
-        seed: int = 0,
-        cache: Any = None,
-        pixels: bool = True,
-        skip_bad: bool = False,
-        cache_sampler: Sampler | None = None,
-        cache_patches: bool = True,
-    ) -> None:
-        self.data, self.task, self.processor, self.sampler = data, task, processor, sampler
-        self.train, self.seed, self.cache, self.pixels, self.skip_bad = train, seed, cache, pixels, skip_bad
-        # Draws the frames of each step from a denser cached clip (indices into its rows), so that a run from the
-        # cache sees the same random temporal jitter as one that decodes video; None: cached rows as they are.
-        self.cache_sampler = cache_sampler
-        self.cache_patches = cache_patches  # False: the head never reads patch tokens, so cache reads skip them
-        # Items whose decoding killed or hung a loader worker (skip_bad): skipped from then on, with this message.
-        self.excluded: dict[int, str] = {}
-        # Called with the item about to be decoded, then -1 (a worker's entry in the shared table).
-        self.watch: Callable[[int], None] | None = None
-
-    def describe(self, index: int) -> str:
-        item = self.data.items[index]
-        name = getattr(item, "question_id", None) or item.video.video_id
-        return f"{self.data.origin}: {self.data.split} item {index} ({name!r})"
-
-    def _for_item(self, sampler: Sampler, index: int, epoch: int) -> Sampler:
-        """``sampler`` with item ``index``'s random generator of ``epoch`` in training (as it is in evaluation)."""
-        return _Seeded(sampler, item_rng(self.seed, epoch, index)) if self.train else sampler
-
-    def clip(self, index: int, epoch: int) -> torch.Tensor:
-        item = self.data.items[index]
-        sampler = self._for_item(self.sampler, index, epoch)
-        frames = self.data.source.frames(item.video, sampler)
-        if frames.ndim != 4 or len(frames) == 0:
-            raise VideoadaptError(f"decoded no frames (shape {tuple(frames.shape)})")
-        if _time_reversed(item):
-            frames = np.ascontiguousarray(frames[::-1])  # the sampled clip, played backwards
-        return preprocess(frames, self.processor)
-
-    def build(self, indices: Sequence[int], epoch: int = 0) -> Batch:
-        kept: list[int] = []
-        skipped: list[str] = []
-        # A clip is a video and a direction: a time-reversed copy is a clip of its own, not its original's.
-        clips: dict[tuple[str, bool], torch.Tensor] = {}
-        order: list[tuple[str, bool]] = []
-        for index in indices:
-            key = _clip_key(self.data.items[index])
-            video_id = key[0]
-            if self.train and key[1]:
-                raise VideoadaptError(f"{self.describe(index)}: a time-reversed copy is for evaluation, not training")
-            if index in self.excluded:
-                skipped.append(self.excluded[index])
-                continue
-            if self.cache is not None and video_id not in self.cache:
-                # Skipped as unreadable when the cache was extracted (only happens with skip_bad).
-                message = f"{self.describe(index)}: its video was skipped as unreadable when caching features"
-                if not self.skip_bad:
-                    raise VideoadaptError(message)
-                skipped.append(message)
-                continue
-            if key not in clips and self.pixels:
-                if self.watch is not None:
-                    self.watch(index)
-                try:
-                    clips[key] = self.clip(index, epoch)
-                except READ_ERRORS as error:
-                    message = f"{self.describe(index)}: cannot read its video: {error}"
-                    if not self.skip_bad:
-                        raise VideoadaptError(f"{message} (set data.skip_bad=true to skip bad items)") from error
-                    skipped.append(message)
-                    continue
-                finally:
-                    if self.watch is not None:
-                        self.watch(-1)
-            if key not in order:
-                order.append(key)
-            kept.append(index)
-        rows = torch.tensor([order.index(_clip_key(self.data.items[i])) for i in kept], dtype=torch.long)
-        video = None
-        if self.pixels and order:
-            video = torch.stack([clips[k] for k in order])
-        cached = None
-        if self.cache is not None and order:
-            cached = self.cache.get([video_id for video_id, _ in order], patches=self.cache_patches)
-        if cached is not None and self.cache_sampler is not None:
-            first = {}
-            for index in kept:
-                first.setdefault(_clip_key(self.data.items[index]), index)
-            cached = self._resample(cached, [first[k] for k in order], epoch)
-        if cached is not None and any(backwards for _, backwards in order):
-            cached = _reverse_rows(cached, [backwards for _, backwards in order])
-        items: list[Item] = [self.data.items[i] for i in kept]
-        rngs = [item_rng(self.seed + 1, epoch, i) for i in kept] if self.train else None
-        targets = self.task.targets(items, self.data, rngs, train=self.train) if items else {}
-        return Batch(kept, rows, video, cached, targets, skipped)
-
-    def _resample(self, cached: FrameFeatures, indices: Sequence[int], epoch: int) -> FrameFeatures:
-        """Row ``r`` of ``cached`` keeps the frames that ``cache_sampler`` picks among its ``T`` cached frames, with
-        the random generator of item ``indices[r]`` (the same draw as a decoded clip of that item would get)."""
-        frames = cached.embeds.shape[1]
-        picks = []
-        for index in indices:
-            sampler = self._for_item(self.cache_sampler, index, epoch)
-            # The cached frames are evenly spaced, so any frame rate gives the same picks to samplers that count
-            # frames (uniform, dense); time-based samplers make no sense here and are refused by the trainer.
-            picks.append(torch.as_tensor(sampler.indices(frames, 1.0), dtype=torch.long))
-        pick = torch.stack(picks)  # [V, T']
-
-        def take(x: torch.Tensor | None) -> torch.Tensor | None:
-            if x is None:
-                return None
-            index = pick.view(*pick.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
-            return torch.gather(x, 1, index.to(x.device))
-
-        layers = None if cached.layers is None else [take(t) for t in cached.layers]
-        return FrameFeatures(
-            cls=take(cached.cls), patches=take(cached.patches), embeds=take(cached.embeds), layers=layers
-        )
-
-
-def _time_reversed(item: Item) -> bool:
-    return bool(getattr(item, "time_reversed", False))
-
-
-def _clip_key(item: Item) -> tuple[str, bool]:
-    return item.video.video_id, _time_reversed(item)
-
-
-def _reverse_rows(cached: FrameFeatures, reverse: Sequence[bool]) -> FrameFeatures:
-    """The cached rows marked in ``reverse`` with their frames (dim 1) in reverse order: the cached clip played
-    backwards, as a decoded time-reversed item is."""
-    rows = torch.tensor([i for i, backwards in enumerate(reverse) if backwards], dtype=torch.long)
-
-    def flip(x: torch.Tensor) -> torch.Tensor:
-        x = x.clone()
-        x[rows] = x[rows].flip(1)
-        return x
-
-    layers = None if cached.layers is None else [flip(t) for t in cached.layers]
-    return FrameFeatures(cls=flip(cached.cls), patches=flip(cached.patches), embeds=flip(cached.embeds), layers=layers)
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""``videoadapt eval``: a trained run's metrics on a split of its data, optionally with the scored predictions in
+``videoadapt score``'s formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.model.build import load_run
+from videoadapt.model.config import sampler_specs
+from videoadapt.model.data import check_items, load_split, open_cache
+from videoadapt.model.evaluation import evaluate_data
+from videoadapt.utils.safe_io import save_json
+
+
+def evaluate_run(
+    run: str | Path,
+    split: str = "test",
+    ilfm: ImageLanguageModel | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    save_predictions: str | Path | None = None,
+) -> dict[str, Any]:
+    """Metrics of a trained run on ``split`` of its data (written to ``RUN/eval-<split>.json``); with
+    ``save_predictions`` a folder, the scored items' predictions and ground truth in ``videoadapt score``'s formats
+    (:meth:`Task.score_documents`) go there too."""
+    loaded = load_run(run, ilfm)
+    config, model = loaded.config, loaded.model
+    data = check_items(model.task, load_split(config, split), bool(config.data.skip_bad))
+    _, eval_spec = sampler_specs(config)
+    cache = None
+    if bool(config.run.cache) and (model.encoder.cacheable or model.encoder.cache_with_pixels):
+        root = Path(config.run.cache_dir) if config.run.cache_dir else Path(run) / "cache"
+        encoder = model.encoder
+        cache = open_cache(
+            encoder.ilfm,
+            data,
+            eval_spec,
+            root / split,
+            all_layers=encoder.head.needs_layers,
+            skip_bad=bool(config.data.skip_bad),
+            progress=progress,
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() and not bool(config.run.cpu) else "cpu")
+    model.to(device)
+    scored: list[tuple[int, Any]] = []
+    metrics = evaluate_data(
+        model,
+        data,
+        eval_spec,
+        None,
+        int(batch_size or config.run.eval_batch_size or config.run.batch_size),
+        cache=cache,
+        skip_bad=bool(config.data.skip_bad),
+        progress=progress,
+        keep=scored,
+    )
+    # "items" is what was scored; every item left out says where it went (skip_bad), so the counts add up.
+    skipped = {
+        "annotation_rows": int(data.extra.get("skipped", {}).get("count", 0)),
+        "items_the_task_refused": int(data.extra.get("skipped_by_task", {}).get("count", 0)),
+        "unreadable_clips": len(data) - len(scored),
+    }
+    result = {
+        "run": str(run),
+        "split": split,
+        "items": len(scored),
+        "skipped": skipped,
+        "task": str(config.run.task),
+        "metrics": metrics,
+    }
+    if save_predictions is not None:
+        folder = Path(save_predictions)
+        folder.mkdir(parents=True, exist_ok=True)
+        scored_data = data.subset([i for i, _ in scored])
+        documents = model.task.score_documents([p for _, p in scored], scored_data)
+        for name, text in documents.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        result["predictions"] = {name: str(folder / name) for name in documents}
+    save_json(Path(run) / f"eval-{split}.json", result)
+    return result
