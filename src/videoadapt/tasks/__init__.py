@@ -11,7 +11,7 @@ import pkgutil
 from typing import Any
 
 from videoadapt.registry import registry
-from videoadapt.tasks.base import SurveyTable, Task, TaskHead, TextEncoder, feature_widths
+from videoadapt.tasks.base import Request, SurveyTable, Task, TaskHead, TextEncoder, feature_widths
 
 _INFRASTRUCTURE = {"base"}
 
@@ -38,6 +38,7 @@ def build_task(name: str, **options: Any) -> Task:
 
 
 __all__ = [
+    "Request",
     "SurveyTable",
     "Task",
     "TaskHead",

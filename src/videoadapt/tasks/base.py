@@ -24,10 +24,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import CaptionItem, Item, TaskData
+from videoadapt.data.records import CaptionItem, Item, TaskData, VideoRef
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel, ModelDims, TextFeatures
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a user asks of one new video (``videoadapt predict``, ``Predictor``): ``texts`` to rank against it
+    (retrieval) or to ground in it (one query each), a ``question`` and its ``choices`` (QA), and what is known of
+    the video itself (duration in seconds, frame rate, frame size), which grounding answers are expressed in."""
+
+    texts: tuple[str, ...] = ()
+    question: str | None = None
+    choices: tuple[str, ...] | None = None
+    duration: float = 0.0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
 
 
 class TextEncoder:
@@ -237,6 +252,18 @@ class Task:
         ``videoadapt score --task NAME`` reads (docs/scoring.md), so that ``eval --save-predictions DIR`` and
         ``score`` chain and give the same metrics."""
         raise VideoadaptError(f"{self.name}: eval --save-predictions is not available for this task yet")
+
+    # --- a user's video (videoadapt.inference) ---------------------------------------------------------------------
+
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        """The items to predict for ``request`` on a user's ``video`` (no ground truth; ``spec`` is the trained
+        head's description): one for most tasks, one per query for grounding. Raises naming what is missing."""
+        raise VideoadaptError(f"{self.name}: predictions on new videos are not available for this task yet")
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        """``prediction`` of ``item`` as a user reads it, JSON-able: class names with probabilities, ranked texts,
+        an answer, a caption, moments in seconds, boxes in pixels."""
+        raise VideoadaptError(f"{self.name}: predictions on new videos are not available for this task yet")
 
     def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
         """The text embeddings ``[M, E]`` (joint space, L2-normalised) a training batch is scored against, for a

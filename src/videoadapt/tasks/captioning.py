@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import CaptionItem, TaskData
+from videoadapt.data.records import CaptionItem, Item, TaskData, VideoRef
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
     CaptionTask,
+    Request,
     SurveyTable,
     TaskHead,
     TextEncoder,
@@ -221,6 +222,12 @@ class Captioning(CaptionTask):
         penalty = float(self.option("length_penalty", 0.6))
         ids = head.generate(features.frames, beam_size=beam, length_penalty=penalty)  # type: ignore[operator]
         return [head.tokenizer.decode(row) for row in ids]  # type: ignore[union-attr]
+
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        return [CaptionItem(video, ())]
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        return {"caption": str(prediction)}
 
     def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
         return self._scores(predictions, data).metrics()

@@ -25,12 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import Item, QAItem, TaskData
+from videoadapt.data.records import Item, QAItem, TaskData, VideoRef
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
+    Request,
     SurveyTable,
     Task,
     TaskHead,
@@ -186,6 +187,23 @@ class QuestionAnswering(Task):
         if head.spec["mode"] == "multiple_choice":
             return best
         return [head.spec["answers"][i] for i in best]
+
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        question = (request.question or "").strip()
+        if not question:
+            raise VideoadaptError("qa: give the question to answer (--question, question=)")
+        if spec["mode"] != "multiple_choice":
+            return [QAItem("question", video, question, answer="")]
+        choices = tuple(c for c in (request.choices or ()) if c.strip())
+        if len(choices) < 2:
+            raise VideoadaptError("qa: this run answers multiple-choice questions; give two or more --choice")
+        return [QAItem("question", video, question, answer=choices[0], candidates=choices, answer_index=0)]
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        if spec["mode"] == "multiple_choice":
+            index = int(prediction)
+            return {"question": item.question, "answer": item.candidates[index], "choice": index}  # type: ignore
+        return {"question": item.question, "answer": str(prediction)}  # type: ignore[union-attr]
 
     def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
         """Multiple choice: the batch's candidate texts (``"{question} {candidate}"``) ``[B*K, E]``; open-ended:

@@ -31,12 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import ClassificationItem, Item, TaskData, time_reversal_copies
+from videoadapt.data.records import ClassificationItem, Item, TaskData, VideoRef, time_reversal_copies
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
+    Request,
     SurveyTable,
     Task,
     TaskHead,
@@ -164,6 +165,15 @@ class Recognition(Task):
 
     def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
         return list(head(features.video).float().cpu())
+
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        return [ClassificationItem(video, label=0)]
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        probabilities = torch.as_tensor(prediction).float().softmax(-1)
+        best = torch.argsort(probabilities, descending=True, stable=True)[: max(1, top_k)]
+        classes = spec["classes"]
+        return {"top_k": [{"label": classes[int(i)], "probability": float(probabilities[i])} for i in best]}
 
     def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
         """The class embeddings of a text classifier (``text``, ``text_tuned``); None for ``linear``."""

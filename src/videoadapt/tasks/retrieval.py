@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import Item, TaskData
+from videoadapt.data.records import CaptionItem, Item, TaskData, VideoRef
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
     CaptionTask,
+    Request,
     SurveyTable,
     TaskHead,
     TextAdapter,
@@ -155,6 +156,20 @@ class Retrieval(CaptionTask):
         for row, captions in zip(video, targets["captions"], strict=True):
             out.append({"video": row, "texts": F.normalize(adapted_text(head, text, captions).float(), dim=-1).cpu()})
         return out
+
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        texts = tuple(t for t in request.texts if t.strip())
+        if not texts:
+            raise VideoadaptError("retrieval: give the texts to rank against the video (--text, texts=)")
+        return [CaptionItem(video, texts)]
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        # Cosine similarity in the head's joint space, the score the metrics rank by.
+        video = F.normalize(torch.as_tensor(prediction["video"]).float(), dim=-1)
+        similarity = torch.as_tensor(prediction["texts"]).float() @ video
+        order = torch.argsort(similarity, descending=True, stable=True)
+        texts = item.captions  # type: ignore[union-attr]
+        return {"texts": [{"text": texts[int(i)], "similarity": float(similarity[i])} for i in order]}
 
     def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
         """The batch's caption embeddings (through the head's text adapter when it has one): the captions drawn for

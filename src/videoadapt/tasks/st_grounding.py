@@ -34,13 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from videoadapt.data.records import GroundingItem, Item, TaskData, Tube
+from videoadapt.data.records import GroundingItem, Item, TaskData, Tube, VideoRef
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import GroundingModel, ImageLanguageModel, TextFeatures
 from videoadapt.metrics import st_grounding as stm
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
+    Request,
     SurveyTable,
     Task,
     TaskHead,
@@ -54,6 +55,7 @@ from videoadapt.tasks.temporal_grounding import (
     check_grounding_item,
     contiguous_runs,
     grounding_query_texts,
+    grounding_user_items,
     query_text_features,
 )
 from videoadapt.temporal.query_regions import QueryRegionReader
@@ -252,6 +254,23 @@ class SpatioTemporalGrounding(Task):
                 frames[f] = [float(v) for v in box]
             predictions.append({"start": first, "end": last, "boxes": frames})
         return predictions
+
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        items = grounding_user_items(self.name, video, request)
+        if any(item.tube is None for item in items):  # type: ignore[union-attr]
+            raise VideoadaptError(f"{self.name}: the video's frame size and rate are unknown; boxes are in its pixels")
+        return items
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        fps = item.tube.fps  # type: ignore[union-attr]
+        boxes = {int(f): [round(v, 1) for v in box] for f, box in prediction["boxes"].items()}
+        inside = {f: b for f, b in boxes.items() if prediction["start"] <= f <= prediction["end"]}
+        return {
+            "query": item.query,  # type: ignore[union-attr]
+            "start_s": prediction["start"] / fps,
+            "end_s": (prediction["end"] + 1) / fps,
+            "boxes_xyxy": inside,  # frame index -> box in pixels, over the predicted span
+        }
 
     # --- metrics -------------------------------------------------------------------------------------------------
 

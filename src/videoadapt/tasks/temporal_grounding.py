@@ -36,13 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videoadapt.data.records import GroundingItem, Item, TaskData
+from videoadapt.data.records import GroundingItem, Item, TaskData, Tube, VideoRef
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel, TextFeatures
 from videoadapt.metrics import temporal_grounding as tg
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
 from videoadapt.tasks.base import (
+    Request,
     SurveyTable,
     Task,
     TaskHead,
@@ -318,6 +319,13 @@ class TemporalGrounding(Task):
         saliency = outputs["saliency"].float().cpu().tolist()
         return [{"windows": w, "saliency": s} for w, s in zip(windows, saliency, strict=True)]
 
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        return grounding_user_items(self.name, video, request)
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        moments = [{"start_s": float(s), "end_s": float(e), "score": float(c)} for s, e, c in prediction["windows"]]
+        return {"query": item.query, "moments": moments[: max(1, top_k)]}  # type: ignore[union-attr]
+
     # --- metrics -------------------------------------------------------------------------------------------------
 
     def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
@@ -408,6 +416,24 @@ class TemporalGrounding(Task):
                 }
             )
         return records
+
+
+def grounding_user_items(task: str, video: VideoRef, request: Request) -> list[Item]:
+    """One item per query sentence on a user's video, without ground truth: the whole video as the window, and a
+    one-box tube that only carries the frame size and rate (spatio-temporal answers come out in its pixels)."""
+    queries = [q.strip() for q in request.texts if q.strip()]
+    if not queries:
+        raise VideoadaptError(f"{task}: give the sentence to ground (--text, texts=)")
+    if request.duration <= 0:
+        raise VideoadaptError(f"{task}: the video's duration is unknown; grounding answers are in seconds")
+    tube = None
+    if request.fps > 0 and request.width > 0 and request.height > 0:
+        whole = (0.0, 0.0, float(request.width), float(request.height))
+        tube = Tube((0,), (whole,), float(request.fps), int(request.width), int(request.height))
+    window = ((0.0, float(request.duration)),)
+    return [
+        GroundingItem(f"query_{i}", video, q, float(request.duration), window, tube=tube) for i, q in enumerate(queries)
+    ]
 
 
 def check_grounding_item(item: Item) -> str | None:
