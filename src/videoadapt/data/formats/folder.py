@@ -277,8 +277,6 @@ def _fields(task: str, row: dict[str, Any], suffix: str) -> dict[str, Any] | str
 
 
 def _fractions(option: Any) -> tuple[float, float, float]:
-    if option is None:
-        return DEFAULT_FRACTIONS
     try:
         values = tuple(float(v) for v in option)
     except (TypeError, ValueError):
@@ -363,7 +361,11 @@ def _write_splits(file: Path, split_of: dict[str, str]) -> str | None:
 
 
 def _split_of(
-    root: Path, table: Path, groups: dict[str, list[str]], fractions: Any, videos: FolderVideos
+    root: Path,
+    table: Path,
+    groups: dict[str, list[str]],
+    fractions: tuple[float, float, float] | None,
+    videos: FolderVideos,
 ) -> tuple[dict[str, str], str]:
     """``{video: split}`` from ``splits.csv``, or made now and written there; and where it came from."""
     file = root / SPLITS_FILE
@@ -371,6 +373,11 @@ def _split_of(
     if file.exists():
         split_of = _read_splits(file, videos)
         absent = [v for v in every if v not in split_of]
+        if not absent and fractions is not None and make_split(groups, fractions) != {v: split_of[v] for v in every}:
+            warnings.warn(
+                f"split_fractions is not used: {file} holds the split made before (delete it to split again)",
+                stacklevel=3,
+            )
         if absent:
             raise InputFileError(
                 file,
@@ -379,7 +386,7 @@ def _split_of(
                 "'video,split' for each (split: train, val or test)",
             )
         return split_of, str(file)
-    split_of = make_split(groups, _fractions(fractions))
+    split_of = make_split(groups, fractions or DEFAULT_FRACTIONS)
     failure = _write_splits(file, split_of)
     if failure is None:
         return split_of, str(file)
@@ -445,6 +452,7 @@ def load_folder(
     check_split("folder", split, SPLITS)
     if answers < 1:
         raise VideoadaptError(f"answers must be at least 1, got {answers}")
+    fractions = None if split_fractions is None else _fractions(split_fractions)
     root = Path(path)
     if root.is_file() and root.name in TABLES[task]:
         root = root.parent  # folder:DIR/labels.csv
@@ -479,7 +487,7 @@ def load_folder(
         groups: dict[str, list[str]] = defaultdict(list)
         for row in rows:
             groups[row.fields["label"] if task == "recognition" else ""].append(row.video)
-        split_of, origin_of_split = _split_of(root, table, groups, split_fractions, videos)
+        split_of, origin_of_split = _split_of(root, table, groups, fractions, videos)
     if classes is not None:
         _check_classes(table, rows, split_of, origin_of_split)
 
