@@ -405,3 +405,17 @@ def test_cli_train_then_eval_on_a_folder(tmp_path, asl_clips, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["task"] == "recognition" and result["items"] == 3 and "top1" in result["metrics"]
     assert (root / "splits.csv").is_file()
+
+
+def test_cli_extract_and_bench_take_a_folder(tmp_path, asl_clips, capsys):
+    root = _asl_folder(tmp_path / "mine", asl_clips)
+    cache = tmp_path / "cache"
+    args = ["extract", "--backbone", "tiny", "--data", f"folder:{root}", "--split", "val", "--sampler", "uniform:2"]
+    assert main([*args, "--out", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["videos"] == 3
+    bench = ["bench", "--preset", "micro", "--out", str(tmp_path / "bench"), "--data", f"recognition=folder:{root}"]
+    bench += ["--tables", "recognition", "--paradigms", "post_network", "--no-baselines", "--steps", "1"]
+    bench += ["--batch-size", "3", "--frames", "2", "--seeds", "1", "--in-process", "--json"]
+    assert main(bench) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["complete"] and "recognition/post_network/seed0" in summary["ran"]
