@@ -8,6 +8,7 @@ Spec grammar (``data``)::
 
     synth              SynthWorld generated in memory (options seed=0, videos=2000, size=64, frames=16)
     synth:DIR          a SynthWorld set on disk (same as synthworld:DIR)
+    folder:DIR         one's own videos in DIR with labels.csv, captions.csv/.jsonl or questions.jsonl (folder.py)
     NAME:PATH          benchmark NAME; PATH is its annotation folder or file (see each format, docs/datasets.md)
 
 Options common to the benchmark formats: ``video_dir`` (where the clips are; default a conventional subfolder of
@@ -29,6 +30,7 @@ from typing import Any
 from videoadapt.data.formats import (  # noqa: F401  (importing a module registers its format)
     activitynet_captions,
     charades_sta,
+    folder,
     hcstvg,
     kinetics,
     msrvtt,
