@@ -11,18 +11,19 @@ import numpy as np
 import pytest
 
 from videoadapt.data.formats import load_task_data
-from videoadapt.data.formats.grounding_predictions import (
+from videoadapt.data.records import GroundingItem, Tube
+from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
+from videoadapt.metrics.prediction_files import (
     check_prediction_ids,
     durations_of,
     read_moment_predictions,
     read_stvg_predictions,
-    stvg_ground_truth,
     stvg_metric_input,
+    stvg_metric_pair,
+    stvg_tube_of,
     write_moment_predictions,
     write_stvg_predictions,
 )
-from videoadapt.data.records import GroundingItem, Tube
-from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 from videoadapt.metrics.st_grounding import st_grounding_metrics
 from videoadapt.metrics.temporal_grounding import highlight_detection_metrics, qvhighlights_saliency_labels
 
@@ -474,9 +475,8 @@ def test_stvg_predictions_round_trip_and_score(tmp_path: Path) -> None:
     assert read == predictions
     assert stvg_metric_input(read["0"])["end"] == 13  # inclusive last frame 12 -> half-open end 13
     assert check_prediction_ids(read, data.items, file) == {"missing": 0, "examples": []}
-    metrics = st_grounding_metrics(
-        {q: stvg_metric_input(p) for q, p in read.items()}, {i.query_id: stvg_ground_truth(i) for i in data.items}
-    )
+    pairs = {i.query_id: stvg_metric_pair(read[i.query_id], stvg_tube_of(i)) for i in data.items}
+    metrics = st_grounding_metrics({q: p for q, (p, _) in pairs.items()}, {q: g for q, (_, g) in pairs.items()})
     assert metrics["m_tIoU"] == 100.0 and metrics["m_vIoU"] == 100.0
 
 

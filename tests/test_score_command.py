@@ -298,7 +298,7 @@ def test_grounding_predictions_for_unknown_or_missing_queries_are_named(tmp_path
 
 def test_st_grounding_scores_tubes_against_a_data_set(tmp_path):
     from videoadapt.data.formats import load_task_data
-    from videoadapt.data.formats.grounding_predictions import write_stvg_predictions
+    from videoadapt.metrics.prediction_files import write_stvg_predictions
 
     data = load_task_data("synth", "test", "st_grounding")  # what --gt synth reads: the defaults' test split
     perfect = {

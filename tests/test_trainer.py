@@ -461,6 +461,8 @@ def test_cli_train_then_eval(tmp_path, capsys):
         ("recognition", ("top1", "top5", "mean_class_accuracy"), []),
         ("qa", ("accuracy",), []),
         ("temporal_grounding", ("R1@0.5", "mIoU", "MR-mAP"), ["model.head.hidden=32", "model.head.layers=1"]),
+        ("retrieval", ("t2v_R1", "v2t_R5", "Rsum"), []),
+        ("st_grounding", ("m_tIoU", "m_vIoU", "vIoU@0.5"), ["model.head.hidden=32", "model.head.layers=1"]),
     ],
 )
 def test_eval_predictions_chain_into_score(tmp_path, capsys, task, keys, extra):

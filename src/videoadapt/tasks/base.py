@@ -272,22 +272,6 @@ class Task:
         return None
 
 
-def json_documents(pred: dict[str, Any], gt: dict[str, Any]) -> dict[str, str]:
-    import json
-
-    return {"predictions.json": json.dumps(pred), "ground_truth.json": json.dumps(gt)}
-
-
-def unique_ids(ids: Sequence[str]) -> list[str]:
-    """``ids`` with repeats numbered (``v``, ``v#2``, ...): a file keyed by id must not merge two items."""
-    seen: dict[str, int] = {}
-    out = []
-    for i in ids:
-        seen[i] = seen.get(i, 0) + 1
-        out.append(i if seen[i] == 1 else f"{i}#{seen[i]}")
-    return out
-
-
 def check_predictions(task: Task, predictions: Sequence[Any], data: TaskData) -> None:
     if len(predictions) != len(data.items):
         raise VideoadaptError(

@@ -34,9 +34,7 @@ from videoadapt.tasks.base import (
     check_predictions,
     check_spec,
     feature_widths,
-    json_documents,
     percent,
-    unique_ids,
 )
 
 if TYPE_CHECKING:
@@ -281,11 +279,13 @@ class Captioning(CaptionTask):
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
         """One caption per video and every reference caption."""
+        from videoadapt.metrics import prediction_files as pf
+
         check_predictions(self, predictions, data)
-        ids = unique_ids([item.video.video_id for item in data.items])
+        ids = pf.unique_ids([item.video.video_id for item in data.items])
         captions = {i: str(p) for i, p in zip(ids, predictions, strict=True)}
         references = {i: list(item.captions) for i, item in zip(ids, data.items, strict=True)}  # type: ignore[union-attr]
-        return json_documents({"captions": captions}, {"references": references})
+        return pf.documents(pf.captioning_predictions_text(captions), pf.captioning_ground_truth_text(references))
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per video: ``id``, the generated ``caption``, its ``references`` and its own scores x100 (``BLEU-4``

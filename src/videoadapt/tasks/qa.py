@@ -44,11 +44,9 @@ from videoadapt.tasks.base import (
     feature_widths,
     head_device,
     ilfm_logit_scale,
-    json_documents,
     percent,
     projection,
     text_adapter_spec,
-    unique_ids,
 )
 
 MODES = ("multiple_choice", "open_ended")
@@ -226,9 +224,11 @@ class QuestionAnswering(Task):
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
         """The answer per question (a candidate index, or the answer text), and each question's gold."""
+        from videoadapt.metrics import prediction_files as pf
+
         check_predictions(self, predictions, data)
         items: list[QAItem] = list(data.items)  # type: ignore[arg-type]
-        ids = unique_ids([q.question_id for q in items])
+        ids = pf.unique_ids([q.question_id for q in items])
         answers: dict[str, Any] = {}
         questions: dict[str, Any] = {}
         for i, p, q in zip(ids, predictions, items, strict=True):
@@ -242,7 +242,7 @@ class QuestionAnswering(Task):
             else:
                 answers[i] = str(p)
                 questions[i] = {"question": q.question, "answer": q.answer}
-        return json_documents({"answers": answers}, {"questions": questions})
+        return pf.documents(pf.qa_predictions_text(answers), pf.qa_ground_truth_text(questions))
 
     # --- per item: a question --------------------------------------------------------------------------------------
 

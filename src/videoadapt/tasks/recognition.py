@@ -47,10 +47,8 @@ from videoadapt.tasks.base import (
     cosine_logits,
     feature_widths,
     ilfm_logit_scale,
-    json_documents,
     percent,
     projection,
-    unique_ids,
 )
 
 CLASSIFIERS = ("linear", "text", "text_tuned")
@@ -252,12 +250,16 @@ class Recognition(Task):
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
         """Scores per class and video (a time-reversed copy is ``<id>#2``), and the labels by class name."""
+        from videoadapt.metrics import prediction_files as pf
+
         check_predictions(self, predictions, data)
-        ids = unique_ids([item.video.video_id for item in data.items])
+        ids = pf.unique_ids([item.video.video_id for item in data.items])
         classes = list(data.classes or [])
-        scores = {i: [float(v) for v in torch.as_tensor(p).tolist()] for i, p in zip(ids, predictions, strict=True)}
+        scores = {i: torch.as_tensor(p).tolist() for i, p in zip(ids, predictions, strict=True)}
         labels = {i: item.label for i, item in zip(ids, data.items, strict=True)}  # type: ignore[union-attr]
-        return json_documents({"classes": classes, "scores": scores}, {"classes": classes, "labels": labels})
+        return pf.documents(
+            pf.recognition_predictions_text(scores, classes), pf.recognition_ground_truth_text(labels, classes)
+        )
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per original clip: ``id``, ``label``, ``correct`` (top-1), ``top5`` ``[[class, score], ...]`` (ties: the

@@ -183,6 +183,19 @@ class Retrieval(CaptionTask):
         check_predictions(self, predictions, data)
         return {k: float(v) for k, v in retrieval_metrics(*_similarity(predictions)).items()}
 
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """The similarity matrix (rows: every caption, ``<video id>/<k>``; columns: the videos) and each caption's
+        video, which ``score --task retrieval`` reads."""
+        from videoadapt.metrics import prediction_files as pf
+
+        check_predictions(self, predictions, data)
+        similarity, owner = _similarity(predictions)
+        videos = pf.unique_ids([item.video.video_id for item in data.items])
+        texts = pf.unique_ids([f"{videos[v]}/{k}" for v, k in zip(owner, _caption_numbers(owner), strict=True)])
+        text_to_video = {t: videos[v] for t, v in zip(texts, owner, strict=True)}
+        prediction = pf.retrieval_predictions_text(texts, videos, similarity)
+        return pf.documents(prediction, pf.retrieval_ground_truth_text(text_to_video, videos))
+
     # --- per item: a video with its captions ---------------------------------------------------------------------
 
     def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
@@ -258,3 +271,13 @@ def _similarity(predictions: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     texts = torch.cat([p["texts"] for p in predictions])
     owner = torch.cat([torch.full((len(p["texts"]),), i, dtype=torch.long) for i, p in enumerate(predictions)])
     return (texts @ videos.T).detach().cpu().numpy(), owner.numpy()
+
+
+def _caption_numbers(owner: np.ndarray) -> list[int]:
+    """Each caption's number among its video's captions (0, 1, ...)."""
+    seen: dict[int, int] = {}
+    out = []
+    for v in owner.tolist():
+        out.append(seen.get(v, 0))
+        seen[v] = out[-1] + 1
+    return out

@@ -305,6 +305,17 @@ class SpatioTemporalGrounding(Task):
         out.update({f"vIoU@{t:g}": percent(sums["hits"][..., k], n) for k, t in enumerate(THRESHOLDS)})
         return out
 
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """Our STVG json both ways: each query's predicted tube (span and a box on every frame) and its
+        ground-truth tube, which ``score --task st_grounding --gt ground_truth.json`` reads."""
+        from videoadapt.metrics import prediction_files as pf
+
+        check_predictions(self, predictions, data)
+        ids = pf.unique_ids([item.query_id for item in data.items])  # type: ignore[union-attr]
+        tubes = {i: _tube_of(p) for i, p in zip(ids, predictions, strict=True)}
+        truths = {i: pf.stvg_tube_of(item) for i, item in zip(ids, data.items, strict=True)}  # type: ignore[arg-type]
+        return pf.documents(pf.stvg_predictions_text(tubes), pf.stvg_ground_truth_text(truths))
+
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per query: ``id``, ``video``, ``query``, the predicted span, the ground-truth span, ``tiou``, ``viou`` and
         ``correct`` (vIoU > 0.5)."""
@@ -383,12 +394,15 @@ def patches_inside(boxes: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 
 def metric_inputs(prediction: dict[str, Any], item: GroundingItem) -> tuple[dict, dict]:
     """A prediction and an item's tube as :func:`videoadapt.metrics.st_grounding.st_grounding_metrics` takes them
-    (half-open spans), every frame of the video up to both tubes' ends evaluated (TubeDETR's union denominator then
-    counts predicted frames outside the ground-truth tube)."""
-    from videoadapt.data.formats.grounding_predictions import stvg_ground_truth, stvg_metric_input
+    (:func:`~videoadapt.metrics.prediction_files.stvg_metric_pair`: half-open spans, every frame of the video up to
+    both tubes' ends evaluated)."""
+    from videoadapt.metrics.prediction_files import stvg_metric_pair, stvg_tube_of
 
     if item.tube is None:
         raise VideoadaptError(f"st_grounding: query {item.query_id!r} has no tube and cannot be scored")
-    last = max(item.tube.frames[-1], int(prediction["end"]))
-    pred = stvg_metric_input({"span": (int(prediction["start"]), int(prediction["end"])), "boxes": prediction["boxes"]})
-    return pred, stvg_ground_truth(item, frames=range(last + 1))
+    return stvg_metric_pair(_tube_of(prediction), stvg_tube_of(item))
+
+
+def _tube_of(prediction: dict[str, Any]) -> dict[str, Any]:
+    """A prediction (``start`` and ``end`` both included) as the STVG files hold a tube."""
+    return {"span": (int(prediction["start"]), int(prediction["end"])), "boxes": prediction["boxes"]}

@@ -378,23 +378,22 @@ class TemporalGrounding(Task):
         """QVHighlights-style jsonl both ways: the submission (``pred_relevant_windows``, and per-clip
         ``pred_saliency_scores`` when the items carry saliency labels) and the ground truth (``relevant_windows``,
         with the annotators' clip scores when the reader kept them) that ``score --gt FILE`` reads."""
-        import json
+        from videoadapt.metrics import prediction_files as pf
 
         check_predictions(self, predictions, data)
         items: list[GroundingItem] = list(data.items)  # type: ignore[arg-type]
         annotators = data.extra.get("saliency_annotators") or {}
-        pred_lines, gt_lines = [], []
+        moments = {}
         for p, item in zip(predictions, items, strict=True):
-            record: dict[str, Any] = {"qid": item.query_id, "query": item.query, "vid": item.video.video_id}
-            truth = dict(record, duration=item.duration, relevant_windows=[list(w) for w in item.windows])
-            pred = dict(record, pred_relevant_windows=_windows_of(p))
-            raw = annotators.get(item.query_id)
-            if raw is not None:
-                truth.update(relevant_clip_ids=raw["relevant_clip_ids"], saliency_scores=raw["saliency_scores"])
-                pred["pred_saliency_scores"] = clip_saliency(p, item)
-            pred_lines.append(json.dumps(pred))
-            gt_lines.append(json.dumps(truth))
-        return {"predictions.jsonl": "\n".join(pred_lines) + "\n", "ground_truth.jsonl": "\n".join(gt_lines) + "\n"}
+            moments[item.query_id] = {
+                "query": item.query,
+                "vid": item.video.video_id,
+                "windows": _windows_of(p),
+                "saliency": clip_saliency(p, item) if item.query_id in annotators else None,
+            }
+        return pf.documents(
+            pf.moment_predictions_text(moments), pf.moment_ground_truth_text(items, annotators), suffix="jsonl"
+        )
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per query: ``id``, ``video``, ``query``, ``predicted`` (the windows, best first), ``windows`` (ground
