@@ -63,6 +63,10 @@ class ImageLanguageModel(nn.Module, ABC):
     """An image-language model seen frame by frame. Subclasses wrap one model family."""
 
     name: str = "ilfm"
+    # The ``--backbone`` specification this model was loaded from (set by
+    # :func:`videoadapt.foundation.loading.load_backbone`); None for a model built otherwise. A saved adapted
+    # encoder records it so that loading can rebuild the backbone.
+    spec: str | None = None
 
     @property
     @abstractmethod

@@ -44,6 +44,13 @@ RANDOM_PREFIX = "random:"
 
 
 def load_backbone(spec: str) -> ImageLanguageModel:
+    """The backbone ``spec`` names (see the table above), with ``spec`` recorded on it as ``model.spec``."""
+    model = _load(spec)
+    model.spec = spec
+    return model
+
+
+def _load(spec: str) -> ImageLanguageModel:
     from videoadapt.foundation import hf, hf_grounding
     from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
     from videoadapt.foundation.tinyowl import checkpoint as owl_checkpoint
@@ -52,7 +59,7 @@ def load_backbone(spec: str) -> ImageLanguageModel:
         inner = spec.removeprefix(RANDOM_PREFIX)
         if not inner:
             raise VideoadaptError("random:SPEC needs a backbone spec, e.g. random:tiny")
-        model = load_backbone(inner)
+        model = _load(inner)
         randomize_vision(model)
         model.name = spec
         return model

@@ -2,6 +2,7 @@
 
 >>> encoder = build_video_encoder(load_backbone("tiny"), "lora+post_network")
 >>> features = encoder(video)            # VideoFeatures(frames [B,T,E], video [B,E])
+>>> encoder.save_pretrained("out/encoder"); encoder = load_encoder("out/encoder")
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from videoadapt.paradigms.base import (
     VideoHead,
 )
 from videoadapt.paradigms.compose import build_video_encoder
+from videoadapt.paradigms.saved import load_encoder
 from videoadapt.registry import registry
 
-_INFRASTRUCTURE = {"base", "compose", "options", "temporal_head"}
+_INFRASTRUCTURE = {"base", "compose", "options", "saved", "temporal_head"}
 
 
 def load_paradigms() -> None:
@@ -46,6 +48,7 @@ __all__ = [
     "VideoFeatures",
     "VideoHead",
     "build_video_encoder",
+    "load_encoder",
     "paradigm_class",
     "paradigm_names",
 ]

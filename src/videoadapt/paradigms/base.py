@@ -16,8 +16,11 @@ training.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -26,6 +29,13 @@ from torch import nn
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, TextFeatures
 from videoadapt.paradigms.options import ParadigmConfig
+from videoadapt.utils.safe_io import save_json, save_tensors
+
+# A saved adapted encoder (VideoEncoder.save_pretrained, videoadapt.paradigms.saved.load_encoder): a directory with
+# these two files. FORMAT_VERSION grows when the layout changes in a way an older reader cannot follow.
+ENCODER_CONFIG = "encoder.json"
+ENCODER_WEIGHTS = "encoder.safetensors"
+FORMAT_VERSION = 1
 
 
 @dataclass
@@ -127,19 +137,42 @@ class Paradigm:
         embeddings (:func:`videoadapt.paradigms.compose.build_video_encoder` builds it)."""
         return None
 
+    def merge_refusal(self) -> str | None:
+        """Why this paradigm's changes to the backbone cannot be folded into its weights, or None when they can
+        (see :meth:`merge`). Asked of every backbone-adapting paradigm before any of them merges."""
+        return f"{self.name} cannot merge into the backbone: only LoRA and linear (ZeroI2V) adapters merge"
+
+    def merge(self, ilfm: ImageLanguageModel) -> None:
+        """Fold what :meth:`adapt` inserted into ``ilfm``'s own weights, in place, leaving the function it computes
+        in eval mode unchanged. Paradigms that can override this and :meth:`merge_refusal`."""
+        raise VideoadaptError(self.merge_refusal() or f"{self.name} does not implement merge")
+
 
 class VideoEncoder(nn.Module):
     """An ILFM adapted by paradigms, plus a head. ``forward(video)`` or ``forward(cached=features)``."""
 
     def __init__(
-        self, ilfm: ImageLanguageModel, head: VideoHead, context: TemporalContext, paradigms: list[Paradigm]
+        self,
+        ilfm: ImageLanguageModel,
+        head: VideoHead,
+        context: TemporalContext,
+        paradigms: list[Paradigm],
+        resource_names: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.ilfm = ilfm
         self.head = head
         self.context = context
+        # The paradigms themselves (a plain list: not submodules) keep their options, for saving.
+        self.paradigms = list(paradigms)
         self.paradigm_names = [p.name for p in paradigms]
-        self.backbone_frozen = not any(p.requires_grad for m in ilfm.vision_modules() for p in m.parameters())
+        # Names of the objects given to build_video_encoder(resources=) (a distillation teacher): not saved.
+        self.resource_names = tuple(resource_names)
+        self.merged = False
+        self._update_backbone_frozen()
+
+    def _update_backbone_frozen(self) -> None:
+        self.backbone_frozen = not any(p.requires_grad for m in self.ilfm.vision_modules() for p in m.parameters())
 
     @property
     def cacheable(self) -> bool:
@@ -221,6 +254,99 @@ class VideoEncoder(nn.Module):
         with torch.no_grad():
             for name, value in state.items():
                 expected[name].copy_(value)
+
+    def merge(self) -> VideoEncoder:
+        """Fold the backbone adaptations into the backbone's weights, in place; returns ``self``.
+
+        Only LoRA and linear (ZeroI2V) adapters merge; a composition with another backbone adaptation is refused
+        before anything changes. Paradigms that leave the backbone alone (heads: post_network, ...) are skipped.
+        Afterwards the encoder computes the same function in eval mode (within float rounding) with the plain
+        backbone's parameters (ZeroI2V keeps its ``T x D`` temporal embedding), and ``merged`` is True. Merging a
+        merged encoder is an error: there is nothing left to fold, and a second call is most likely a mistake."""
+        parts = "+".join(self.paradigm_names)
+        if self.merged:
+            raise VideoadaptError(f"{parts}: this encoder is already merged")
+        adapting = [p for p in self.paradigms if p.adapts_backbone]
+        refusals = [r for p in adapting if (r := p.merge_refusal())]
+        if refusals:
+            raise VideoadaptError(f"{parts}: {'; '.join(refusals)}")
+        for paradigm in adapting:
+            paradigm.merge(self.ilfm)
+        self.merged = True
+        self._update_backbone_frozen()
+        return self
+
+    def save_pretrained(self, directory: str | Path, backbone: str | None = None) -> Path:
+        """Write this encoder to ``directory``: ``encoder.json`` (format version, backbone spec, paradigms and their
+        options, whether merged, videoadapt version) and ``encoder.safetensors`` (the trainable state; for a merged
+        encoder the whole state dict, since merging changed frozen weights). Load it with
+        :func:`videoadapt.paradigms.saved.load_encoder`.
+
+        ``backbone`` is the backbone spec to record, needed when the ILFM was not loaded by
+        :func:`videoadapt.foundation.loading.load_backbone` (which records it as ``ilfm.spec``). An encoder built
+        with resources (a distillation teacher) is refused: they are modules of their own, not rebuilt from a spec.
+        """
+        parts = "+".join(self.paradigm_names)
+        spec = backbone or self.ilfm.spec
+        if spec is None:
+            raise VideoadaptError(
+                f"{parts}: cannot save: the backbone {self.ilfm.name!r} was not loaded by load_backbone, so "
+                "loading could not rebuild it; pass save_pretrained(directory, backbone=SPEC) with the spec that "
+                "loads it (e.g. 'tiny', 'hf:DIR')"
+            )
+        if self.resource_names:
+            raise VideoadaptError(
+                f"{parts}: cannot save: the encoder was built with resources {list(self.resource_names)} (e.g. a "
+                "distillation teacher module), which are not part of the encoder and cannot be rebuilt from a saved "
+                "spec; save the trained student's composition without them"
+            )
+        options = {p.name: p.options for p in self.paradigms}
+        try:
+            options = json.loads(json.dumps(options))
+        except (TypeError, ValueError) as error:
+            raise VideoadaptError(f"{parts}: cannot save options that are not JSON values ({error})") from None
+        full = self.merged
+        state = {k: v.detach() for k, v in self.state_dict().items()} if full else self.trainable_state_dict()
+        record = {
+            "format": FORMAT_VERSION,
+            "videoadapt_version": _version(),
+            "backbone": spec,
+            "paradigms": parts,
+            "options": options,
+            "merged": self.merged,
+            # "trainable": only trainable tensors (the frozen ones come from the backbone spec, and the fingerprint
+            # checks that they do); "full": every tensor of the encoder.
+            "weights": "full" if full else "trainable",
+            "frozen_sha256": None if full else self.frozen_fingerprint(),
+        }
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_tensors(directory / ENCODER_WEIGHTS, state)
+        save_json(directory / ENCODER_CONFIG, record)  # last: a directory with encoder.json is complete
+        return directory
+
+    def frozen_fingerprint(self) -> str:
+        """SHA-256 of the tensors :meth:`trainable_state_dict` leaves out (names, dtypes, shapes, values): a saved
+        trainable state only reproduces the encoder on top of exactly these."""
+        trainable = set(self._trainable_tensors())
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            if name in trainable:
+                continue
+            value = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+            digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        return digest.hexdigest()
+
+
+def _version() -> str:
+    # Not ``videoadapt.__version__``: the package's face is above every layer (tests/test_architecture.py).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("videoadapt")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _trains(module: nn.Module) -> bool:

@@ -81,4 +81,4 @@ def build_video_encoder(
                 f"{spec}: {name}'s options {list(keys)} set a default head, but the composition uses "
                 f"{paradigms[0].name}'s; give them to {paradigms[0].name}"
             )
-    return VideoEncoder(ilfm, head, context, paradigms)
+    return VideoEncoder(ilfm, head, context, paradigms, resource_names=tuple(sorted(resources)))

@@ -86,3 +86,23 @@ class LoRA(Paradigm):
 
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
         return head_from_config(ilfm, self.config)
+
+    def merge_refusal(self) -> str | None:
+        return None
+
+    def merge(self, ilfm: ImageLanguageModel) -> None:
+        """Fold every LoRA update into its base Linear (PEFT's own ``merge``: ``W += scale * B A``) and put the
+        base Linear back in the LoRA wrapper's place, so the backbone has its plain modules and parameters again."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        wrapped = [
+            (parent, name, child)
+            for parent in ilfm.modules()
+            for name, child in parent.named_children()
+            if isinstance(child, BaseTunerLayer)
+        ]
+        if not wrapped:
+            raise VideoadaptError(f"lora: {ilfm.name} has no LoRA layers to merge")
+        for parent, name, child in wrapped:
+            child.merge()
+            setattr(parent, name, child.get_base_layer())

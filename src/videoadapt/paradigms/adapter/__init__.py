@@ -4,6 +4,7 @@ AdaptFormer and ZeroI2V's mergeable linear adapters with STDHA. Same roles as PE
 
 from __future__ import annotations
 
+from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.adapter.config import AdapterConfig
 from videoadapt.paradigms.adapter.model import (
@@ -30,6 +31,20 @@ class Adapter(Paradigm):
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
         # The adapters model time inside the backbone; the published designs average the frames.
         return head_from_config(ilfm, self.config)
+
+    def merge_refusal(self) -> str | None:
+        if self.config.variant == "linear":
+            return None
+        return (
+            f"adapter: only linear (ZeroI2V) adapters merge into the backbone, not variant {self.config.variant!r} "
+            "(its adapters are nonlinear or model time across frames)"
+        )
+
+    def merge(self, ilfm: ImageLanguageModel) -> None:
+        refusal = self.merge_refusal()
+        if refusal:
+            raise VideoadaptError(refusal)
+        merge_linear_adapters(ilfm)
 
 
 __all__ = [
