@@ -7,6 +7,7 @@ stay fast)::
 
     ilfm = va.load_backbone("tiny")                                   # or "hf:openai/clip-vit-base-patch16", a folder
     encoder = va.build_video_encoder(ilfm, "lora+post_network")       # any paradigm, or a composition
+    encoder.save_pretrained("my_encoder"); va.load_encoder("my_encoder")  # safetensors + JSON; .merge() folds LoRA
     data = va.load_task_data("folder:my_videos", "train", "recognition")
     metrics = va.train(va.load_config("configs/recognition-post_network.yaml"), "runs/mine")
     predictor = va.Predictor("runs/mine")
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_backbone": "videoadapt.foundation.loading",
     "build_video_encoder": "videoadapt.paradigms",
+    "load_encoder": "videoadapt.paradigms.saved",
     "load_task_data": "videoadapt.data.formats",
     "load_config": "videoadapt.model.config",
     "load_run": "videoadapt.model.build",
