@@ -60,3 +60,45 @@ def test_a_clean_set_passes_and_bad_flags_are_named(tmp_path, capsys):
     assert "every video can be opened" in capsys.readouterr().out
     assert main([*args, "--data-option", "no_equals_sign"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def _folder_with_bad_videos(root: Path) -> Path:
+    """Nine real clips (three per word) in train/val/test, plus two corrupt videos in train and one in test (a
+    missing video is the folder reader's error, which lists them all: tests/test_formats_folder.py)."""
+    root.mkdir(parents=True)
+    rows = ["video,label,split"]
+    for word in ("eat", "milk", "thanks"):
+        for i, split in enumerate(("train", "val", "test")):
+            os.symlink(ASL / f"{word}.mkv", root / f"{word}_{i}.mkv")
+            rows.append(f"{word}_{i}.mkv,{word},{split}")
+    (root / "broken.mp4").write_bytes(b"this is not a video")
+    (root / "truncated.mkv").write_bytes((ASL / "eat.mkv").read_bytes()[:300])
+    (root / "broken_test.mp4").write_bytes(b"nor is this")
+    rows += ["truncated.mkv,eat,train", "broken.mp4,milk,train", "broken_test.mp4,thanks,test"]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_training_opens_every_video_first_and_names_every_bad_one(tmp_path, capsys):
+    """Deliverable 2: the check runs before training: one error names both corrupt videos and why (no checkpoint,
+    no cache); with skip_bad they are left out and metrics.json counts them per split, the test
+    split's included."""
+    root = _folder_with_bad_videos(tmp_path / "mine")
+    run = tmp_path / "run"
+    args = ["train", "--task", "recognition", "--backbone", "tiny", "--data", f"folder:{root}", "--out", str(run)]
+    args += ["run.max_steps=1", "run.batch_size=3", "data.frames=2", "run.progress=false"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "0 missing and 2 unreadable of 5 videos" in error and "truncated.mkv" in error and "broken.mp4" in error
+    assert "skip_bad" in error and not (run / "checkpoints").exists() and not (run / "cache").exists()
+    assert main([*args, "data.skip_bad=true", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "broken_test.mp4" in captured.err  # the test split's bad video is warned about before training
+    counts = json.loads((run / "metrics.json").read_text())["data"]
+    assert counts["train"]["items"] == 3 and counts["train"]["bad_videos"] == 2
+    assert counts["val"] == {"items": 3, "annotation_rows": 0, "items_the_task_refused": 0, "bad_videos": 0}
+    assert counts["test"]["items"] == 4 and counts["test"]["unreadable_videos"] == 1
+    # eval leaves the bad test video out with skip_bad (the run's setting), and says so.
+    assert main(["eval", "--run", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["items"] == 3 and result["skipped"]["bad_videos"] == 1

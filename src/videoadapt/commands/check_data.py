@@ -42,10 +42,8 @@ def check_data(
     data: str, task: str, splits: list[str] | None = None, options: dict[str, Any] | None = None, workers: int = 8
 ) -> dict[str, Any]:
     """Per split: items, videos, the annotation rows a reader left out, and every video that cannot be opened."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    from videoadapt.data.checks import find_bad_videos
     from videoadapt.data.formats import load_task_data
-    from videoadapt.data.video import probe
     from videoadapt.errors import VideoadaptError
 
     if workers < 1:
@@ -61,30 +59,22 @@ def check_data(
             else:
                 report["splits"][split] = {"error": str(error)}
             continue
-        refs = [ref for ref in loaded.videos() if ref.path is not None]
-
-        def open_header(ref: Any) -> dict[str, str] | None:
-            try:
-                probe(ref.path, max_seconds=30.0)
-            except (VideoadaptError, OSError, ValueError) as error:
-                return {"video": ref.video_id, "file": str(ref.path), "reason": str(error)}
-            return None
-
-        # A file that is not there is missing (readers guess a path for an id they cannot find), not unreadable.
-        absent = [ref for ref in refs if not ref.path.exists()]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            unreadable = [r for r in pool.map(open_header, [r for r in refs if r not in absent]) if r is not None]
+        problems = find_bad_videos(loaded, workers)
         skipped = loaded.extra.get("skipped", {})
         report["splits"][split] = {
             "items": len(loaded),
             "videos": len(loaded.videos()),
-            "videos_on_disk": len(refs),
+            "videos_on_disk": problems.checked,
             "bad_annotation_rows": int(skipped.get("count", 0)),
             "bad_annotation_examples": list(skipped.get("reasons", [])),
-            "missing_videos": max(int((loaded.extra.get("missing_videos") or {}).get("count", 0)), len(absent)),
-            "missing_examples": [str(ref.path) for ref in absent]
+            "missing_videos": max(
+                int((loaded.extra.get("missing_videos") or {}).get("count", 0)), len(problems.missing)
+            ),
+            "missing_examples": [str(ref.path) for ref in problems.missing]
             or list((loaded.extra.get("missing_videos") or {}).get("examples", [])),
-            "unreadable_videos": unreadable,
+            "unreadable_videos": [
+                {"video": ref.video_id, "file": str(ref.path), "reason": reason} for ref, reason in problems.unreadable
+            ],
         }
     checked = [s for s in report["splits"].values() if "unavailable" not in s]
     report["ok"] = bool(checked) and all(

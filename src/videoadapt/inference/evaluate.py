@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
+from videoadapt.data.checks import skip_counts
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.model.build import load_run
 from videoadapt.model.config import sampler_specs
-from videoadapt.model.data import check_items, load_split, open_cache
+from videoadapt.model.data import load_checked_split, open_cache
 from videoadapt.model.evaluation import evaluate_data
 from videoadapt.utils.safe_io import save_json
 
@@ -29,7 +30,7 @@ def evaluate_run(
     (:meth:`Task.score_documents`) go there too."""
     loaded = load_run(run, ilfm)
     config, model = loaded.config, loaded.model
-    data = check_items(model.task, load_split(config, split), bool(config.data.skip_bad))
+    data = load_checked_split(config, model.task, split)
     _, eval_spec = sampler_specs(config)
     cache = None
     if bool(config.run.cache) and (model.encoder.cacheable or model.encoder.cache_with_pixels):
@@ -59,11 +60,7 @@ def evaluate_run(
         keep=scored,
     )
     # "items" is what was scored; every item left out says where it went (skip_bad), so the counts add up.
-    skipped = {
-        "annotation_rows": int(data.extra.get("skipped", {}).get("count", 0)),
-        "items_the_task_refused": int(data.extra.get("skipped_by_task", {}).get("count", 0)),
-        "unreadable_clips": len(data) - len(scored),
-    }
+    skipped = {**skip_counts(data), "unreadable_clips": len(data) - len(scored)}
     result = {
         "run": str(run),
         "split": split,

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "train_split": "train",
         "val_split": "val",  # null: no validation (no early stopping; the last weights are kept)
         "skip_bad": False,  # skip and count bad items instead of stopping with an error
+        "check_videos": True,  # open every video's header before training or eval; list every bad one at once
     },
     "run": {
         "task": "recognition",

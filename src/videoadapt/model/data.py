@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from videoadapt.data.checks import require_readable_videos
 from videoadapt.data.records import TaskData
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
@@ -22,6 +23,16 @@ def load_split(config: Any, split: str) -> TaskData:
         # The reader skips (and counts) malformed annotation rows too, not only the trainer bad clips.
         options.setdefault("skip_bad", True)
     return load_task_data(str(config.data.source), split, str(config.run.task), **options)
+
+
+def load_checked_split(config: Any, task: Task, split: str) -> TaskData:
+    """The items of ``split`` a model can use: the reader's, those the task accepts, and (``data.check_videos``)
+    those whose video opens — every bad one named at once, or left out and counted with ``data.skip_bad``."""
+    skip_bad = bool(config.data.skip_bad)
+    data = check_items(task, load_split(config, split), skip_bad)
+    if bool(config.data.get("check_videos", True)):
+        data = require_readable_videos(data, skip_bad)
+    return data
 
 
 def check_items(task: Task, data: TaskData, skip_bad: bool) -> TaskData:

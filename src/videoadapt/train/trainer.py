@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from videoadapt.data.checks import find_bad_videos, skip_counts
 from videoadapt.data.records import TaskData
 from videoadapt.data.sampling import Dense, UniformSegments, sampler_from_spec
 from videoadapt.errors import VideoadaptError
@@ -46,7 +47,7 @@ from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.model.batches import BatchBuilder
 from videoadapt.model.build import CONFIG, LOG, METRICS, VOCABULARY, WEIGHTS, build_model
 from videoadapt.model.config import absolute_data_paths, sampler_specs, save_config, to_plain
-from videoadapt.model.data import check_items, load_split, open_cache
+from videoadapt.model.data import load_checked_split, load_split, open_cache
 from videoadapt.model.evaluation import evaluate_data
 from videoadapt.model.precision import autocast, resolve_precision
 from videoadapt.tasks import build_task
@@ -155,6 +156,41 @@ class Trainer:
 
     # --- setup ---
 
+    def _check_test_split(self) -> dict[str, Any] | None:
+        """The test split's videos opened now too (warned about, not raised: training does not read them), so that
+        a missing test video is found before hours of training rather than at ``eval``; None: no test split."""
+        config = self.config
+        test = "test"  # eval's default split
+        if test in (str(config.data.train_split), str(config.data.val_split)) or not bool(config.data.check_videos):
+            return None
+        try:
+            data = load_split(config, test)
+        except VideoadaptError:
+            return None  # a data set without a test split
+        problems = find_bad_videos(data)
+        if problems and self.accelerator.is_main_process:
+            lines = problems.lines()
+            print(
+                f"videoadapt train: warning: {len(lines)} videos of the test split cannot be read (eval will need "
+                f"data.skip_bad=true): " + "; ".join(lines[:5]) + (" ..." if len(lines) > 5 else ""),
+                file=sys.stderr,
+            )
+        return {
+            "items": len(data),
+            **skip_counts(data),
+            "missing_videos": len(problems.missing),
+            "unreadable_videos": len(problems.unreadable),
+        }
+
+    def _data_counts(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {"train": {"items": len(self.train_data), **skip_counts(self.train_data)}}
+        counts["train"]["unreadable_clips"] = self.counters["skipped_clips"]
+        if self.val_data is not None:
+            counts["val"] = {"items": len(self.val_data), **skip_counts(self.val_data)}
+        if self.test_check is not None:
+            counts["test"] = self.test_check
+        return counts
+
     def setup(self) -> None:
         from accelerate.utils import set_seed
 
@@ -177,11 +213,11 @@ class Trainer:
             self._keep_last = found == self.checkpoint_dir
         set_seed(int(run.seed))
         self.task = build_task(str(run.task), **to_plain(config.model.head))
-        skip_bad = bool(config.data.skip_bad)
-        self.train_data = check_items(self.task, load_split(config, str(config.data.train_split)), skip_bad)
+        self.train_data = load_checked_split(config, self.task, str(config.data.train_split))
         self.val_data = None
         if config.data.val_split and (int(run.eval_every) > 0 or run.eval_every_steps):
-            self.val_data = check_items(self.task, load_split(config, str(config.data.val_split)), skip_bad)
+            self.val_data = load_checked_split(config, self.task, str(config.data.val_split))
+        self.test_check = self._check_test_split()
         self.model = build_model(config, self.train_data, ilfm=self._ilfm)
         self.task = self.model.task
         train_spec, eval_spec = sampler_specs(config)
@@ -221,7 +257,7 @@ class Trainer:
             seed=int(run.seed),
             cache=self._cache(self.train_data, cache_spec) if self.use_cache else None,
             pixels=not self.use_cache or encoder.cache_with_pixels,
-            skip_bad=skip_bad,
+            skip_bad=bool(config.data.skip_bad),
             cache_sampler=cache_sampler,
             cache_patches=bool(getattr(encoder.head, "needs_patches", True)) or self.task.needs_patches,
         )
@@ -665,6 +701,8 @@ class Trainer:
                 "nonfinite_steps": self.counters["nonfinite_steps"],
                 "skipped_items": self.train_data.extra.get("skipped_by_task", {}).get("count", 0),
             },
+            # What each split left out before any batch (skip_bad), and the test split's unreadable videos.
+            "data": self._data_counts(),
             "cache": {"used": self.use_cache, "videos_encoded": self.cache_extractions},
             "weights": "best" if self.val_data is not None else "last",
             "best": self.best,
