@@ -121,3 +121,21 @@ def test_only_relative_paths_that_exist_become_absolute(tmp_path, monkeypatch):
         config = load_config(overrides=[f"data.source={source}", "data.options.video_dir=elsewhere"])
         saved = absolute_data_paths(config)
         assert saved.data.source == source and saved.data.options.video_dir == "elsewhere"
+
+
+def test_one_flag_convention_with_old_spellings_for_one_release(capsys):
+    """Issue 16 (g): --batch-size everywhere; extract's and pretrain's former --batch still works, says so, and is
+    gone from --help."""
+    from videoadapt.cli import build_parser, parse_command_line
+
+    parser = build_parser()
+    for command in ("extract", "pretrain"):
+        required = ["--backbone", "tiny", "--data", "synth", "--out", "x"] if command == "extract" else ["--out", "x"]
+        new = parse_command_line(parser, [command, *required, "--batch-size", "3"])
+        old = parse_command_line(parser, [command, *required, "--batch", "3"])
+        assert new.batch_size == old.batch_size == 3
+        assert "--batch is now --batch-size" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            parse_command_line(parser, [command, "--help"])
+        shown = capsys.readouterr().out
+        assert "--batch-size" in shown and "--batch " not in shown

@@ -295,7 +295,7 @@ def test_cli_extract_single_process(tmp_path, capsys, monkeypatch):
     # In-process, no Accelerator: its process-wide state would outlive this test.
     monkeypatch.setattr(extract, "_accelerator", lambda: None)
     argv = ["extract", "--backbone", "hf-config:clip-tiny", *SYNTH, "--sampler", SAMPLER, "--out", str(tmp_path)]
-    assert cli.main([*argv, "--batch", "5", "--verify", "--json"]) == 0
+    assert cli.main([*argv, "--batch-size", "5", "--verify", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["videos"] == 16 and report["encoded"] == 16 and report["verified"] and report["processes"] == 1
     assert cli.main([*argv, "--sampler", "uniform:2:random"]) == 2
@@ -315,7 +315,7 @@ def test_sharded_extraction_matches_single_process(tmp_path):
     assert launcher.exists(), f"no accelerate launcher next to {sys.executable}"
     launch = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "videoadapt", "extract"]
-    args = ["--backbone", "hf-config:clip-tiny", *SYNTH, "--sampler", SAMPLER, "--batch", "3", "--json"]
+    args = ["--backbone", "hf-config:clip-tiny", *SYNTH, "--sampler", SAMPLER, "--batch-size", "3", "--json"]
     done = subprocess.run(
         [*launch, *args, "--out", str(tmp_path / "mp")], env=env, capture_output=True, text=True, timeout=120
     )

@@ -97,7 +97,7 @@ def test_contrastive_loss_is_small_when_aligned_and_large_when_shuffled():
 
 
 def test_cli_stop_after_then_resume(tmp_path, capsys):
-    args = ["pretrain", "--out", str(tmp_path), "--steps", "3", "--batch", "8", "--eval-images", "8"]
+    args = ["pretrain", "--out", str(tmp_path), "--steps", "3", "--batch-size", "8", "--eval-images", "8"]
     # The full-size default tower is used here; three steps of eight images keep it quick.
     assert main([*args, "--stop-after", "2"]) == 0
     assert not (tmp_path / "model_card.json").exists()

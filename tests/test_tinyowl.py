@@ -184,7 +184,7 @@ def test_pretrain_cli_help_and_bad_flag(capsys: pytest.CaptureFixture[str], tmp_
 
 
 def test_pretrain_cli_detection_stop_then_resume(small_clip_dir: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    args = ["pretrain", "--detection", "--out", str(tmp_path), "--steps", "2", "--batch", "2"]
+    args = ["pretrain", "--detection", "--out", str(tmp_path), "--steps", "2", "--batch-size", "2"]
     args += ["--init", str(small_clip_dir), "--eval-images", "4"]
     assert main([*args, "--stop-after", "1"]) == 0
     assert main(args) == 0

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,27 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int | None]
     description: str | None = None
+
+
+class _OldSpelling(argparse.Action):
+    """A flag's former name: still accepted for one release, with a note on stderr naming the new one."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        print(
+            f"{parser.prog}: {option_string} is now {self.new}; the old name goes in the next release", file=sys.stderr
+        )
+        setattr(namespace, self.dest, values)
+
+
+def old_spelling(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    """Accept ``old`` (hidden from ``--help``) as ``new``, whose ``dest`` it fills; ``kwargs`` as ``new`` takes
+    (``type``)."""
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=_OldSpelling, new=new, help=argparse.SUPPRESS, **kwargs)
 
 
 def load_commands() -> None:

@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from videoadapt.commands import Command
+from videoadapt.commands import Command, old_spelling
 from videoadapt.errors import VideoadaptError
 from videoadapt.registry import registry
 
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", default="uniform:8", help="frame sampler, deterministic (default uniform:8)")
     parser.add_argument("--out", required=True, help="cache directory")
     parser.add_argument("--all-layers", action="store_true", help="also keep every block's tokens (side-tuning; large)")
-    parser.add_argument("--batch", type=int, default=8, help="videos per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (default 8)")
+    old_spelling(parser, "--batch", "--batch-size", type=int)
     parser.add_argument(
         "--dtype",
         choices=("float32", "float16"),
@@ -78,7 +79,7 @@ def _extract(args: argparse.Namespace, data: object, ilfm: object, accelerator: 
         args.sampler,
         args.out,
         all_layers=args.all_layers,
-        batch_size=args.batch,
+        batch_size=args.batch_size,
         accelerator=accelerator,
         dtype=args.dtype,
         skip_bad=args.skip_bad,
@@ -96,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from videoadapt.data.formats import load_task_data
     from videoadapt.foundation import load_backbone
 
-    if args.batch < 1:
-        raise VideoadaptError(f"--batch must be >= 1, got {args.batch}")
+    if args.batch_size < 1:
+        raise VideoadaptError(f"--batch-size must be >= 1, got {args.batch_size}")
     started = time.perf_counter()
     data = load_task_data(args.data, args.split, args.task, **_options(args.data_option))
     ilfm = load_backbone(args.backbone)

@@ -8,7 +8,7 @@ import json
 import shlex
 import sys
 
-from videoadapt.commands import Command
+from videoadapt.commands import Command, old_spelling
 from videoadapt.registry import registry
 
 
@@ -30,11 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"optimiser steps (default {defaults.steps}; with --detection {detection.steps})",
     )
     parser.add_argument(
-        "--batch",
+        "--batch-size",
         type=int,
         default=None,
         help=f"images per step (default {defaults.batch}; --detection {detection.batch})",
     )
+    old_spelling(parser, "--batch", "--batch-size", type=int)
     parser.add_argument(
         "--lr", type=float, default=None, help=f"peak learning rate (default {defaults.lr}; --detection {detection.lr})"
     )
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from videoadapt.foundation.tinyclip.pretrain import PretrainRecipe, pretrain
 
     recipe = PretrainRecipe(
-        **_given(args, "steps", "batch", "lr"),
+        **_given(args, "steps", "lr"),
+        **({"batch": args.batch_size} if args.batch_size is not None else {}),
         seed=args.seed,
         data_seed=args.data_seed,
         twin_fraction=args.twin_fraction,
@@ -108,7 +110,8 @@ def _run_detection(args: argparse.Namespace) -> int:
         raise VideoadaptError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     recipe = DetectionRecipe(
-        **_given(args, "steps", "batch", "lr"),
+        **_given(args, "steps", "lr"),
+        **({"batch": args.batch_size} if args.batch_size is not None else {}),
         backbone_lr_scale=args.backbone_lr_scale,
         seed=args.seed,
         data_seed=args.data_seed,
