@@ -620,7 +620,9 @@ def test_training_with_workers_counts_a_corrupt_video_with_skip_bad(disk_world, 
     data = load_task_data(f"synth:{root}", "train", "recognition")
     victim = EpochPlan(len(data), 4, seed=0).batch(0, 1)[0]  # in the second batch: one step is trained first
     _truncate(Path(data.items[victim].video.path))
+    # The up-front header check would find the file first; what is tested here is the worker meeting it mid-run.
     settings = [*CHEAP, f"data.source=synth:{root}", "run.num_workers=2", "run.max_steps=2", "run.epochs=1"]
+    settings.append("data.check_videos=false")
     with pytest.raises(TrainingInterrupted, match=rf"step 1 .*item {victim} .*cannot read its video"):
         train(tiny(*settings), tmp_path / "strict")
     metrics = train(tiny(*settings, "data.skip_bad=true"), tmp_path / "skip")

@@ -24,9 +24,9 @@ from videoadapt.cli import main
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.records import TaskData
 from videoadapt.errors import VideoadaptError, VideoDecodeError
-from videoadapt.inference import evaluate as evaluate_module
 from videoadapt.inference.evaluate import evaluate_run
 from videoadapt.model import build as build_module
+from videoadapt.model import data as data_module
 from videoadapt.model.build import build_encoder
 from videoadapt.model.config import load_config
 from videoadapt.tasks import build_task, task_names
@@ -506,7 +506,7 @@ class _Unreadable:
 
 
 def _with_unreadable_video(monkeypatch, position: int, fail_from: int = 1) -> str:
-    real = trainer_module.load_split
+    real = data_module.load_split
 
     def load(config, split):
         data = real(config, split)
@@ -515,8 +515,7 @@ def _with_unreadable_video(monkeypatch, position: int, fail_from: int = 1) -> st
         source = _Unreadable(data.source, data.items[position].video.video_id, fail_from)
         return TaskData(data.task, split, data.items, source, data.origin, data.classes)
 
-    monkeypatch.setattr(trainer_module, "load_split", load)
-    monkeypatch.setattr(evaluate_module, "load_split", load)  # eval reads the split the same way
+    monkeypatch.setattr(data_module, "load_split", load)  # training and eval read their splits through it
     return load_task_data("synth", "train", "recognition", videos=40, size=32, frames=8).items[position].video.video_id
 
 
