@@ -17,7 +17,7 @@ from videoadapt.data.encode import write_video
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.formats.folder import make_split
 from videoadapt.data.sampling import sampler_from_spec
-from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
+from videoadapt.errors import EmptySplitError, InputFileError, UnsafePathError, VideoadaptError
 
 WORDS = ("eat", "milk", "thanks")
 
@@ -419,3 +419,33 @@ def test_cli_extract_and_bench_take_a_folder(tmp_path, asl_clips, capsys):
     assert main(bench) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["complete"] and "recognition/post_network/seed0" in summary["ran"]
+
+
+def test_a_table_made_elsewhere_reads_as_it_is(tmp_path, asl_clips):
+    """The shared ASL set's own labels.csv says ``file,label``: no column to rename (issue 16, newcomer target)."""
+    root = tmp_path / "d"
+    root.mkdir()
+    for clip in asl_clips:
+        (root / clip.name).symlink_to(clip)
+    (root / "labels.csv").write_text("file,class\n" + "".join(f"{c.name},{c.stem}\n" for c in asl_clips))
+    data = load_task_data(f"folder:{root}", "train", "recognition")
+    assert sorted(data.classes) == sorted(c.stem for c in asl_clips) and len(data) == len(asl_clips)
+    (root / "splits.csv").unlink()
+    (root / "labels.csv").write_text("clip_name,label\neat.mkv,eat\n")
+    with pytest.raises(InputFileError, match=r"lacks column\(s\) video.*accepted names: video \(or file, filename"):
+        load_task_data(f"folder:{root}", "train", "recognition")
+
+
+def test_one_clip_per_class_trains_without_validation_and_says_why(tmp_path, asl_clips, capsys):
+    root = tmp_path / "d"
+    root.mkdir()
+    for clip in asl_clips:
+        (root / clip.name).symlink_to(clip)
+    (root / "labels.csv").write_text("video,label\n" + "".join(f"{c.name},{c.stem}\n" for c in asl_clips))
+    with pytest.raises(EmptySplitError, match="fewer than 3 videos in train"):
+        load_task_data(f"folder:{root}", "val", "recognition")
+    run = tmp_path / "run"
+    args = ["train", "--task", "recognition", "--backbone", "tiny", "--data", f"folder:{root}", "--out", str(run)]
+    assert main([*args, "run.max_steps=1", "run.batch_size=3", "data.frames=2", "run.progress=false"]) == 0
+    assert "training without validation" in capsys.readouterr().err
+    assert json.loads((run / "metrics.json").read_text())["weights"] == "last"

@@ -22,6 +22,11 @@ class InputFileError(VideoadaptError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class EmptySplitError(InputFileError):
+    """A split with no items: a small data set whose automatic split left its validation or test part empty, or a
+    split every item of which was skipped as bad."""
+
+
 class UnsafePathError(InputFileError):
     """A path written inside a file (an annotation) that would leave the folder it must stay in: absolute, with a
     ``..`` step, or resolving through a symlink to somewhere outside. Names the file, the item and the path."""

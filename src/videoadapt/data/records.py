@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from videoadapt.data.sampling import Sampler
-from videoadapt.errors import VideoadaptError
+from videoadapt.errors import EmptySplitError, VideoadaptError
 
 TASKS = ("recognition", "retrieval", "qa", "captioning", "temporal_grounding", "st_grounding")
 
@@ -175,7 +175,7 @@ class TaskData:
         if self.task not in TASKS:
             raise VideoadaptError(f"{self.origin}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
         if not self.items:
-            raise VideoadaptError(f"{self.origin}: split {self.split!r} of task {self.task} has no items")
+            raise EmptySplitError(self.origin, f"split {self.split!r} of task {self.task} has no items")
 
     def __len__(self) -> int:
         return len(self.items)

@@ -42,7 +42,7 @@ import torch
 from videoadapt.data.checks import find_bad_videos, skip_counts
 from videoadapt.data.records import TaskData
 from videoadapt.data.sampling import Dense, UniformSegments, sampler_from_spec
-from videoadapt.errors import VideoadaptError
+from videoadapt.errors import EmptySplitError, VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.model.batches import BatchBuilder
 from videoadapt.model.build import CONFIG, LOG, METRICS, VOCABULARY, WEIGHTS, build_model
@@ -216,7 +216,17 @@ class Trainer:
         self.train_data = load_checked_split(config, self.task, str(config.data.train_split))
         self.val_data = None
         if config.data.val_split and (int(run.eval_every) > 0 or run.eval_every_steps):
-            self.val_data = load_checked_split(config, self.task, str(config.data.val_split))
+            try:
+                self.val_data = load_checked_split(config, self.task, str(config.data.val_split))
+            except EmptySplitError as error:
+                # A handful of one's own clips (every class under 3 videos) leaves nothing to validate on: train
+                # all the same, saying so, rather than refuse.
+                if self.accelerator.is_main_process:
+                    print(
+                        f"videoadapt train: warning: {error}; training without validation (no early stopping, "
+                        "the last weights are kept; set data.val_split=null to silence this)",
+                        file=sys.stderr,
+                    )
         self.test_check = self._check_test_split()
         self.model = build_model(config, self.train_data, ilfm=self._ilfm)
         self.task = self.model.task

@@ -19,7 +19,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from videoadapt.data.records import FileSource, Item, TaskData, VideoSource
-from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
+from videoadapt.errors import EmptySplitError, InputFileError, UnsafePathError, VideoadaptError
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4",
@@ -376,7 +376,7 @@ def finish(
     if not items:
         skipped = f" ({problems.count} bad item(s) skipped)" if problems.count else ""
         missing = f" ({index.missing} item(s) without a video file dropped)" if index and index.missing else ""
-        raise InputFileError(origin, f"split {split!r} of task {task} has no items{skipped}{missing}")
+        raise EmptySplitError(origin, f"split {split!r} of task {task} has no items{skipped}{missing}")
     extra = dict(extra or {})
     extra["skipped"] = problems.summary()
     if index is not None:

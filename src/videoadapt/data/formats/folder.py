@@ -12,7 +12,9 @@ Expected layout::
                                               column, read back on every later one
 
 ``video`` is the file's path relative to DIR (``clips/milk.mkv``); written without an extension (``clips/milk``) it
-names the one video file of that stem, and two files of that stem are an error. Question answering is multiple
+names the one video file of that stem, and two files of that stem are an error. Tables made by other tools read as
+they are: the video column may be called ``file``, ``filename``, ``path`` or ``clip``, the label ``class`` or
+``category``. Question answering is multiple
 choice when the questions have ``choices`` (``answer``: the right choice's 0-based index or its text; every question
 has the same number of choices) and open-ended when none has (``answer``: a text; the vocabulary is the ``answers``
 (default 1000) most frequent answers of the training split).
@@ -58,7 +60,7 @@ from videoadapt.data.formats.common import (
 )
 from videoadapt.data.formats.grounding_common import jsonl_records
 from videoadapt.data.records import CaptionItem, ClassificationItem, FileSource, Item, QAItem, TaskData, VideoRef
-from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
+from videoadapt.errors import EmptySplitError, InputFileError, UnsafePathError, VideoadaptError
 from videoadapt.registry import registry
 
 SPLITS = ("train", "val", "test")
@@ -147,11 +149,41 @@ class FolderVideos:
 # --- reading the tables ------------------------------------------------------------------------------------------
 
 
+# Column (field) names other tools write for the same thing: a table made elsewhere reads as it is.
+SYNONYMS = {
+    "video": ("file", "filename", "file_name", "path", "clip", "video_path", "video_id"),
+    "label": ("class", "category", "action", "class_name"),
+}
+
+
+def _canonical(names: list[str]) -> dict[str, str]:
+    """``{name in the table: our name}`` for the synonyms of ``video`` and ``label`` a table uses instead."""
+    renamed = {}
+    for ours, others in SYNONYMS.items():
+        if ours not in names:
+            found = [n for n in names if n.strip().lower() in others]
+            if found:
+                renamed[found[0]] = ours
+    return renamed
+
+
 def _read_table(file: Path, task: str, problems: Problems) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
     """The rows of a table as ``(line, {field: value})`` and whether it has a split column (field)."""
     if file.suffix == ".csv":
         required = ("video", "label") if task == "recognition" else ("video", "caption")
-        rows = read_csv(file, required)
+        rows = read_csv(file, ())
+        header = list(rows[0][1]) if rows else []
+        rename = _canonical(header)
+        header = [rename.get(h, h) for h in header]
+        missing = [c for c in required if c not in header]
+        if missing:
+            accepted = "; ".join(f"{c} (or {', '.join(SYNONYMS[c])})" for c in missing if c in SYNONYMS)
+            raise InputFileError(
+                file,
+                f"csv header lacks column(s) {', '.join(missing)}; header: {', '.join(header)}"
+                + (f"; accepted names: {accepted}" if accepted else ""),
+            )
+        rows = [(line, {rename.get(k, k): v for k, v in row.items()}) for line, row in rows]
         return rows, bool(rows) and "split" in rows[0][1]
     rows = []
     for line, value, reason in jsonl_records(file):
@@ -160,7 +192,8 @@ def _read_table(file: Path, task: str, problems: Problems) -> tuple[list[tuple[i
         elif not isinstance(value, dict):
             problems.bad(file, f"line {line}", "not a JSON object")
         else:
-            rows.append((line, value))
+            rename = _canonical(list(value))
+            rows.append((line, {rename.get(k, k): v for k, v in value.items()}))
     return rows, any("split" in row for _, row in rows)
 
 
@@ -521,6 +554,13 @@ def load_folder(
     else:
         items, answer_list, more = _qa_items(table, rows, wanted, split_of, split, answers, problems)
         extra.update(more)
+    if not items and not has_split and split != "train":
+        # Say why, and what to do: a few clips per class all go to training.
+        raise EmptySplitError(
+            table,
+            f"split {split!r} of task {task} has no items: the automatic split keeps every video of a class with "
+            f"fewer than 3 videos in train ({len(rows)} videos in {table.name}); add a split column, or more videos",
+        )
     return finish(
         task=task,
         split=split,
