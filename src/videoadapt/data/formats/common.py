@@ -70,14 +70,19 @@ class Problems:
 
 def read_json(path: str | Path) -> Any:
     """Parse a JSON annotation file; a missing or unparsable file is an :class:`InputFileError`."""
+    return parse_json(Path(path), read_text_file(path))
+
+
+def read_text_file(path: str | Path, kind: str = "annotation", encoding: str = "utf-8") -> str:
+    """The text of a UTF-8 file; a missing or unreadable one is an :class:`InputFileError` naming it as a ``kind``
+    file (annotation, prediction)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding=encoding)
     except FileNotFoundError:
-        raise InputFileError(path, "no such annotation file") from None
+        raise InputFileError(path, f"no such {kind} file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read annotation file: {error}") from None
-    return parse_json(path, text)
+        raise InputFileError(path, f"cannot read {kind} file: {error}") from None
 
 
 def parse_json(path: str | Path, text: str) -> Any:
@@ -99,13 +104,7 @@ def parse_json(path: str | Path, text: str) -> Any:
 def read_text_lines(path: str | Path) -> list[str]:
     """The lines of a UTF-8 text file (csv, txt, jsonl). A leading byte order mark, which Excel and Notepad write
     in front of a csv, is dropped (``utf-8-sig``): left in, it would glue itself to the first column's name."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise InputFileError(path, "no such annotation file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read annotation file: {error}") from None
+    return read_text_file(path, encoding="utf-8-sig").splitlines()
 
 
 def read_csv(path: str | Path, required: Sequence[str], delimiter: str | None = None) -> list[tuple[int, dict]]:
