@@ -5,7 +5,8 @@ A tiny recognition run and a tiny retrieval run are trained (seconds), their pag
 reads the answer off the page, which must equal ``Predictor.predict`` on the same file. A file that is not a video
 must give a message naming it. Without Gradio, Playwright or Chromium the browser tests skip with the install line.
 
-``VIDEOADAPT_DEMO_SCREENSHOT=docs/img/demo.png`` also saves a screenshot of the recognition page with its answer.
+``VIDEOADAPT_DEMO_SCREENSHOT=docs/img/demo.png`` saves a screenshot of the page answering on the first SynthWorld
+sample (docs/predict.md), for the run ``VIDEOADAPT_DEMO_RUN`` (default: the tiny recognition run).
 """
 
 from __future__ import annotations
@@ -207,9 +208,6 @@ def test_browser_recognition_shows_the_predictors_top_k(browser, served, predict
     assert set(labels) <= set(predictors["recognition"].spec["classes"])
     assert values == pytest.approx([p["probability"] for p in expected], abs=1e-6)
     assert page.locator("#frames img").count() == 4  # data.frames=4: the frames it sampled
-    screenshot = os.environ.get("VIDEOADAPT_DEMO_SCREENSHOT")
-    if screenshot:
-        page.screenshot(path=screenshot, full_page=True)
 
     # A file named like a video that is not one: the page names it and says why, and no stale answer stays.
     broken = tmp_path / "broken.mp4"
@@ -246,3 +244,23 @@ def test_browser_retrieval_sample_ranks_its_texts(browser, served, predictors):
     assert [t.strip() for t in shown] == [t["text"] for t in expected], status
     assert similarities == pytest.approx([t["similarity"] for t in expected], abs=1e-4)
     page.close()
+
+
+@pytest.mark.skipif(not os.environ.get("VIDEOADAPT_DEMO_SCREENSHOT"), reason="VIDEOADAPT_DEMO_SCREENSHOT=PNG not set")
+def test_screenshot_for_the_docs(browser, runs, tmp_path):
+    run = os.environ.get("VIDEOADAPT_DEMO_RUN") or runs["recognition"]
+    app = demo_app.build_app(Predictor(run, device="cpu"), sample_folder=tmp_path)
+    port = _free_port()
+    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        page = _open(browser, f"http://127.0.0.1:{port}/")
+        page.click("#sample input")
+        page.locator("[role=option]").first.click()
+        page.wait_for_selector("#video video")
+        _predict(page, page.input_value("#sample input").split()[1])
+        page.wait_for_selector("#frames img")
+        page.wait_for_timeout(500)  # let the bars and the gallery finish drawing
+        page.screenshot(path=os.environ["VIDEOADAPT_DEMO_SCREENSHOT"], full_page=True)
+        page.close()
+    finally:
+        app.close()
