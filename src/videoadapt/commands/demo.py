@@ -16,14 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile
+
     from videoadapt.inference.demo_app import build_app, import_gradio
     from videoadapt.inference.predictor import Predictor
 
     import_gradio()  # before the model loads: a missing extra is said at once
     predictor = Predictor(args.run, device="cpu" if args.cpu else None)
-    app = build_app(predictor)
-    print(f"videoadapt demo: {predictor.task_name} run {args.run} on http://{args.host}:{args.port} (Ctrl-C stops)")
-    app.queue().launch(server_name=args.host, server_port=args.port, share=False)
+    with tempfile.TemporaryDirectory(prefix="videoadapt-demo-") as samples:  # the SynthWorld clips, removed at exit
+        app = build_app(predictor, sample_folder=samples)
+        print(f"videoadapt demo: {predictor.task_name} run {args.run} on http://{args.host}:{args.port} (Ctrl-C stops)")
+        app.queue().launch(server_name=args.host, server_port=args.port, share=False)
     return 0
 
 
