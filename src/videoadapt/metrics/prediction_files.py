@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from videoadapt.data.formats.common import read_text_file
+from videoadapt.data.formats.common import parse_json, read_text_file
 from videoadapt.data.formats.grounding_common import integer, jsonl_records, number, xyxy_box
 from videoadapt.data.records import GroundingItem, Item, TaskData
 from videoadapt.errors import InputFileError, VideoadaptError
@@ -669,7 +669,7 @@ def _moment(record: dict, duration: float | None, where: str, path: Path) -> dic
 def read_stvg_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """Our STVG prediction json (module docstring) → ``{query id: {"span": (first, last), "boxes": {f: box}}}``."""
     path = Path(path)
-    document = _load_unique(path, read_text_file(path, "prediction"))
+    document = parse_json(path, read_text_file(path, "prediction"), unique_keys=True)
     if not isinstance(document, dict) or not document:
         raise InputFileError(path, 'expected a non-empty json object {"query id": {"span", "boxes"}}')
     return {qid: _tube(path, qid, entry) for qid, entry in document.items()}
@@ -866,31 +866,3 @@ def _query_id(value: object) -> str | None:
 
 def _is_int_text(text: str) -> bool:
     return text.isdigit() and str(int(text)) == text
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _load_unique(path: Path, text: str) -> Any:
-    """``json.loads`` that refuses a key repeated in one object (json keeps the last silently: a duplicate query
-    id would lose a prediction), with every failure an :class:`InputFileError` naming ``path``."""
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in items:
-            if key in out:
-                raise _DuplicateKey(f"key {key!r} appears twice in one object (a duplicate query id or frame)")
-            out[key] = value
-        return out
-
-    try:
-        return json.loads(text, object_pairs_hook=pairs)
-    except _DuplicateKey as error:
-        raise InputFileError(path, str(error)) from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(path, f"not valid JSON: {error}") from None
-    except ValueError as error:
-        raise InputFileError(path, f"not usable JSON: {error}") from None
-    except RecursionError:
-        raise InputFileError(path, "not usable JSON: nested too deeply") from None

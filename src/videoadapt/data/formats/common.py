@@ -85,14 +85,31 @@ def read_text_file(path: str | Path, kind: str = "annotation", encoding: str = "
         raise InputFileError(path, f"cannot read {kind} file: {error}") from None
 
 
-def parse_json(path: str | Path, text: str) -> Any:
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key in out:
+            raise _DuplicateKey(f"key {key!r} appears twice in one object (a duplicate query id or frame)")
+        out[key] = value
+    return out
+
+
+def parse_json(path: str | Path, text: str, unique_keys: bool = False) -> Any:
     """``json.loads`` whose every failure is an :class:`InputFileError` naming ``path``.
 
     Besides syntax errors, the json module raises a plain ValueError for an integer of over 4300 digits and
     RecursionError for nesting deeper than the interpreter's stack: both come from a broken or hostile file.
+    ``unique_keys`` refuses a key repeated in one object (json keeps the last silently: in a prediction file a
+    duplicate query id would lose a prediction).
     """
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_pairs if unique_keys else None)
+    except _DuplicateKey as error:
+        raise InputFileError(path, str(error)) from None
     except json.JSONDecodeError as error:
         raise InputFileError(path, f"not valid JSON: {error}") from None
     except ValueError as error:
