@@ -13,8 +13,8 @@ from videoadapt.registry import registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from videoadapt.foundation.tinyclip.pretrain import PretrainRecipe
-    from videoadapt.foundation.tinyowl.pretrain import DetectionRecipe
+    from videoadapt.foundation.tinyclip.recipe import PretrainRecipe
+    from videoadapt.foundation.tinyowl.recipe import DetectionRecipe
 
     defaults, detection = PretrainRecipe(), DetectionRecipe()
     parser.add_argument("--out", required=True, help="output directory (weights, config, model card); resumes there")

@@ -11,11 +11,10 @@ Batches are a pure function of (data seed, step), so a resumed run sees exactly 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +27,8 @@ from videoadapt.data.transforms import preprocess
 from videoadapt.foundation.pretraining import checkpoint_or_pause, learning_rate, loss_summary, resume
 from videoadapt.foundation.tinyclip import checkpoint as tiny_checkpoint
 from videoadapt.foundation.tinyclip.model import TinyCLIP, TinyCLIPConfig
+from videoadapt.foundation.tinyclip.recipe import TWIN_ATTRIBUTES, PretrainRecipe
 from videoadapt.foundation.tinyclip.text import MiniLMTextTower
-
-TWIN_ATTRIBUTES = ("shape", "position", "size", "colour")
-
-
-@dataclass(frozen=True)
-class PretrainRecipe:
-    steps: int = 3000
-    batch: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup: int = 150
-    twin_fraction: float = 1.0
-    twin_weights: tuple[float, ...] = (0.4, 0.4, 0.1, 0.1)  # over TWIN_ATTRIBUTES
-    max_objects: int = 2  # per training image (1..max); shorter captions keep the text tower's share small
-    bf16: bool = True
-    seed: int = 0  # model initialisation
-    data_seed: int = 0  # SynthWorld seed of the training images
-    checkpoint_every: int = 100
-    model: dict[str, Any] = field(default_factory=lambda: TinyCLIPConfig().to_dict())
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-shaped (tuples as lists), so that a recipe read back from a checkpoint compares equal."""
-        return json.loads(json.dumps(asdict(self)))
 
 
 @dataclass

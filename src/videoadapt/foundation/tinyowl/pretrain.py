@@ -18,10 +18,8 @@ first ``B`` without held-out objects, so a resumed run sees exactly the batches 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +32,7 @@ from videoadapt.foundation.pretraining import checkpoint_or_pause, learning_rate
 from videoadapt.foundation.tinyowl import checkpoint as owl_checkpoint
 from videoadapt.foundation.tinyowl.losses import LossWeights, Targets, set_loss
 from videoadapt.foundation.tinyowl.model import TinyOWL, TinyOWLConfig, owl_logits
-
-
-@dataclass(frozen=True)
-class DetectionRecipe:
-    steps: int = 1500
-    batch: int = 64
-    lr: float = 1e-3  # heads
-    backbone_lr_scale: float = 0.2  # image tower learning rate = lr * this
-    weight_decay: float = 0.05
-    warmup: int = 100
-    bf16: bool = True
-    seed: int = 0  # head initialisation
-    data_seed: int = 0  # SynthWorld seed of the training images
-    max_objects: int = 4
-    checkpoint_every: int = 100
-    init: str = "tiny"  # TinyCLIP to start from: "tiny" (shipped) or a checkpoint directory
-    box_hidden: int = 192
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+from videoadapt.foundation.tinyowl.recipe import DetectionRecipe
 
 
 def _article(word: str) -> str:
