@@ -159,3 +159,26 @@ def test_video_files_takes_folders_in_name_order(tmp_path):
     for name in ("b.webm", "a.mkv", "c.txt"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in video_files([tmp_path])] == ["a.mkv", "b.webm"]
+
+
+def test_a_run_folder_from_another_version_is_named_or_loads(runs, tmp_path):
+    """A run written before a setting existed loads with the setting's default; a setting this version does not
+    know, a head description that does not fit and weights of another run are errors naming the file."""
+    old = tmp_path / "old"
+    shutil.copytree(runs["recognition"], old)
+    text = (old / "config.yaml").read_text()
+    (old / "config.yaml").write_text("\n".join(l for l in text.splitlines() if "check_videos" not in l) + "\n")
+    assert "check_videos" not in (old / "config.yaml").read_text()
+    assert Predictor(old).predict(CLIPS[0])["predictions"][0]["top_k"]
+    (old / "config.yaml").write_text(text.replace("run:\n", "run:\n  retired_setting: 3\n", 1))
+    with pytest.raises(Exception, match=r"config\.yaml.*retired_setting.*another videoadapt version"):
+        Predictor(old)
+    (old / "config.yaml").write_text(text)
+    spec = json.loads((old / "vocabulary.json").read_text())
+    (old / "vocabulary.json").write_text(json.dumps({k: v for k, v in spec.items() if k != "classes"}))
+    with pytest.raises(Exception, match=r"vocabulary\.json: cannot rebuild the task head"):
+        Predictor(old)
+    (old / "vocabulary.json").write_text(json.dumps(spec))
+    shutil.copy(runs["retrieval"] / "model.safetensors", old / "model.safetensors")
+    with pytest.raises(Exception, match=r"model\.safetensors: .*weights of another run"):
+        Predictor(old)

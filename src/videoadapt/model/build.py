@@ -71,17 +71,32 @@ class LoadedRun:
 def load_run(run: str | Path, ilfm: ImageLanguageModel | None = None) -> LoadedRun:
     """A trained run folder back as a model: config, backbone, encoder, head (from ``vocabulary.json``) and the
     trained weights (``model.safetensors``)."""
-    from omegaconf import OmegaConf
+    from videoadapt.model.config import load_config
 
     run = Path(run)
     for name in (CONFIG, WEIGHTS, VOCABULARY):
         if not (run / name).is_file():
             raise VideoadaptError(f"{run}: not a finished training run (no {name})")
-    config = OmegaConf.load(run / CONFIG)
+    # Over today's defaults: a run written before a setting existed gets its default; a setting this version no
+    # longer knows is an error naming the file.
+    try:
+        config = load_config(run / CONFIG)
+    except VideoadaptError as error:
+        raise VideoadaptError(f"{error} (a run folder written by another videoadapt version?)") from None
     spec = load_json(run / VOCABULARY)
+    if not isinstance(spec, dict):
+        raise VideoadaptError(f"{run / VOCABULARY}: not a JSON object describing the task head")
     placeholder = _SpecOnly(str(config.run.task))
-    model = build_model(config, placeholder, spec=spec, ilfm=ilfm)  # type: ignore[arg-type]
-    model.load_trainable_state(load_tensors(run / WEIGHTS))
+    try:
+        model = build_model(config, placeholder, spec=spec, ilfm=ilfm)  # type: ignore[arg-type]
+    except (VideoadaptError, KeyError, TypeError, ValueError) as error:
+        raise VideoadaptError(f"{run / VOCABULARY}: cannot rebuild the task head from it: {error}") from None
+    try:
+        model.load_trainable_state(load_tensors(run / WEIGHTS))
+    except VideoadaptError as error:
+        raise VideoadaptError(
+            f"{run / WEIGHTS}: {error} (weights of another run or version, or a changed config.yaml?)"
+        ) from None
     return LoadedRun(config, model)
 
 
