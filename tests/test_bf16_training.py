@@ -1,6 +1,7 @@
 """Training under bf16 autocast (run.precision bf16 / auto): what auto picks, TinyCLIP's bf16 path (its own eager
-attention, a token stream in the stem's dtype) computing the fp32 function exactly in fp32, and every paradigm
-taking a first step under bf16 that agrees with fp32 to bf16's precision. Speed is measured by
+attention, a token stream in the stem's dtype; that its blocks are transformers' eager bit for bit in fp32, forward
+and backward, is tests/test_tinyclip_without_transformers.py's), and every paradigm taking a first step under bf16
+that agrees with fp32 to bf16's precision. Speed is measured by
 benchmarks/train_rate.py, not here."""
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers.models.clip.modeling_clip import CLIPAttention
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.loading import load_backbone
+from videoadapt.foundation.tinyclip.blocks import CLIPAttention
 from videoadapt.model import precision as precision_module
 from videoadapt.model.config import load_config
 from videoadapt.paradigms import paradigm_names
@@ -82,7 +83,7 @@ def tower():
 def _encode(model, images: torch.Tensor, attention: str, bf16: bool):
     for module in model.modules():
         if isinstance(module, CLIPAttention):
-            module.config._attn_implementation = attention
+            module.attn_implementation = attention
     model.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         features = model.encode_images(images)
@@ -91,27 +92,12 @@ def _encode(model, images: torch.Tensor, attention: str, bf16: bool):
     return features, grads
 
 
-def test_tinyclip_eager_attention_is_transformers_eager_in_fp32(tower):
-    """In fp32 TinyCLIP's attention (softmax in the scores' dtype) is transformers' eager attention bit for bit,
-    forward and backward; only under bf16 autocast do they differ (fewer copies)."""
-    from videoadapt.foundation.tinyclip.model import EAGER_ATTENTION
-
-    images = torch.randn(4, 3, 64, 64)
-    ours, our_grads = _encode(tower, images, EAGER_ATTENTION, bf16=False)
-    theirs, their_grads = _encode(tower, images, "eager", bf16=False)  # transformers' own eager_attention_forward
-    assert torch.equal(ours.embeds, theirs.embeds) and torch.equal(ours.patches, theirs.patches)
-    assert our_grads.keys() == their_grads.keys() and our_grads
-    assert all(torch.equal(our_grads[n], their_grads[n]) for n in our_grads)
-
-
 def test_tinyclip_tokens_stay_in_the_stems_dtype(tower):
     """Under bf16 autocast the token stream is bf16 (no fp32 promotion by the position embedding), and the result
     is the fp32 one to bf16's precision; without autocast everything stays fp32."""
-    from videoadapt.foundation.tinyclip.model import EAGER_ATTENTION
-
     images = torch.randn(4, 3, 64, 64)
-    full, _ = _encode(tower, images, EAGER_ATTENTION, bf16=False)
-    half, _ = _encode(tower, images, EAGER_ATTENTION, bf16=True)
+    full, _ = _encode(tower, images, "eager", bf16=False)
+    half, _ = _encode(tower, images, "eager", bf16=True)
     assert full.cls.dtype == full.patches.dtype == torch.float32
     assert half.cls.dtype == half.patches.dtype == half.embeds.dtype == torch.bfloat16
     # bf16 keeps 8 bits of mantissa: six blocks of it stay within a few percent of the fp32 embedding.
@@ -149,8 +135,10 @@ def test_a_trained_stem_takes_its_bf16_weight_gradients_on_one_thread(tower, mon
         torch.set_num_threads(threads)
     convolutions = sum(isinstance(m, torch.nn.Conv2d) for m in stem.modules())
     assert counts == [1] * convolutions
+    # Both are bf16 results: a different summation order may round an element to the neighbouring bf16 value, one
+    # unit in the last place (at most 2**-7 relative). Which images show such a flip depends on the random draws.
     for name in plain:
-        torch.testing.assert_close(ours[name], plain[name], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(ours[name], plain[name], rtol=2**-7, atol=1e-6)
 
 
 # --- every paradigm under bf16 -----------------------------------------------------------------------------

