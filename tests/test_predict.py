@@ -105,6 +105,8 @@ def test_bad_paths_and_requests_are_clear_errors(runs, tmp_path, capsys):
     assert "no video file in this folder" in capsys.readouterr().err
     assert main(["predict", "--run", str(tmp_path), str(CLIPS[0])]) == 2
     assert "not a finished training run" in capsys.readouterr().err
+    assert main(["predict", "--run", str(runs["recognition"]), str(CLIPS[0]), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
     # A QA run needs a question; a retrieval run needs texts.
     assert main(["predict", "--run", str(runs["qa"]), str(CLIPS[0]), "--json"]) == 1
     assert "give the question" in json.loads(capsys.readouterr().out)["videos"][0]["error"]

@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--top-k", type=int, default=5, help="recognition: classes shown, grounding: moments (5)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 avoids the slow-down of threads waiting for each other "
+        "on a machine whose cores other jobs hold)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -36,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise VideoadaptError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise VideoadaptError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     videos = video_files(args.videos)  # every path checked before the model loads
     predictor = Predictor(args.run, device="cpu" if args.cpu else None)
     results = predictor.predict_many(
