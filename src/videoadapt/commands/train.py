@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     # --paradigm on the command line clears a preset named in the YAML file (a preset would win otherwise).
     cleared = ["model.preset=null"] if args.paradigm and not args.preset else []
     config = load_config(config_path, flags, [*cleared, *args.overrides])
-    metrics = train(config, args.out, resume=args.resume)
+    metrics = train(config, args.out, resume=args.resume, check_test_split=True)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under a multi-process launch, one report is enough
     if args.json:

@@ -115,12 +115,15 @@ class Trainer:
         resume: bool = False,
         ilfm: ImageLanguageModel | None = None,
         accelerator: Any = None,
+        check_test_split: bool = False,
     ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.config = config
         self.out = Path(out)
+        # `videoadapt train` opens the test split's videos up front too; the bench and its sweep never touch it.
+        self.check_test_split = check_test_split
         self.resume = resume
         self._ilfm = ilfm
         run = config.run
@@ -227,7 +230,7 @@ class Trainer:
                         "the last weights are kept; set data.val_split=null to silence this)",
                         file=sys.stderr,
                     )
-        self.test_check = self._check_test_split()
+        self.test_check = self._check_test_split() if self.check_test_split else None
         self.model = build_model(config, self.train_data, ilfm=self._ilfm)
         self.task = self.model.task
         train_spec, eval_spec = sampler_specs(config)
@@ -726,10 +729,16 @@ class Trainer:
 
 
 def train(
-    config: Any, out: str | Path, *, resume: bool = False, ilfm: ImageLanguageModel | None = None
+    config: Any,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    ilfm: ImageLanguageModel | None = None,
+    check_test_split: bool = False,
 ) -> dict[str, Any]:
-    """Train ``config`` into the run folder ``out`` and return its metrics (also in ``out/metrics.json``)."""
-    trainer = Trainer(config, out, resume=resume, ilfm=ilfm)
+    """Train ``config`` into the run folder ``out`` and return its metrics (also in ``out/metrics.json``).
+    ``check_test_split``: open the test split's videos before training too (warned about and counted, not raised)."""
+    trainer = Trainer(config, out, resume=resume, ilfm=ilfm, check_test_split=check_test_split)
     try:
         return trainer.fit()
     finally:
