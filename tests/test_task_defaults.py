@@ -145,3 +145,19 @@ def test_shipped_post_network_configs_are_the_recipe_plus_paradigm_options():
         shipped["model"]["options"] = {}
         shipped["model"]["backbone"] = plain["model"]["backbone"]  # the grounding configs name tiny-owl
         assert shipped == plain, task
+
+
+def test_a_head_that_reads_pixels_ignores_the_cache_sampler(tmp_path, capsys):
+    """Recognition's defaults set data.cache_sampler for every paradigm; a head that reads pixels beside the cache
+    (extra_models' motion stream) cannot follow frames drawn from it, so it trains on the eval frames with a
+    notice instead of refusing the plain command."""
+    from videoadapt.train.trainer import train
+
+    settings = ["model.backbone=hf-config:clip-tiny", "data.options.videos=20", "data.options.size=32"]
+    settings += ["data.options.frames=8", "data.frames=4", "run.batch_size=4", "run.progress=false"]
+    settings += ["model.paradigm=extra_models", "data.val_split=null", "run.max_steps=1", f"run.cache_dir={tmp_path}/c"]
+    config = load_config(None, {"run.task": "recognition", "data.source": "synth"}, settings, recipe=True)
+    assert config.run.cache is True and config.data.cache_sampler == "uniform:16"
+    metrics = train(config, tmp_path / "run")
+    assert metrics["cache"]["used"] and metrics["steps"] == 1
+    assert "data.cache_sampler ignored" in capsys.readouterr().err
