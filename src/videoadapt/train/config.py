@@ -103,9 +103,10 @@ DEFAULTS: dict[str, Any] = _tree(SETTINGS)
 
 # The recipe of each task: what `videoadapt train --task T` trains with when neither --config nor an override says
 # otherwise (user values always win). A recipe names no paradigm: it is the budget, data, head and early stopping
-# that the task's shipped configs (configs/<task>-post_network.yaml) were measured with; the paradigm and its
-# options stay the user's (--paradigm, model.options). Frozen-backbone paradigms read the feature cache
-# (run.cache); a paradigm that trains the backbone ignores it with a notice. Measured figures: docs/training.md.
+# (validation every epoch, run.patience) of the task; the paradigm and its options stay the user's (--paradigm,
+# model.options), and configs/<task>-post_network.yaml are the recipe plus model.options (a test keeps them equal).
+# Frozen-backbone paradigms read the feature cache (run.cache); a paradigm that trains the backbone ignores it with
+# a notice. What the plain command gives per task: docs/training.md (task defaults).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "recognition": {
         "model": {"head": {"classifier": "linear"}},
