@@ -14,7 +14,7 @@ def trained(monkeypatch):
     """``videoadapt train`` without training: the resolved config it would train on."""
     seen = {}
 
-    def fake_train(config, out, resume=False):
+    def fake_train(config, out, resume=False, check_test_split=False):
         seen["config"] = config
         return {"steps": 0, "train": {"final_loss": 0.0}, "best": {"metrics": {}}}
 

@@ -122,7 +122,9 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
     an uninterrupted run. The temporal transformer trains (3 M parameters, 36 MB checkpoints) on cached features."""
     steps = 14
     settings = [*TINY, *cached, f"run.max_steps={steps}", "run.epochs=10", "run.checkpoint_every=1"]
-    settings += ["model.head.dropout=0.2"]
+    # `videoadapt train` lays recognition's defaults under these (the straight run below too); the shared cache
+    # holds the eval sampler's frames, so no denser cache_sampler.
+    settings += ["model.head.dropout=0.2", "data.cache_sampler=null"]
     chooser = random.Random(20261201)
     kill_after, delay = chooser.randint(2, steps - 5), chooser.uniform(0.0, 0.2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
@@ -151,7 +153,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
         [*command, "--resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        one_thread(train, load_config(None, overrides=settings), tmp_path / "straight")
+        one_thread(train, load_config(None, overrides=settings, recipe=True), tmp_path / "straight")
         _, err = resumed.communicate(timeout=120)
     finally:
         if resumed.poll() is None:
@@ -488,6 +490,7 @@ def test_two_processes_agree_on_skipping_a_step_only_one_of_them_saw_fail(tmp_pa
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531", str(script)]
     command += ["train", "--out", str(tmp_path / "run"), *TINY, *CHEAP, *cached, "run.max_steps=4", "run.epochs=2"]
     command += ["run.clip_grad=null"]  # else the NaN gradient norm alone would tell rank 1
+    command += ["data.cache_sampler=null"]  # the shared cache holds the eval sampler's frames
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     check_launch(result, tmp_path / "run" / "metrics.json")

@@ -579,7 +579,8 @@ def test_two_processes_match_one(tmp_path, task):
         timeout=120,
     )
     check_launch(result, tmp_path / "two" / "metrics.json")
-    train(load_config(overrides=[*settings, f"run.task={task}"]), tmp_path / "one")
+    # `videoadapt train` lays the task's defaults under the settings: the one-process run takes them too.
+    train(load_config(overrides=[*settings, f"run.task={task}"], recipe=True), tmp_path / "one")
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["world_size"] == 2
     one = load_tensors(tmp_path / "one" / "model.safetensors")
     two_w = load_tensors(tmp_path / "two" / "model.safetensors")

@@ -9,7 +9,7 @@ stay fast)::
     encoder = va.build_video_encoder(ilfm, "lora+post_network")       # any paradigm, or a composition
     encoder.save_pretrained("my_encoder"); va.load_encoder("my_encoder")  # safetensors + JSON; .merge() folds LoRA
     data = va.load_task_data("folder:my_videos", "train", "recognition")
-    metrics = va.train(va.load_config("configs/recognition-post_network.yaml"), "runs/mine")
+    metrics = va.train(va.load_config("configs/recognition-post_network.yaml"), "runs/mine")  # or recipe=True
     predictor = va.Predictor("runs/mine")
     predictor.predict("clip.mp4")                                     # {"predictions": [{"top_k": [...]}], ...}
 """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import textwrap
 
 from videoadapt.commands import Command
 from videoadapt.registry import registry
@@ -24,27 +26,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in --out from its last good checkpoint (checkpoints/last, else checkpoints/previous)",
     )
+    parser.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option, the same as the override data.options.KEY=VALUE (e.g. videos=600, video_dir=DIR); "
+        "repeatable",
+    )
     parser.add_argument("--skip-bad", action="store_true", help="skip and count bad items instead of stopping")
     parser.add_argument("--json", action="store_true", help="print the run's metrics as JSON")
     parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="dotted config overrides, e.g. run.lr=1e-3 data.frames=8 model.head.classifier=text",
+        help="dotted config overrides, e.g. run.lr=1e-3 data.frames=8 model.head.classifier=text "
+        "data.options.videos=600 (the settings below); they win over --config and the task's defaults",
     )
+    from videoadapt.model.config import settings_help
+
+    # The settings table keeps its lines; the description is wrapped here instead of by argparse.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    width = max(40, min(shutil.get_terminal_size().columns - 2, 118))
+    parser.description = textwrap.fill(parser.description or "", width)
+    parser.epilog = settings_help(width)
 
 
 def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from videoadapt.errors import VideoadaptError
     from videoadapt.model.build import CONFIG
     from videoadapt.model.config import load_config
     from videoadapt.train.trainer import train
 
-    config_path = args.config
+    config_path, recipe = args.config, True
     if args.resume and config_path is None and (Path(args.out) / CONFIG).is_file():
-        config_path = Path(args.out) / CONFIG  # a resumed run keeps its own resolved config
+        # A resumed run keeps its own resolved config (today's task defaults must not change it).
+        config_path, recipe = Path(args.out) / CONFIG, False
+    data_options = []
+    for pair in args.data_option:
+        if "=" not in pair or not pair.partition("=")[0].strip():
+            raise VideoadaptError(f"--data-option expects KEY=VALUE, got {pair!r}")
+        data_options.append(f"data.options.{pair.strip()}")
     flags = {
         "run.task": args.task,
         "model.paradigm": args.paradigm,
@@ -55,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     }
     # --paradigm on the command line clears a preset named in the YAML file (a preset would win otherwise).
     cleared = ["model.preset=null"] if args.paradigm and not args.preset else []
-    config = load_config(config_path, flags, [*cleared, *args.overrides])
+    config = load_config(config_path, flags, [*cleared, *data_options, *args.overrides], recipe=recipe)
     metrics = train(config, args.out, resume=args.resume, check_test_split=True)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under a multi-process launch, one report is enough
@@ -76,7 +101,9 @@ registry.register("command", "train")(
         run=run,
         description="Train TASK on DATA with BACKBONE adapted by PARADIGM (or PRESET) into the run folder OUT: "
         "config.yaml, model.safetensors, vocabulary.json, metrics.json, log.csv and checkpoints/. Settings come "
-        "from the defaults, --config, the flags and KEY=VALUE overrides, in that order. Works under "
+        "from the defaults, the task's defaults (its recipe: budget, data size, head, early stopping on validation; "
+        "listed below), --config, the flags and KEY=VALUE overrides, in that order: with only --task, --paradigm, "
+        "--backbone and --data synth the run trains the task's recipe (figures in docs/training.md). Works under "
         "`accelerate launch -m videoadapt train ...` on several processes or GPUs.",
     )
 )

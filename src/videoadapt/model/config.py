@@ -17,65 +17,197 @@ from typing import Any
 
 from videoadapt.errors import VideoadaptError
 
-DEFAULTS: dict[str, Any] = {
-    "model": {
-        "backbone": "tiny",  # --backbone spec (videoadapt.foundation.loading)
-        "paradigm": "post_network",  # a composition "a+b"; ignored when preset is set
-        "preset": None,  # a registered preset (videoadapt.paradigms.presets)
-        "options": {},  # per-paradigm options {paradigm: {key: value}}
-        "head": {},  # task head options (classifier, temperature, beam_size, ...)
-        "teacher_run": None,  # a trained run folder whose video encoder teaches distillation (teacher: run)
+# Every setting, its default and what it means (one line each): DEFAULTS below and `videoadapt train --help` are
+# both made from this table, so the help cannot drift from the defaults.
+SETTINGS: tuple[tuple[str, Any, str], ...] = (
+    ("model.backbone", "tiny", "the ILFM (--backbone): tiny, tiny-owl, hf:ID, a local DIR, hf-config:NAME"),
+    (
+        "model.paradigm",
+        "post_network",
+        "the paradigm (--paradigm), or a composition a+b (lora+post_network); ignored with a preset",
+    ),
+    ("model.preset", None, "a registered published design instead (--preset; videoadapt params --list)"),
+    ("model.options", {}, "per-paradigm options {paradigm: {key: value}}, e.g. model.options.lora.r=8"),
+    ("model.head", {}, "task head options (classifier, temperature, text_adapter, beam_size, ...)"),
+    ("model.teacher_run", None, "a trained run folder whose video encoder teaches distillation (teacher: run)"),
+    (
+        "data.source",
+        "synth",
+        "the data (--data): synth, synth:DIR, msrvtt:PATH, charades_sta:PATH, ... (docs/datasets.md)",
+    ),
+    ("data.options", {}, "reader options (SynthWorld: videos, size, frames, qa; files: video_dir, ...)"),
+    ("data.frames", 8, "frames per clip"),
+    (
+        "data.train_sampler",
+        None,
+        "training frame sampler; null: uniform:FRAMES:random (TSN segments, a random frame of each)",
+    ),
+    ("data.eval_sampler", None, "evaluation frame sampler; null: uniform:FRAMES"),
+    (
+        "data.cache_sampler",
+        None,
+        "with run.cache: cache this denser clip (uniform:16) and draw the train sampler's frames from it each step",
+    ),
+    ("data.train_split", "train", "the split trained on"),
+    ("data.val_split", "val", "the split validated on (best weights, early stopping); null: none, keep the last"),
+    ("data.skip_bad", False, "skip and count bad items instead of stopping with an error (--skip-bad)"),
+    ("data.check_videos", True, "open every video's header before training or eval; list every bad one at once"),
+    (
+        "run.task",
+        "recognition",
+        "the task (--task): recognition, retrieval, qa, captioning, temporal_grounding, st_grounding",
+    ),
+    ("run.seed", 0, "seed of the weights, the data order and every random draw"),
+    ("run.epochs", 1, "epochs over the training split"),
+    ("run.max_steps", None, "optimizer steps; stops earlier than run.epochs when set"),
+    ("run.batch_size", 8, "global batch per micro-step (split across processes)"),
+    ("run.grad_accum", 1, "micro-steps per optimizer step"),
+    ("run.lr", 1e-3, "learning rate of the head group: everything that is not the backbone"),
+    (
+        "run.backbone_lr",
+        None,
+        "learning rate of the ILFM's trainable parameters (unfrozen weights, adapters, LoRA, prompts); null: run.lr",
+    ),
+    ("run.weight_decay", 0.01, "AdamW weight decay"),
+    ("run.betas", [0.9, 0.999], "AdamW betas"),
+    ("run.warmup_steps", 0, "optimizer steps of linear warm-up before the cosine decay"),
+    ("run.min_lr_ratio", 0.0, "the cosine decays to lr * min_lr_ratio"),
+    ("run.clip_grad", 1.0, "max gradient norm; null: no clipping"),
+    ("run.precision", "no", "no (fp32), bf16 (autocast) or auto (bf16 where the hardware runs it natively)"),
+    ("run.cpu", False, "force CPU even where an accelerator is present"),
+    ("run.checkpoint_every", 100, "optimizer steps between checkpoints (0: only at the end)"),
+    ("run.eval_every", 1, "epochs between validations (0: never)"),
+    ("run.eval_every_steps", None, "also validate every N optimizer steps (learning curves); null: never"),
+    ("run.patience", None, "validations without improvement before stopping early; null: never stop early"),
+    ("run.monitor", None, "validation metric for the best weights and early stopping; null: the task's"),
+    ("run.cache", False, "frozen backbone: extract frame features once, never run the backbone in training"),
+    ("run.cache_dir", None, "where the feature cache lives; null: RUN/cache"),
+    ("run.num_workers", 0, "DataLoader worker processes decoding clips"),
+    ("run.worker_start", "forkserver", "how workers start: forkserver, fork or spawn"),
+    ("run.worker_timeout", 300, "seconds a worker may make no progress (a hung decode) before it is stopped; 0: never"),
+    ("run.max_nonfinite_steps", 5, "consecutive NaN/inf-loss steps (each skipped) before training stops; 0: never"),
+    ("run.log_every", 10, "optimizer steps between log.csv rows"),
+    ("run.progress", True, "show a progress bar on stderr"),
+    ("run.eval_batch_size", None, "batch size of validation and evaluation; null: run.batch_size"),
+)
+
+
+def _tree(rows: Sequence[tuple[str, Any, str]]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for dotted, default, _ in rows:
+        section, key = dotted.split(".")
+        tree.setdefault(section, {})[key] = copy.deepcopy(default)
+    return tree
+
+
+DEFAULTS: dict[str, Any] = _tree(SETTINGS)
+
+# The recipe of each task: what `videoadapt train --task T` trains with when neither --config nor an override says
+# otherwise (user values always win). A recipe names no paradigm: it is the budget, data, head and early stopping
+# (validation every epoch, run.patience) of the task; the paradigm and its options stay the user's (--paradigm,
+# model.options), and configs/<task>-post_network.yaml are the recipe plus model.options (a test keeps them equal).
+# Frozen-backbone paradigms read the feature cache (run.cache); a paradigm that trains the backbone ignores it with
+# a notice. What the plain command gives per task: docs/training.md (task defaults).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "recognition": {
+        "model": {"head": {"classifier": "linear"}},
+        "data": {"frames": 8, "cache_sampler": "uniform:16"},
+        "run": {"epochs": 25, "batch_size": 32, "lr": 1e-3, "warmup_steps": 20, "cache": True, "patience": 5},
     },
-    "data": {
-        "source": "synth",  # load_task_data spec: synth, synth:DIR, msrvtt:PATH, ...
-        "options": {},  # reader options (videos, size, qa, video_dir, ...)
-        "frames": 8,  # frames per clip
-        "train_sampler": None,  # default uniform:FRAMES:random
-        "eval_sampler": None,  # default uniform:FRAMES
-        # run.cache only: the training cache holds this denser clip (e.g. uniform:16) and each step draws the
-        # train sampler's frames from it, keeping temporal jitter; null: train on the eval sampler's frames
-        "cache_sampler": None,
-        "train_split": "train",
-        "val_split": "val",  # null: no validation (no early stopping; the last weights are kept)
-        "skip_bad": False,  # skip and count bad items instead of stopping with an error
-        "check_videos": True,  # open every video's header before training or eval; list every bad one at once
+    "retrieval": {
+        "model": {"head": {"temperature": "learnable", "text_adapter": "tokens", "train_captions": "all"}},
+        "data": {"frames": 8, "cache_sampler": "uniform:16"},
+        "run": {"epochs": 25, "batch_size": 128, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 4},
     },
-    "run": {
-        "task": "recognition",
-        "seed": 0,
-        "epochs": 1,
-        "max_steps": None,  # optimizer steps; stops earlier than epochs when set
-        "batch_size": 8,  # global batch per micro-step (split across processes)
-        "grad_accum": 1,  # micro-steps per optimizer step
-        "lr": 1e-3,  # the head group: everything that is not the backbone (temporal modules, side networks, task head)
-        # The backbone group: every trainable parameter of the ILFM (unfrozen weights, adapters, LoRA, prompts, a
-        # text context) and the head's declared copies of it; null: run.lr (CLIP4Clip tunes CLIP at 1e-7, its new
-        # modules at 1e-4)
-        "backbone_lr": None,
-        "weight_decay": 0.01,
-        "betas": [0.9, 0.999],
-        "warmup_steps": 0,
-        "min_lr_ratio": 0.0,  # cosine decays to lr * min_lr_ratio
-        "clip_grad": 1.0,  # max gradient norm; null: no clipping
-        # "no" (fp32), "bf16" (autocast) or "auto": bf16 where the hardware runs it natively (train/precision.py)
-        "precision": "no",
-        "cpu": False,  # force CPU even where an accelerator is present
-        "checkpoint_every": 100,  # optimizer steps between checkpoints (0: only at the end)
-        "eval_every": 1,  # epochs between validations (0: never)
-        "eval_every_steps": None,  # also validate every N optimizer steps (learning curves); null: never
-        "patience": None,  # validations without improvement before stopping early
-        "monitor": None,  # validation metric for early stopping (default: the task's)
-        "cache": False,  # frozen backbone: extract frame features once, never run the backbone in training
-        "cache_dir": None,  # default RUN/cache
-        "num_workers": 0,  # DataLoader workers decoding clips
-        "worker_start": "forkserver",  # how workers start: forkserver, fork or spawn (videoadapt.train.data)
-        "worker_timeout": 300,  # seconds a worker may make no progress (a hung decode) before it is stopped; 0: never
-        "max_nonfinite_steps": 5,  # consecutive NaN/inf-loss steps (each skipped) before training stops; 0: never
-        "log_every": 10,  # optimizer steps between log.csv rows
-        "progress": True,
-        "eval_batch_size": None,  # default batch_size
+    "qa": {
+        "model": {"head": {"text_adapter": True}},
+        "data": {"frames": 8, "cache_sampler": "uniform:16"},
+        "run": {"epochs": 20, "batch_size": 32, "lr": 1e-3, "cache": True, "patience": 4},
+    },
+    "captioning": {
+        "model": {"head": {"layers": 2, "width": 256, "heads": 4, "beam_size": 3, "max_length": 24}},
+        "data": {"frames": 8},
+        "run": {"epochs": 15, "batch_size": 32, "lr": 5e-4, "warmup_steps": 20, "cache": True, "eval_every": 5},
+    },
+    "temporal_grounding": {
+        "model": {"head": {"head": "dense"}},
+        "data": {"frames": 16},
+        "run": {"epochs": 20, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 5},
+    },
+    "st_grounding": {
+        "data": {"frames": 16},
+        "run": {"epochs": 8, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
     },
 }
+
+# SynthWorld's reader options per task (data.options when data.source is synth or synth:DIR; a set on disk keeps
+# its own size): the size of the set the recipe was measured on. 5,000 videos: 4,000 train, 500 val, 500 test.
+SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "recognition": {"videos": 5000, "size": 64, "frames": 16},
+    "retrieval": {"videos": 5000, "size": 64, "frames": 16},
+    "qa": {"videos": 5000, "size": 64, "frames": 16, "qa": "multiple_choice"},
+    "captioning": {"videos": 600, "size": 64, "frames": 16},
+    "temporal_grounding": {"videos": 2000, "size": 64, "frames": 16},
+    "st_grounding": {"videos": 2000, "size": 64, "frames": 16},
+}
+SYNTH_FORMATS = ("synth", "synthworld")
+
+
+def task_defaults(task: Any, source: Any) -> dict[str, Any]:
+    """The recipe layer of ``task`` (:data:`TASK_DEFAULTS`, plus :data:`SYNTH_DEFAULTS` as ``data.options`` when
+    ``source`` is SynthWorld); empty for an unknown task (refused later, naming the known ones)."""
+    recipe = copy.deepcopy(TASK_DEFAULTS.get(str(task), {}))
+    name = str(source or "").partition(":")[0].strip().lower()
+    if name in SYNTH_FORMATS and str(task) in SYNTH_DEFAULTS:
+        recipe.setdefault("data", {})["options"] = copy.deepcopy(SYNTH_DEFAULTS[str(task)])
+    return recipe
+
+
+def settings_help(width: int = 100) -> str:
+    """Every setting with its default and meaning, then each task's recipe: the epilog of `videoadapt train`."""
+    import textwrap
+
+    def wrapped(head: str, text: str, indent: int) -> list[str]:
+        return textwrap.wrap(text, width, initial_indent=head, subsequent_indent=" " * indent, break_on_hyphens=False)
+
+    lines = wrapped(
+        "", "settings (KEY=DEFAULT: meaning; change one with the override KEY=VALUE or in a --config file):", 0
+    )
+    for dotted, default, meaning in SETTINGS:
+        lines += wrapped(f"  {dotted}={_shown(default)}: ", meaning, 6)
+    lines += [""] + wrapped(
+        "",
+        "task defaults (each task's recipe, applied under --config and overrides; the data.options ones only with "
+        "--data synth or synth:DIR):",
+        0,
+    )
+    for task in TASK_DEFAULTS:
+        recipe = _flat(task_defaults(task, "synth"))
+        lines += wrapped(f"  {task}: ", " ".join(f"{k}={_shown(v)}" for k, v in recipe.items()), 6)
+    lines += [""] + wrapped(
+        "",
+        "reader options: data.options.KEY=VALUE or --data-option KEY=VALUE (SynthWorld: videos, size, frames, qa, "
+        "seed, split_fractions, reversal_copies; benchmark formats: video_dir, skip_missing, ...; docs/datasets.md)",
+        2,
+    )
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else json.dumps(value)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
 
 PRECISIONS = ("no", "bf16", "auto")
 FREE_FORM = (("model", "options"), ("model", "head"), ("data", "options"))
@@ -99,15 +231,24 @@ def load_config(
     path: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     overrides: Sequence[str] = (),
+    recipe: bool = False,
 ) -> Any:
-    """The resolved run config (an omegaconf DictConfig) from defaults, a YAML file, flags and overrides."""
+    """The resolved run config (an omegaconf DictConfig) from defaults, a YAML file, flags and overrides.
+
+    With ``recipe`` (what `videoadapt train` asks for), the task's recipe (:func:`task_defaults`) lies between the
+    defaults and the file: the task and the data source are read from the layers above it first.
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    config = OmegaConf.create(DEFAULTS)
-    OmegaConf.set_struct(config, True)
-    for section, key in FREE_FORM:
-        OmegaConf.set_struct(config[section][key], False)
+    def base() -> Any:
+        config = OmegaConf.create(DEFAULTS)
+        OmegaConf.set_struct(config, True)
+        for section, key in FREE_FORM:
+            OmegaConf.set_struct(config[section][key], False)
+        return config
+
+    config = base()
     layers = []
     try:
         if path is not None:
@@ -122,6 +263,9 @@ def load_config(
             if bad:
                 raise VideoadaptError(f"overrides must look like section.key=value, got {bad}")
             layers.append(OmegaConf.from_dotlist(list(overrides)))
+        if recipe:
+            chosen = OmegaConf.merge(config, *layers) if layers else config
+            config = OmegaConf.merge(base(), task_defaults(chosen.run.task, chosen.data.source))
         for layer in layers:
             config = OmegaConf.merge(config, layer)
     except OmegaConfBaseException as error:

@@ -246,12 +246,11 @@ class Trainer:
         self.cache_root = Path(run.cache_dir) if run.cache_dir else self.out / "cache"
         processor = encoder.ilfm.processor
         cache_spec, cache_sampler = eval_spec, None
-        if self.use_cache and config.data.cache_sampler:
-            if encoder.cache_with_pixels:
-                raise VideoadaptError(
-                    "data.cache_sampler: this head reads pixels beside the cache, and decoded clips cannot follow "
-                    "frames drawn from the cache; leave data.cache_sampler unset"
-                )
+        if self.use_cache and config.data.cache_sampler and encoder.cache_with_pixels:
+            # A task's defaults set it for every paradigm; decoded clips cannot follow frames drawn from the cache.
+            if self.accelerator.is_main_process:
+                print("videoadapt train: data.cache_sampler ignored: the head reads pixels beside it", file=sys.stderr)
+        elif self.use_cache and config.data.cache_sampler:
             # Denser cached clips; each step applies the random train sampler to their rows instead of to video.
             cache_spec, cache_sampler = str(config.data.cache_sampler), sampler_from_spec(train_spec)
             if not isinstance(cache_sampler, UniformSegments | Dense):
