@@ -449,3 +449,18 @@ def test_one_clip_per_class_trains_without_validation_and_says_why(tmp_path, asl
     assert main([*args, "run.max_steps=1", "run.batch_size=3", "data.frames=2", "run.progress=false"]) == 0
     assert "training without validation" in capsys.readouterr().err
     assert json.loads((run / "metrics.json").read_text())["weights"] == "last"
+
+
+def test_the_recipe_batch_shrinks_to_a_small_folder(tmp_path, asl_clips, capsys):
+    """recognition's recipe steps 32 clips at a time; three clips train as one batch of three, said and recorded."""
+    root = tmp_path / "d"
+    root.mkdir()
+    for clip in asl_clips:
+        (root / clip.name).symlink_to(clip)
+    (root / "labels.csv").write_text("video,label\n" + "".join(f"{c.name},{c.stem}\n" for c in asl_clips))
+    run = tmp_path / "run"
+    args = ["train", "--task", "recognition", "--data", f"folder:{root}", "--out", str(run)]
+    assert main([*args, "run.max_steps=1", "data.frames=2", "run.progress=false"]) == 0
+    assert "run.batch_size=32 is more than the 3 training items hold" in capsys.readouterr().err
+    assert "batch_size: 3" in (run / "config.yaml").read_text()
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 1

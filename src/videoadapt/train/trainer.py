@@ -159,6 +159,23 @@ class Trainer:
 
     # --- setup ---
 
+    def _fit_batch_to_data(self) -> None:
+        """A training split smaller than one optimizer step's worth of clips (a task's recipe on a folder of twenty
+        clips) trains with the whole split as its batch, saying so, rather than taking no step at all; config.yaml
+        records the batch size used."""
+        run = self.config.run
+        items, accumulate = len(self.train_data), int(run.grad_accum)
+        if items >= int(run.batch_size) * accumulate or items < accumulate:
+            return
+        fitted = items // accumulate
+        if self.accelerator.is_main_process:
+            print(
+                f"videoadapt train: notice: run.batch_size={run.batch_size} is more than the {items} training items "
+                f"hold; training with run.batch_size={fitted}",
+                file=sys.stderr,
+            )
+        run.batch_size = fitted
+
     def _check_test_split(self) -> dict[str, Any] | None:
         """The test split's videos opened now too (warned about, not raised: training does not read them), so that
         a missing test video is found before hours of training rather than at ``eval``; None: no test split."""
@@ -217,6 +234,7 @@ class Trainer:
         set_seed(int(run.seed))
         self.task = build_task(str(run.task), **to_plain(config.model.head))
         self.train_data = load_checked_split(config, self.task, str(config.data.train_split))
+        self._fit_batch_to_data()
         self.val_data = None
         if config.data.val_split and (int(run.eval_every) > 0 or run.eval_every_steps):
             try:
