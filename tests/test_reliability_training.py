@@ -153,7 +153,9 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
         [*command, "--resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        one_thread(train, load_config(None, overrides=settings, recipe=True), tmp_path / "straight")
+        # As the command trains: the recipe under the settings, the test split's videos opened up front.
+        config = load_config(None, overrides=settings, recipe=True)
+        one_thread(train, config, tmp_path / "straight", check_test_split=True)
         _, err = resumed.communicate(timeout=120)
     finally:
         if resumed.poll() is None:
