@@ -25,3 +25,18 @@ def text_tower():
     from videoadapt.foundation.tinyclip.text import MiniLMTextTower
 
     return MiniLMTextTower()
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """``videoadapt train`` without training: the resolved config it would train on."""
+    from videoadapt.train import trainer as trainer_module
+
+    seen = {}
+
+    def fake_train(config, out, resume=False, check_test_split=False):
+        seen["config"] = config
+        return {"steps": 0, "train": {"final_loss": 0.0}, "best": {"metrics": {}}}
+
+    monkeypatch.setattr(trainer_module, "train", fake_train)
+    return seen

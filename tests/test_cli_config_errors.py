@@ -6,21 +6,6 @@ from __future__ import annotations
 import pytest
 
 from videoadapt.cli import build_parser, main, parse_command_line
-from videoadapt.train import trainer as trainer_module
-
-
-@pytest.fixture
-def trained(monkeypatch):
-    """``videoadapt train`` without training: the resolved config it would train on."""
-    seen = {}
-
-    def fake_train(config, out, resume=False, check_test_split=False):
-        seen["config"] = config
-        return {"steps": 0, "train": {"final_loss": 0.0}, "best": {"metrics": {}}}
-
-    monkeypatch.setattr(trainer_module, "train", fake_train)
-    return seen
-
 
 # --- (d) overrides before, between and after flags ---------------------------------------------------------
 

@@ -20,22 +20,10 @@ from videoadapt.model.config import (
     task_defaults,
 )
 from videoadapt.tasks import build_task, task_names
-from videoadapt.train import trainer as trainer_module
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture
-def trained(monkeypatch):
-    """``videoadapt train`` without training: the resolved config it would train on."""
-    seen = {}
-
-    def fake_train(config, out, resume=False, check_test_split=False):
-        seen["config"] = config
-        return {"steps": 0, "train": {"final_loss": 0.0}, "best": {"metrics": {}}}
-
-    monkeypatch.setattr(trainer_module, "train", fake_train)
-    return seen
 
 
 def plain(task: str, tmp_path: Path, trained: dict, *extra: str):
