@@ -20,7 +20,11 @@ _SHOWN = 20  # problems printed per split (JSON has them all)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="data spec: synth:DIR, kinetics:PATH, charades_sta:DIR, ...")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="data spec: folder:DIR (your own videos and a table), synth:DIR, kinetics:PATH, charades_sta:DIR, ...",
+    )
     parser.add_argument(
         "--task", default="recognition", help="the task whose annotations to read (default recognition)"
     )

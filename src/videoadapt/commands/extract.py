@@ -18,7 +18,11 @@ from videoadapt.registry import registry
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", required=True, help="backbone spec (tiny, hf:ID, hf-config:NAME, DIR, ...)")
-    parser.add_argument("--data", required=True, help="data spec: synth, synth:DIR or NAME:PATH (docs/datasets.md)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="data spec: folder:DIR (your own videos), synth, synth:DIR or NAME:PATH (docs/datasets.md)",
+    )
     parser.add_argument("--split", default="train", help="train, val or test (default train)")
     parser.add_argument(
         "--task",

@@ -19,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paradigm", help="paradigm composition, e.g. post_network or lora+post_network")
     parser.add_argument("--preset", help="a registered preset instead of --paradigm (videoadapt params --list)")
     parser.add_argument("--backbone", help="backbone spec: tiny, tiny-random, hf:ID, DIR, hf-config:NAME")
-    parser.add_argument("--data", help="data spec: synth (generated on the fly), synth:DIR, msrvtt:PATH, ...")
+    parser.add_argument(
+        "--data",
+        help="data spec: folder:DIR (your own videos and a labels.csv, docs/datasets.md), synth (generated on the fly), synth:DIR, msrvtt:PATH, ...",
+    )
     parser.add_argument("--out", required=True, help="run folder (created; must not hold a checkpoint unless --resume)")
     parser.add_argument(
         "--resume",
