@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", help="backbone spec: tiny, tiny-random, hf:ID, DIR, hf-config:NAME")
     parser.add_argument(
         "--data",
-        help="data spec: folder:DIR (your own videos and a labels.csv, docs/datasets.md), synth (generated on the fly), synth:DIR, msrvtt:PATH, ...",
+        help="data spec: folder:DIR (your own videos and a labels.csv, docs/datasets.md), synth (generated on the "
+        "fly), synth:DIR, msrvtt:PATH, ...",
     )
     parser.add_argument("--out", required=True, help="run folder (created; must not hold a checkpoint unless --resume)")
     parser.add_argument(
