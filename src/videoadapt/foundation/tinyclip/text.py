@@ -93,7 +93,8 @@ class MiniLMTextTower(nn.Module):
             return self._encode(list(texts), batch_size).to(device)
         missing = list({t: None for t in texts if t not in self._cache})
         if missing:
-            self._cache.update(zip(missing, self._encode(missing, batch_size), strict=True))
+            # One at a time: a cached sentence must not depend on the sentences batched with it (exact resume).
+            self._cache.update(zip(missing, self._encode(missing, 1), strict=True))
         return torch.stack([self._cache[t] for t in texts]).to(device)
 
     @torch.no_grad()
