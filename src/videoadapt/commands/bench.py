@@ -236,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(listing, indent=2) if args.json else "\n".join(listing["cells"]))
         return 0
     from videoadapt.bench.runner import run_bench
+    from videoadapt.utils.safe_io import writable_folder
 
+    writable_folder(args.out, "--out")
     summary = run_bench(
         args.out,
         preset,
@@ -288,9 +290,11 @@ def sweep(
     launcher: list[str] | None,
 ) -> int:
     from videoadapt.bench.sweep import run_sweep
+    from videoadapt.utils.safe_io import writable_folder
 
     if args.lr is not None or args.learning_rates or args.list:
         raise VideoadaptError("--sweep lr chooses the rates: it takes no --lr, --learning-rates or --list")
+    writable_folder(args.out, "--out")
     command = "videoadapt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "videoadapt bench"
     result = run_sweep(
         args.out,

@@ -100,9 +100,11 @@ def _extract(args: argparse.Namespace, data: object, ilfm: object, accelerator: 
 def run(args: argparse.Namespace) -> int:
     from videoadapt.data.formats import load_task_data
     from videoadapt.foundation import load_backbone
+    from videoadapt.utils.safe_io import writable_folder
 
     if args.batch_size < 1:
         raise VideoadaptError(f"--batch-size must be >= 1, got {args.batch_size}")
+    writable_folder(args.out, "--out")
     started = time.perf_counter()
     data = load_task_data(args.data, args.split, args.task, **_options(args.data_option))
     ilfm = load_backbone(args.backbone)

@@ -76,6 +76,9 @@ def _given(args: argparse.Namespace, *names: str) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from videoadapt.utils.safe_io import writable_folder
+
+    writable_folder(args.out, "--out")
     if args.detection:
         return _run_detection(args)
     from videoadapt.foundation.tinyclip.pretrain import PretrainRecipe, pretrain

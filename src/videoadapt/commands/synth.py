@@ -32,9 +32,11 @@ def _run(args: argparse.Namespace) -> int:
     from videoadapt.data.synthworld.disk import TASK_COUNTS, write_synthworld
     from videoadapt.data.synthworld.world import SynthWorld, SynthWorldConfig, SynthWorldConfigError
     from videoadapt.utils.progress import make_progress
+    from videoadapt.utils.safe_io import writable_folder
 
     if args.videos < 0:
         raise SynthWorldConfigError(f"--videos must be non-negative, got {args.videos}")
+    writable_folder(args.out, "--out")
     if args.workers < 1:
         raise SynthWorldConfigError(f"--workers must be at least 1, got {args.workers}")
     config = SynthWorldConfig(size=args.size, frames=args.frames, fps=args.fps, seed=args.seed, scenes=args.scenes)

@@ -14,7 +14,7 @@ from videoadapt.model.build import load_run
 from videoadapt.model.config import sampler_specs
 from videoadapt.model.data import load_checked_split, open_cache
 from videoadapt.model.evaluation import evaluate_data
-from videoadapt.utils.safe_io import save_json
+from videoadapt.utils.safe_io import save_json, writable_folder
 
 
 def evaluate_run(
@@ -28,6 +28,8 @@ def evaluate_run(
     """Metrics of a trained run on ``split`` of its data (written to ``RUN/eval-<split>.json``); with
     ``save_predictions`` a folder, the scored items' predictions and ground truth in ``videoadapt score``'s formats
     (:meth:`Task.score_documents`) go there too."""
+    if save_predictions is not None:
+        writable_folder(save_predictions, "--save-predictions")
     loaded = load_run(run, ilfm)
     config, model = loaded.config, loaded.model
     data = load_checked_split(config, model.task, split)

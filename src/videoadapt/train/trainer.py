@@ -55,7 +55,7 @@ from videoadapt.train.data import EpochPlan, WorkerLoader, batch_loader, is_work
 from videoadapt.train.optimizer import BACKBONE, HEAD, ROLES, build_optimizer, group_sizes, set_rates, split_trainable
 from videoadapt.train.schedule import rates_at, schedule_state
 from videoadapt.utils import checkpoint as ckpt
-from videoadapt.utils.safe_io import save_json, save_tensors
+from videoadapt.utils.safe_io import save_json, save_tensors, writable_folder
 
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "backbone_lr", "clips_per_s", "elapsed_s")
 
@@ -121,7 +121,7 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.config = config
-        self.out = Path(out)
+        self.out = writable_folder(out, "run folder")  # before any work: never hours of training, then "cannot write"
         # `videoadapt train` opens the test split's videos up front too; the bench and its sweep never touch it.
         self.check_test_split = check_test_split
         self.resume = resume

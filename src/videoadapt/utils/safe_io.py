@@ -13,9 +13,28 @@ from typing import Any
 
 import torch
 
-from videoadapt.errors import InputFileError
+from videoadapt.errors import InputFileError, VideoadaptError
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+def writable_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a folder this process can write into, created if needed; checked before any work starts, so
+    that hours of training or extraction never end on "cannot write" — a clear error naming the path instead: a
+    file where the folder (or one of its parents) should be, a folder without write permission, a read-only disk."""
+    path = Path(path)
+    for part in [path, *path.parents]:
+        if part.exists() and not part.is_dir():
+            where = "" if part == path else f" (it should be a folder holding {path})"
+            raise VideoadaptError(f"{what} {path}: {part} is a file{where}; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".videoadapt-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise VideoadaptError(f"{what} {path}: cannot write there ({error.strerror or error})") from None
+    return path
 
 
 def file_record(data: bytes) -> dict[str, Any]:
