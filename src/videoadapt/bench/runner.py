@@ -34,6 +34,7 @@ from videoadapt.bench.learning_rates import LearningRates
 from videoadapt.bench.matrix import BenchPreset, Cell, Table, build_matrix, cell_dir, run_order, slug
 from videoadapt.bench.report import write_report
 from videoadapt.errors import VideoadaptError
+from videoadapt.utils.folder_lock import FolderLock
 from videoadapt.utils.safe_io import load_json, save_json
 
 SETTINGS = "bench.json"
@@ -124,36 +125,41 @@ def run_bench(
         "splits": {"train": splits[0], "val": splits[1], "test": tests},
         "learning_rates": {"source": rates.source, "describe": rates.describe()},
     }
-    _check_settings(out, settings)
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(out / SETTINGS, settings)
+    # One writer per bench folder: a second bench on it refuses at once, naming the holder.
+    lock = FolderLock(out, "bench folder").acquire()
+    try:
+        _check_settings(out, settings)
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(out / SETTINGS, settings)
 
-    def spec_of(cell: Cell) -> dict[str, Any]:
-        bound_data = bound[(cell.table, cell.seed)]
-        assert bound_data is not None
-        spec: dict[str, Any] = {
-            "cell": cell.to_json(),
-            "budget": asdict(preset.budget),
-            "data": {**bound_data, "skip_bad": skip_bad},
-            "cache_dir": str(out / "cache" / slug(cell.table) / f"data{cell.data_seed}" / slug(cell.backbone)),
-            "device": device,
-            "precision": precision or preset.budget.precision,
-            "train_split": splits[0],
-            "val_split": splits[1],
-            "test_split": tests[cell.table],
-        }
-        if cell.teacher is not None:
-            teacher = next((c for c in cells if c.key == cell.teacher), None)
-            if teacher is not None:
-                spec["teacher_run"] = str(cell_dir(out, teacher) / cell_module.RUN)
-        return spec
+        def spec_of(cell: Cell) -> dict[str, Any]:
+            bound_data = bound[(cell.table, cell.seed)]
+            assert bound_data is not None
+            spec: dict[str, Any] = {
+                "cell": cell.to_json(),
+                "budget": asdict(preset.budget),
+                "data": {**bound_data, "skip_bad": skip_bad},
+                "cache_dir": str(out / "cache" / slug(cell.table) / f"data{cell.data_seed}" / slug(cell.backbone)),
+                "device": device,
+                "precision": precision or preset.budget.precision,
+                "train_split": splits[0],
+                "val_split": splits[1],
+                "test_split": tests[cell.table],
+            }
+            if cell.teacher is not None:
+                teacher = next((c for c in cells if c.key == cell.teacher), None)
+                if teacher is not None:
+                    spec["teacher_run"] = str(cell_dir(out, teacher) / cell_module.RUN)
+            return spec
 
-    started = time.perf_counter()
-    ran, reused = run_cells(out, cells, spec_of, isolate, launcher, progress, max_cells, on_cell)
-    elapsed = time.perf_counter() - started
-    summary = write_report(out, every, cells, settings, missing_tables=missing)
-    summary.update(ran=ran, reused=reused, seconds=elapsed, complete=len(ran) + len(reused) == len(cells))
-    return summary
+        started = time.perf_counter()
+        ran, reused = run_cells(out, cells, spec_of, isolate, launcher, progress, max_cells, on_cell)
+        elapsed = time.perf_counter() - started
+        summary = write_report(out, every, cells, settings, missing_tables=missing)
+        summary.update(ran=ran, reused=reused, seconds=elapsed, complete=len(ran) + len(reused) == len(cells))
+        return summary
+    finally:
+        lock.release()
 
 
 def run_cells(

@@ -55,6 +55,7 @@ from videoadapt.train.data import EpochPlan, WorkerLoader, batch_loader, is_work
 from videoadapt.train.optimizer import BACKBONE, HEAD, ROLES, build_optimizer, group_sizes, set_rates, split_trainable
 from videoadapt.train.schedule import rates_at, schedule_state
 from videoadapt.utils import checkpoint as ckpt
+from videoadapt.utils.folder_lock import FolderLock
 from videoadapt.utils.safe_io import save_json, save_tensors, writable_folder
 
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "backbone_lr", "clips_per_s", "elapsed_s")
@@ -522,7 +523,19 @@ class Trainer:
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the end (or until early stopping); ``stop_at`` stops after that optimizer step with a
         checkpoint, as if interrupted there (tests of exact resume)."""
-        self.setup()
+        # One writer per run folder (the main process holds it for all of a launch's processes).
+        lock = FolderLock(self.out, "run folder") if self.accelerator.is_main_process else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            self.setup()
+            return self._fit_or_checkpoint(stop_at)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit_or_checkpoint(self, stop_at: int | None) -> dict[str, Any]:
+        """:meth:`_fit`; an error on the way checkpoints the steps done and says how to resume."""
         try:
             return self._fit(stop_at)
         except (Exception, KeyboardInterrupt) as error:
