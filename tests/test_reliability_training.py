@@ -632,3 +632,38 @@ def test_training_with_workers_counts_a_corrupt_video_with_skip_bad(disk_world, 
         train(tiny(*settings), tmp_path / "strict")
     metrics = train(tiny(*settings, "data.skip_bad=true"), tmp_path / "skip")
     assert metrics["train"]["skipped_clips"] == 1 and metrics["steps"] == 2
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_checkpoints_at_the_next_step_and_resume_is_exact(tmp_path, cached, sent):
+    """Issue 19, item 2: SIGTERM (a cluster's preemption) or one Ctrl-C: `videoadapt train` finishes the step it is
+    in, checkpoints it (none was due: checkpoint_every=1000) and exits naming the signal, the step and the resume
+    command; resumed, it ends byte for byte where an uninterrupted run ends."""
+    steps = 40
+    settings = [*TINY, *cached, f"run.max_steps={steps}", "run.epochs=20", "run.checkpoint_every=1000"]
+    settings += ["model.head.dropout=0.2", "data.cache_sampler=null", "run.log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    command = [sys.executable, "-m", "videoadapt", "train", "--out", str(tmp_path / "stopped")]
+    victim = subprocess.Popen(
+        [*command, *settings], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        log = tmp_path / "stopped" / "log.csv"
+        while not log.is_file() or len(log.read_text().splitlines()) < 4:  # header + 3 steps
+            assert victim.poll() is None, f"the run ended early: {victim.stderr.read()}"
+            assert time.monotonic() < deadline, "no third step within 120 s"
+            time.sleep(0.01)
+        victim.send_signal(sent)
+        _, err = victim.communicate(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert victim.returncode == 2, err
+    assert f"training stopped by {sent.name} after step" in err and "--resume" in err, err
+    stopped_at = _step_of(tmp_path / "stopped")
+    assert 3 <= stopped_at < steps and f"after step {stopped_at}:" in err
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    one_thread(train, load_config(None, overrides=settings, recipe=True), tmp_path / "straight")
+    same_weights(tmp_path / "straight" / "model.safetensors", tmp_path / "stopped" / "model.safetensors")

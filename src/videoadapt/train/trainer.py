@@ -30,7 +30,9 @@ import contextlib
 import csv
 import gc
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -528,11 +530,51 @@ class Trainer:
         if lock is not None:
             lock.acquire()
         try:
-            self.setup()
-            return self._fit_or_checkpoint(stop_at)
+            with self._stop_on_signals():
+                self.setup()
+                return self._fit_or_checkpoint(stop_at)
         finally:
             if lock is not None:
                 lock.release()
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGTERM (a cluster's preemption) and a first Ctrl-C ask training to stop at the next optimizer step with a
+        checkpoint and the resume command; a second Ctrl-C interrupts at once (the last completed step is still
+        checkpointed). Only the main thread can take signals; elsewhere (a thread of a larger program) nothing
+        changes."""
+        self._stop_signal: str | None = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request(number: int, frame: Any) -> None:
+            if number == signal.SIGINT and self._stop_signal == "SIGINT":
+                raise KeyboardInterrupt
+            self._stop_signal = signal.Signals(number).name
+            if self.accelerator.is_main_process:
+                print(
+                    f"videoadapt train: {self._stop_signal}: stopping after this step with a checkpoint "
+                    "(Ctrl-C again to stop at once)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        previous = {number: signal.signal(number, request) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _stop_requested(self) -> str | None:
+        """The signal that asked to stop, agreed by every process (any one of them got it: all stop at this step)."""
+        local = getattr(self, "_stop_signal", None)
+        if self.world == 1:
+            return local
+        flag = torch.tensor([0 if local is None else (2 if local == "SIGTERM" else 1)], device=self.accelerator.device)
+        agreed = int(self.accelerator.reduce(flag, reduction="sum").item())
+        return None if agreed == 0 else (local or "SIGTERM")
 
     def _fit_or_checkpoint(self, stop_at: int | None) -> dict[str, Any]:
         """:meth:`_fit`; an error on the way checkpoints the steps done and says how to resume."""
@@ -696,6 +738,14 @@ class Trainer:
                         if self._checkpoint_step != step:
                             self.save_checkpoint()
                         return {"stopped_at": step}
+                    stop = self._stop_requested()
+                    if stop is not None:
+                        if self._checkpoint_step != step:
+                            self.save_checkpoint()
+                        raise TrainingInterrupted(
+                            f"training stopped by {stop} after step {step}: checkpoint {self.checkpoint_dir} holds "
+                            f"it; continue with: videoadapt train --out {self.out} --resume"
+                        )
                     if step >= self.total_steps:
                         break
                 if self.position.batch >= batches_per_epoch or self.position.step >= self.total_steps:
