@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from videoadapt.errors import InputFileError
+from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.utils.safe_io import (
     PICKLE_REFUSAL,
     PICKLE_SUFFIXES,
@@ -112,15 +112,26 @@ def save_checkpoint(
     partial, trash = _sibling(directory, ".partial"), _sibling(directory, ".trash")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.rmtree(trash, ignore_errors=True)
-    files = {MODEL: save_tensors(partial / MODEL, model_state)}
-    meta: dict[str, Any] = {"format": FORMAT, "step": step, "extra": extra or {}, "rng": torch.get_rng_state().tolist()}
-    if optimizer is not None:
-        tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
-        files[OPTIMIZER] = save_tensors(partial / OPTIMIZER, tensors)
-    meta["files"] = files
-    meta["checksum"] = _state_checksum(meta)
-    save_json(partial / STATE, meta)
-    fsync_directory(partial)
+    try:
+        files = {MODEL: save_tensors(partial / MODEL, model_state)}
+        meta: dict[str, Any] = {
+            "format": FORMAT,
+            "step": step,
+            "extra": extra or {},
+            "rng": torch.get_rng_state().tolist(),
+        }
+        if optimizer is not None:
+            tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
+            files[OPTIMIZER] = save_tensors(partial / OPTIMIZER, tensors)
+        meta["files"] = files
+        meta["checksum"] = _state_checksum(meta)
+        save_json(partial / STATE, meta)
+        fsync_directory(partial)
+    except (OSError, VideoadaptError):
+        # A full disk (DiskFullError) or any failed write leaves the last and previous checkpoints as they were,
+        # and frees what the half-written one took.
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if directory.exists():
         if keep_last and _looks_complete(directory):
             if previous.exists():

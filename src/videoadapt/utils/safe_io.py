@@ -5,6 +5,7 @@ Pickles execute code when loaded, so they are refused with a message instead of 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -70,13 +71,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> dict[str, Any]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        partial.unlink(missing_ok=True)  # the previous file, if any, is untouched: only the partial one goes
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path, len(data)) from None
+        raise
     partial.replace(path)
     fsync_directory(path.parent)
     return file_record(data)
+
+
+class DiskFullError(VideoadaptError):
+    """A write that found the disk (or the quota) full; names the file, the space it needed and what is free."""
+
+    def __init__(self, path: str | Path, needed: int) -> None:
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(Path(path).parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(
+            f"{path}: the disk is full: writing it needs {needed / 1e6:.1f} MB ({free} on its file system); "
+            "the file as it was before is untouched — free some space, then resume"
+        )
 
 
 def save_json(path: str | Path, data: Any) -> dict[str, Any]:
