@@ -8,25 +8,15 @@ import errno
 import pytest
 import torch
 
+from test_reliability_training import TINY
 from videoadapt.model.config import load_config
 from videoadapt.train.trainer import Trainer, TrainingInterrupted, train
 from videoadapt.utils import safe_io
 from videoadapt.utils.checkpoint import find_checkpoint, load_checkpoint
 from videoadapt.utils.safe_io import DiskFullError, atomic_write_bytes, load_tensors
 
-SMALL = [
-    "model.backbone=tiny-random",
-    "data.options.videos=24",
-    "data.options.size=32",
-    "data.options.frames=8",
-    "data.frames=4",
-    "data.val_split=null",
-    "run.batch_size=4",
-    "run.epochs=3",
-    "run.max_steps=6",
-    "run.checkpoint_every=1",
-    "run.progress=false",
-]
+# The reliability tests' tiny run (random tower, 24 SynthWorld videos), 6 steps with a checkpoint after each.
+SMALL = [*TINY, "run.epochs=3", "run.max_steps=6", "run.checkpoint_every=1"]
 
 
 def _fill_the_disk(monkeypatch, when) -> None:

@@ -343,7 +343,6 @@ class Trainer:
             if rngs:
                 ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
         if self.accelerator.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
             # Data paths as absolute ones (where they are relative paths that exist), so that `videoadapt eval
             # --run RUN` and --resume work from another working directory.
             save_config(absolute_data_paths(config), self.out / CONFIG)
