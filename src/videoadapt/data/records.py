@@ -17,7 +17,16 @@ import numpy as np
 from videoadapt.data.sampling import Sampler
 from videoadapt.errors import EmptySplitError, VideoadaptError
 
-TASKS = ("recognition", "retrieval", "qa", "captioning", "temporal_grounding", "st_grounding")
+TASKS = (
+    "recognition",
+    "retrieval",
+    "qa",
+    "captioning",
+    "temporal_grounding",
+    "st_grounding",
+    "tracking",
+    "segmentation",
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +123,49 @@ class GroundingItem:
     tube: Tube | None = None
 
 
-Item = ClassificationItem | CaptionItem | QAItem | GroundingItem
+@dataclass(frozen=True)
+class ObjectTrack:
+    """One object through a video: its category and, on each frame where it is annotated, a box and (video instance
+    segmentation) a mask.
+
+    ``track_id`` is unique within its video (not across videos). ``frames`` are 0-based indices of the video decoded
+    at its ``fps``, strictly increasing; ``boxes`` are ``(x1, y1, x2, y2)`` pixels, x2 > x1 and y2 > y1, one per
+    frame; ``masks`` (or None where the data set has boxes only) are COCO RLEs ``{"size": [height, width],
+    "counts": str}``, one per frame, of the object's visible pixels.
+    """
+
+    track_id: int
+    category: str
+    frames: tuple[int, ...]
+    boxes: tuple[tuple[float, float, float, float], ...]
+    masks: tuple[dict, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TrackingItem:
+    """Open-vocabulary multi-object tracking (``tracking``) and video instance segmentation (``segmentation``): every
+    object of the data set's categories (``TaskData.classes``) in one clip of ``num_frames`` frames of
+    ``width`` × ``height`` pixels at ``fps``.
+
+    ``annotated_frames``: the frames on which annotation is exhaustive (TAO: about one per second), where a
+    prediction is scored; None means every frame. Categories held out of adaptation are listed in
+    ``TaskData.extra["novel_categories"]`` (OVTrack's and LV-VIS's base/novel split).
+    """
+
+    video: VideoRef
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    tracks: tuple[ObjectTrack, ...]
+    annotated_frames: tuple[int, ...] | None = None
+
+    @property
+    def evaluated_frames(self) -> tuple[int, ...]:
+        return self.annotated_frames if self.annotated_frames is not None else tuple(range(self.num_frames))
+
+
+Item = ClassificationItem | CaptionItem | QAItem | GroundingItem | TrackingItem
 
 
 def time_reversal_copies(items: list[Item]) -> dict[int, int]:
