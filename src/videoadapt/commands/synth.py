@@ -19,10 +19,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     parser.add_argument(
         "--scenes",
-        choices=("events", "grounding"),
+        choices=("events", "grounding", "tracking"),
         default="events",
-        help="events: one event per video, for every task but grounding (default); grounding: two same-shape "
-        "actors of different colours with an event each, for temporal and spatio-temporal grounding",
+        help="events: one event per video, for every task but grounding and tracking (default); grounding: two "
+        "same-shape actors of different colours with an event each, for temporal and spatio-temporal grounding; "
+        "tracking: objects crossing and occluding each other, for tracking and video instance segmentation",
     )
     parser.add_argument("--workers", type=int, default=1, help="parallel writer processes (default 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -68,6 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     for name in TASK_COUNTS:
         table.add_row(name.replace("_", " "), *(str(c[name]) for c in summary["splits"].values()))
     console.print(table)
+    if args.scenes == "tracking":  # no events, so no action histogram
+        return 0
     what = "events" if args.scenes == "grounding" else "videos"
     actions = Table(title=f"action classes of the {what} (time-reversal partners are drawn equally often)")
     actions.add_column("action")

@@ -58,15 +58,18 @@ from videoadapt.data.records import (
     FileSource,
     GroundingItem,
     Item,
+    ObjectTrack,
     QAItem,
     TaskData,
+    TrackingItem,
     Tube,
     VideoRef,
     VideoSource,
 )
 from videoadapt.data.sampling import Sampler
+from videoadapt.data.synthworld import rle
 from videoadapt.data.synthworld import vocabulary as vocab
-from videoadapt.data.synthworld.disk import GROUNDING_TASKS, check_video_annotation
+from videoadapt.data.synthworld.disk import GROUNDING_TASKS, TRACKING_TASKS, check_video_annotation, scenes_for
 from videoadapt.data.synthworld.world import SPLITS, SynthWorld, SynthWorldConfig
 from videoadapt.errors import InputFileError, UnsafePathError, VideoadaptError
 from videoadapt.registry import registry
@@ -75,7 +78,7 @@ QA_KINDS = ("multiple_choice", "open_ended")
 DEFAULT_VIDEOS = 2000
 # Grounding scenes have ids of their own (``grounding_train_000012``): a feature cache keyed by video id must
 # never mistake one kind of scene for the other of the same seed, split and index.
-_ID = re.compile(r"^(grounding_)?(train|val|test)_(\d+)$")
+_ID = re.compile(r"^(?:(grounding|tracking)_)?(train|val|test)_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class SynthSource:
         match = _ID.match(ref.video_id)
         if match is None:
             raise VideoadaptError(f"{ref.video_id!r} is not a SynthWorld video id (expected e.g. train_000012)")
-        if bool(match.group(1)) != (self.config.scenes == "grounding"):
+        if (match.group(1) or "events") != self.config.scenes:
             raise VideoadaptError(f"{ref.video_id!r} is not a video of this SynthWorld's {self.config.scenes!r} scenes")
         world = SynthWorld(self.config)
         split, index = match.group(2), int(match.group(3))
@@ -119,6 +122,9 @@ def _annotations(config: SynthWorldConfig, split: str, count: int) -> tuple[dict
     for video in world.videos(split, count):
         if config.scenes == "grounding":
             out.append(_grounding_annotation(video))
+            continue
+        if config.scenes == "tracking":
+            out.append(_tracking_annotation(video))
             continue
         out.append(
             {
@@ -153,6 +159,62 @@ def _grounding_annotation(video: Any) -> dict[str, Any]:
         "events": [e.to_annotation() for e in video.events],
         "tracks": tracks,
     }
+
+
+def _tracking_annotation(video: Any) -> dict[str, Any]:
+    """What tracking and segmentation items need of a tracking-scene video: its tracks' boxes and visible masks
+    (the on-disk annotation's shape, less what those tasks never read)."""
+    return {
+        "id": video.id,
+        "novel": video.novel,
+        "num_frames": video.num_frames,
+        "height": int(video.frames.shape[1]),
+        "width": int(video.frames.shape[2]),
+        "fps": video.fps,
+        "tracks": [
+            {
+                "track_id": t.track_id,
+                "category": t.category,
+                "boxes": [None if np.isnan(b).any() else b.tolist() for b in t.boxes],
+                "masks": [rle.encode(m) for m in t.masks],
+            }
+            for t in video.tracks
+        ],
+    }
+
+
+def _tracking_item(ref: VideoRef, ann: dict[str, Any], categories: list[str]) -> TrackingItem:
+    """One :class:`TrackingItem`: every track on the frames where it is visible (a box and a mask there); a track
+    hidden or absent throughout is left out. Masks become compressed COCO RLEs. Raises :class:`_BadGrounding`
+    for a category outside the vocabulary or a box without a mask."""
+    from pycocotools import mask as mask_utils
+
+    frames, fps = int(ann["num_frames"]), float(ann["fps"])
+    width, height = int(ann["width"]), int(ann["height"])
+    tracks = []
+    for track in ann["tracks"]:
+        if track["category"] not in categories:
+            raise _BadGrounding(f"track {track['track_id']}: unknown category {track['category']!r}")
+        kept = [i for i, box in enumerate(track["boxes"]) if box is not None]
+        if not kept:
+            continue
+        masks = []
+        for i in kept:
+            mask = rle.decode(track["masks"][i])
+            if mask.shape != (height, width) or not mask.any():
+                raise _BadGrounding(f"track {track['track_id']}: frame {i} has a box but no {width}x{height} mask")
+            encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            masks.append({"size": [height, width], "counts": encoded["counts"].decode("ascii")})
+        tracks.append(
+            ObjectTrack(
+                track_id=int(track["track_id"]),
+                category=str(track["category"]),
+                frames=tuple(kept),
+                boxes=tuple(tuple(float(v) for v in track["boxes"][i]) for i in kept),
+                masks=tuple(masks),
+            )
+        )
+    return TrackingItem(ref, frames, fps, width, height, tuple(tracks))
 
 
 class _BadGrounding(ValueError):
@@ -233,6 +295,8 @@ def _items(
                 new: list[Item] = [ClassificationItem(ref, actions.index(ann["action"]))]
             elif task in GROUNDING_TASKS:
                 new = _grounding_items(ref, ann)
+            elif task in TRACKING_TASKS:
+                new = [_tracking_item(ref, ann, list(vocab.SHAPES))]
             elif task in ("retrieval", "captioning"):
                 captions = tuple(str(c) for c in ann["captions"] if str(c).strip())
                 if not captions:
@@ -311,6 +375,9 @@ def _finish(
         extra["reversal_pairs"], extra["reversal_partner"] = _reversal(actions, partners)
         if split != "train" and (reversal_copies is True or split in _copy_splits(reversal_copies)):
             extra["reversal_copies"] = _add_reversal_copies(items, novel, extra["reversal_partner"])
+    if task in TRACKING_TASKS:
+        classes = list(vocab.SHAPES)
+        extra["novel_categories"] = [s for s in classes if s in config.get("held_out_shapes", ())]
     if task == "qa":
         extra["qa"] = qa
         if qa == "open_ended":
@@ -376,7 +443,7 @@ def load_synthworld(
         if videos < 1:
             raise VideoadaptError(f"videos must be at least 1, got {videos}")
         fractions = {} if split_fractions is None else {"split_fractions": tuple(split_fractions)}
-        scenes = "grounding" if task in GROUNDING_TASKS else "events"
+        scenes = scenes_for(task)
         try:
             config = SynthWorldConfig(seed=seed, size=size, frames=frames, scenes=scenes, **fractions)
         except ValueError as error:
@@ -451,18 +518,21 @@ def load_synthworld(
 def _check_scenes(file: Path, task: str, scenes: Any) -> None:
     """Grounding tasks need a grounding-scenes set and every other task an events set: the one kind has no
     labels, captions or questions, the other names its actor by category alone."""
-    if task in GROUNDING_TASKS and scenes != "grounding":
+    wanted = scenes_for(task)
+    if scenes == wanted:
+        return
+    if wanted != "events":
         raise InputFileError(
             file,
-            f"{task} needs a set of grounding scenes, but this one has scenes={scenes!r} "
-            "(write one with `videoadapt synth --scenes grounding`)",
+            f"{task} needs a set of {wanted} scenes, but this one has scenes={scenes!r} "
+            f"(write one with `videoadapt synth --scenes {wanted}`)",
         )
-    if task not in GROUNDING_TASKS and scenes != "events":
-        raise InputFileError(
-            file,
-            f"{task} needs a set of events scenes, but this one has scenes={scenes!r}, which serves only "
-            f"{' and '.join(GROUNDING_TASKS)} (write one without `--scenes grounding`)",
-        )
+    serves = GROUNDING_TASKS if scenes == "grounding" else TRACKING_TASKS
+    raise InputFileError(
+        file,
+        f"{task} needs a set of events scenes, but this one has scenes={scenes!r}, which serves only "
+        f"{' and '.join(serves)} (write one without `--scenes {scenes}`)",
+    )
 
 
 def _names(value: Any, file: Path, what: str) -> list[str]:

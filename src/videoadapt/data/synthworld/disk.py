@@ -46,6 +46,13 @@ segmentation only, so its recognition, retrieval, captioning and qa counts are 0
 
 GROUNDING_TASKS: tuple[str, ...] = ("temporal_grounding", "st_grounding")
 """The tasks a grounding-scenes set is made for (and the only ones its readers serve)."""
+TRACKING_TASKS: tuple[str, ...] = ("tracking", "segmentation")
+"""The tasks a tracking-scenes set is made for (and the only ones its readers serve)."""
+
+
+def scenes_for(task: str) -> str:
+    """The kind of SynthWorld scene that serves ``task``: ``grounding``, ``tracking`` or ``events``."""
+    return "grounding" if task in GROUNDING_TASKS else "tracking" if task in TRACKING_TASKS else "events"
 
 
 def annotation_path(root: str | Path, split: str) -> Path:
@@ -178,7 +185,7 @@ def _atomic_write_json(path: Path, data: Any) -> None:
 def summarise(annotations: dict[str, list[dict[str, Any]]], scenes: str = "events") -> dict[str, Any]:
     """Counts per split and task, and the action histogram per split (every event's action for grounding
     scenes, whose videos have two), from annotation dicts."""
-    grounding = scenes == "grounding"
+    grounding = scenes != "events"  # grounding and tracking scenes have no labels or captions
     counts: dict[str, dict[str, int]] = {}
     actions: dict[str, dict[str, int]] = {}
     for split, videos in annotations.items():

@@ -423,3 +423,47 @@ def _inside(states: ObjectStates, size: int) -> bool:
     low = states.center - states.radius[:, None]
     high = states.center + states.radius[:, None]
     return bool((states.radius > 0).all() and (low >= 0).all() and (high <= size).all())
+
+
+TRACKING_SAME_SHAPE = 0.5
+"""Chance that a tracking scene holds two objects of one shape (different colours): the category alone then
+cannot keep their identities apart, their appearance must."""
+TRACKING_ENTER_LEAVE = 0.3
+"""Chance, per object of a tracking scene, that it enters after the first frame or leaves before the last."""
+
+
+def script_tracking(
+    rng: np.random.Generator, shapes: tuple[str, ...], size: int, frames: int, n_objects: int
+) -> list[ObjectPlan]:
+    """Script a tracking scene: ``n_objects`` objects (at least two), each moving in a straight line at its own
+    speed between two random points of the frame, so that paths cross and the later-drawn object hides the
+    earlier one where they meet (occlusion, by list order); some enter late or leave early (absent frames have
+    radius 0). Objects of one shape always differ in colour. Every object is present for at least half the clip.
+    """
+    n_objects = max(2, n_objects)
+    chosen: list[str] = []
+    for _ in range(n_objects):
+        if chosen and rng.random() < TRACKING_SAME_SHAPE and chosen.count(chosen[-1]) == 1:
+            chosen.append(chosen[-1])
+        else:
+            chosen.append(_pick(rng, [s for s in shapes if s not in chosen] or list(shapes)))
+    objects = []
+    colours_of: dict[str, list[str]] = {}
+    for shape in chosen:
+        used = colours_of.setdefault(shape, [])
+        colour = _pick(rng, [c for c in COLOUR_NAMES if c not in used])
+        used.append(colour)
+        radius = _radius(_pick(rng, SIZE_NAMES), size)
+        lo, hi = radius + MARGIN, size - radius - MARGIN
+        start, end = rng.uniform(lo, hi, size=2), rng.uniform(lo, hi, size=2)
+        t = np.linspace(0.0, 1.0, frames)[:, None]
+        center = start + (end - start) * t
+        angle = float(rng.uniform(0, 2 * math.pi)) + float(rng.uniform(-1, 1)) * np.linspace(0.0, math.pi / 2, frames)
+        states = _states(frames, center, radius, angle, COLOURS[colour])
+        if rng.random() < TRACKING_ENTER_LEAVE:
+            stay = int(rng.integers((frames + 1) // 2, frames))
+            first = int(rng.integers(0, frames - stay + 1))
+            states.radius[:first] = 0.0
+            states.radius[first + stay :] = 0.0
+        objects.append(ObjectPlan(shape, "actor", states))
+    return objects

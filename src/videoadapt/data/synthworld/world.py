@@ -16,7 +16,13 @@ import numpy as np
 from videoadapt.data.synthworld import language
 from videoadapt.data.synthworld.render import ObjectStates, background, boxes_from_masks, composite
 from videoadapt.data.synthworld.samples import ImageObject, SynthEvent, SynthImage, SynthTrack, SynthVideo
-from videoadapt.data.synthworld.script import GroundingScript, script_grounding, script_video
+from videoadapt.data.synthworld.script import (
+    GroundingScript,
+    ObjectPlan,
+    script_grounding,
+    script_tracking,
+    script_video,
+)
 from videoadapt.data.synthworld.vocabulary import (
     ACTION_CLASSES,
     ACTION_GROUPS,
@@ -40,10 +46,12 @@ _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 _IMAGE_STREAM = 100  # image samples of split s use split id 100 + id(s), apart from every video stream
 _TWIN_STREAM = 200
 ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "position")
-SCENES: tuple[str, ...] = ("events", "grounding")
+SCENES: tuple[str, ...] = ("events", "grounding", "tracking")
 """What a video shows: ``events`` one scripted event among objects of distinct shapes (every task but grounding);
 ``grounding`` two same-shape actors of different colours with an event each, at different times (temporal and
-spatio-temporal grounding, where the sentence, not the category, must decide)."""
+spatio-temporal grounding, where the sentence, not the category, must decide); ``tracking`` two to
+``max_objects`` objects moving in straight lines that cross and occlude, entering and leaving, often two of one
+shape (open-vocabulary tracking and video instance segmentation, where identities must be kept)."""
 
 
 class SynthWorldConfigError(VideoadaptError, ValueError):
@@ -138,6 +146,10 @@ class SynthWorld:
             if action is not None:
                 raise SynthWorldConfigError("action= forces the class of an events video; grounding scenes have two")
             return self._grounding_video(split, index, scene_seq)
+        if cfg.scenes == "tracking":
+            if action is not None:
+                raise SynthWorldConfigError("action= forces the class of an events video; tracking scenes have none")
+            return self._tracking_video(split, index, scene_seq)
         script, bg, flip, label = self._scene(split, scene_seq, action)
         states = [o.states.reversed() if flip else o.states for o in script.objects]
         start, end = (
@@ -213,6 +225,10 @@ class SynthWorld:
         if cfg.scenes == "grounding":
             grounding, bg = self._grounding_scene(split, scene_seq)
             script, flip = grounding, False
+        elif cfg.scenes == "tracking":
+            objects, bg = self._tracking_scene(split, scene_seq)
+            states = [o.states.at(chosen) for o in objects]
+            return composite(bg, [o.shape for o in objects], states, len(chosen))[0]
         else:
             script, bg, flip, _ = self._scene(split, scene_seq, None)
         states = [(o.states.reversed() if flip else o.states).at(chosen) for o in script.objects]
@@ -226,6 +242,39 @@ class SynthWorld:
         rng = np.random.default_rng(scene_seq)
         script = script_grounding(rng, self.shapes(split), cfg.size, cfg.frames, max(0, cfg.max_objects - 2))
         return script, background(rng, cfg.size)
+
+    def _tracking_scene(self, split: str, scene_seq: np.random.SeedSequence) -> tuple[list[ObjectPlan], np.ndarray]:
+        """The draws that fix what a tracking video shows: ``(objects, background)``."""
+        cfg = self.config
+        rng = np.random.default_rng(scene_seq)
+        n_objects = int(rng.integers(max(2, cfg.min_objects), max(2, cfg.max_objects) + 1))
+        objects = script_tracking(rng, self.shapes(split), cfg.size, cfg.frames, n_objects)
+        return objects, background(rng, cfg.size)
+
+    def _tracking_video(self, split: str, index: int, scene_seq: np.random.SeedSequence) -> SynthVideo:
+        """A tracking scene: tracks with exact visible masks and boxes; no event, caption or question."""
+        cfg = self.config
+        objects, bg = self._tracking_scene(split, scene_seq)
+        frames, masks = composite(bg, [o.shape for o in objects], [o.states for o in objects], cfg.frames)
+        tracks = [
+            self._track(k + 1, plan.shape, plan.role, plan.states, mask)
+            for k, (plan, mask) in enumerate(zip(objects, masks, strict=True))
+        ]
+        return SynthVideo(
+            id=f"tracking_{split}_{index:06d}",
+            split=split,
+            index=index,
+            frames=frames,
+            fps=float(cfg.fps),
+            action="",
+            action_id=-1,
+            tracks=tracks,
+            events=[],
+            captions=[],
+            qa={"multiple_choice": [], "open_ended": []},
+            novel=any(t.novel for t in tracks),
+            reversed=False,
+        )
 
     def _grounding_video(self, split: str, index: int, scene_seq: np.random.SeedSequence) -> SynthVideo:
         """A grounding scene: one event per actor, each query naming its actor's colour and shape."""
