@@ -22,7 +22,8 @@ annotates about one frame per second; only these frames are scored), ``num_frame
 image). Tracks gather the annotations by ``track_id``; boxes ``[x, y, w, h]`` become ``(x, y, x + w, y + h)``.
 ``TaskData.classes`` = every category name (in category-id order); ``extra["novel_categories"]`` = the option
 ``novel``: ``"rare"`` (default: the LVIS-rare categories, frequency ``r``, OVTrack's novel split), ``"none"``, or
-names separated by commas; ``extra["category_ids"]`` maps names to the json's ids (the prediction file uses them).
+names separated by commas. ``extra["category_ids"]`` (name → id), ``extra["video_ids"]`` (video name → id) and
+``extra["image_ids"]`` (video name → ``{frame_index: image id}``) keep the json's ids for the prediction file.
 
 Bad annotations (an error naming the file and ``annotations[k]``, or skipped and counted with ``skip_bad``): an
 unknown ``category_id``, an ``image_id`` that is not an image of its video (a box on a frame the video lacks), a
@@ -132,6 +133,8 @@ def load_tao(
             problems.bad(file, where, reason)
     index = VideoIndex(find_video_dir(root, video_dir, ["videos", "frames"]))
     items: list[Item] = []
+    video_ids: dict[str, int] = {}
+    image_ids: dict[str, dict[int, int]] = {}
     for vid, entry in videos.items():
         made = _video_item(entry, builders[vid].tracks(), fps)
         if isinstance(made, str):
@@ -140,10 +143,15 @@ def load_tao(
         clip = index.path_for(entry["video"]["name"].strip(), skip_missing, problems, file, entry["where"])
         if clip is None:
             continue
-        items.append(TrackingItem(video=VideoRef(made.pop("video_id"), clip), **made))
+        name = made.pop("video_id")
+        items.append(TrackingItem(video=VideoRef(name, clip), **made))
+        video_ids[name] = vid
+        image_ids[name] = {frame: integer(image["id"]) for frame, image in entry["images"].items()}
     extra = {
         "novel_categories": novel_categories(novel, names, rare),
         "category_ids": {name: cid for cid, name in categories.items()},
+        "video_ids": video_ids,
+        "image_ids": image_ids,
     }
     return finish_files(task, split, items, file, problems, index, classes=names, extra=extra)
 
