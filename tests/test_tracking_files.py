@@ -18,14 +18,13 @@ from videoadapt.metrics.tracking_files import read_tracking_predictions, trackin
 
 def perfect(data):
     """Every ground-truth box as a prediction of its own track and category."""
-    return {
-        item.video.video_id: [
-            TrackedBox(f, t.track_id, t.category, b)
-            for t in item.tracks
-            for f, b in zip(t.frames, t.boxes, strict=True)
+    out = {}
+    for item in data.items:
+        tracks = item.tracks
+        out[item.video.video_id] = [
+            TrackedBox(f, t.track_id, t.category, b) for t in tracks for f, b in zip(t.frames, t.boxes, strict=True)
         ]
-        for item in data.items
-    }
+    return out
 
 
 def test_tao_round_trip_uses_the_jsons_ids(tmp_path):
