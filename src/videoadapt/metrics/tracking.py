@@ -269,23 +269,22 @@ def _teta_video(gt: list[_Frame], pred: list[_Frame], ious: list[np.ndarray], n_
             gi, ki = np.searchsorted(gts, gt_ids[t]), np.searchsorted(tks, tk_ids[t])
             sim = sims[t]
             rows, cols_t = _hungarian(score[gi[:, None], ki[None, :]] * sim)
-            matched_sim = sim[rows, cols_t]
-            candidates = set(pred[t].ids[overlap[t]].tolist())
-            classes_t = pred[t].classes[cols[t]]
-            for a, alpha in enumerate(LOC_ALPHAS):
-                keep = matched_sim >= alpha - EPS
-                r, k = rows[keep], cols_t[keep]
-                n = len(r)
-                out["teta_loc_tp"][c, a] += n
-                out["teta_loc_fn"][c, a] += len(gt_ids[t]) - n
-                out["teta_loc_fp"][c, a] += len(candidates - set(tk_ids[t][k].tolist()))
-                if a >= CLS_FIRST:
-                    given = classes_t[k]
-                    right = int((given == c).sum())
-                    out["teta_cls_tp"][c, a - CLS_FIRST] += right
-                    out["teta_cls_fn"][c, a - CLS_FIRST] += n - right
-                    np.add.at(out["teta_cls_fp"][:, a - CLS_FIRST], given[given != c], 1.0)
-                matches[a, gi[r], ki[k]] += 1
+            # Every alpha at once: keep[a, p] says whether matched pair p counts at threshold alpha a.
+            keep = sim[rows, cols_t][None, :] >= LOC_ALPHAS[:, None] - EPS
+            n = keep.sum(axis=1)
+            candidate = overlap[t][cols[t]][cols_t]  # each pair's track is a candidate of this frame
+            out["teta_loc_tp"][c] += n
+            out["teta_loc_fn"][c] += len(gt_ids[t]) - n
+            # Unmatched candidates; a track has at most one pair per frame.
+            out["teta_loc_fp"][c] += int(overlap[t].sum()) - (keep & candidate[None, :]).sum(axis=1)
+            given = pred[t].classes[cols[t]][cols_t]
+            kept_cls = keep[CLS_FIRST:]
+            right = (kept_cls & (given == c)[None, :]).sum(axis=1)
+            out["teta_cls_tp"][c] += right
+            out["teta_cls_fn"][c] += kept_cls.sum(axis=1) - right
+            for p in np.flatnonzero(given != c):  # each wrong pair is a false positive of the class given
+                out["teta_cls_fp"][given[p]] += kept_cls[:, p]
+            matches[:, gi[rows], ki[cols_t]] += keep  # (row, col) pairs are distinct within a frame
         # AssocA's numerator: AssocA x TP, what combining over videos sums (the official divides by max(1, TP)).
         out["teta_assoc"][c] = (matches * matches / np.maximum(1, gt_count + tk_count - matches)).sum(axis=(1, 2))
     return out
