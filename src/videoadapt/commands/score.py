@@ -19,7 +19,7 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.metrics import prediction_files as pf
 from videoadapt.registry import registry
 
-TASKS = ("recognition", "retrieval", "qa", "captioning", "temporal_grounding", "st_grounding")
+TASKS = ("recognition", "retrieval", "qa", "captioning", "temporal_grounding", "st_grounding", "tracking")
 
 
 def score_recognition(pred: Path, gt: Path, items: pf.Items, topk: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
@@ -101,6 +101,27 @@ def score_grounding(pred: Path, gt: str, split: str, task: str, items: pf.Items)
     return {"metrics": metrics, "counts": {"queries": count}, "split": split}
 
 
+def score_tracking(pred: Path, gt: str, split: str, items: pf.Items) -> dict[str, Any]:
+    """Tracking: a TAO result json against a TAO json (a path) or a data spec (tao:, mot:, synth:DIR) and
+    ``split``; TETA, HOTA, MOTA, IDF1 with base and novel categories apart (metrics/tracking.py)."""
+    from videoadapt.data.formats import load_task_data
+    from videoadapt.metrics import tracking, tracking_files
+
+    spec = f"tao:{gt}" if Path(gt).is_file() else gt
+    data = load_task_data(spec, split, "tracking", skip_bad=items.skip_bad)
+    predictions = tracking_files.read_tracking_predictions(pred, data, items)
+    novel = list(data.extra.get("novel_categories") or [])  # type: ignore[call-overload]
+    metrics = tracking.tracking_metrics(tracking_files.tracking_items(data), predictions, data.classes or [], novel)
+    counts = {
+        "videos": len(data.items),
+        "videos_with_boxes": len(predictions),
+        "boxes": sum(len(b) for b in predictions.values()),
+        "categories": len(data.classes or []),
+        "novel_categories": len(novel),
+    }
+    return {"metrics": metrics, "counts": counts, "split": split, "conventions": tracking.CONVENTIONS}
+
+
 # ------------------------------------------------------------------------------------------------------------- CLI
 
 
@@ -127,6 +148,8 @@ def score_files(
         result = score_captioning(pred, gt, items)
     elif task in ("temporal_grounding", "st_grounding"):
         result = score_grounding(pred, gt_text, split, task, items)
+    elif task == "tracking":
+        result = score_tracking(pred, gt_text, split, items)
     else:
         raise VideoadaptError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     out = {"task": task, "pred": str(pred), "gt": str(gt), **result}
@@ -152,10 +175,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="FILE",
         help="ground-truth file (JSON, docs/scoring.md); grounding: a data spec (charades_sta:DIR, vidstg:DIR, "
-        "synth:DIR, ...) or a QVHighlights-style jsonl",
+        "synth:DIR, ...) or a QVHighlights-style jsonl; tracking: a TAO json or a data spec (tao:, mot:, synth:DIR)",
     )
     parser.add_argument(
-        "--split", default="test", help="grounding: the split of the --gt data set to score against (default test)"
+        "--split", default="test", help="grounding, tracking: the --gt data set's split to score (default test)"
     )
     parser.add_argument(
         "--skip-bad",
