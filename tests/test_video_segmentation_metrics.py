@@ -45,7 +45,7 @@ def _random_data(seed: int, videos: int = 6, crowd: bool = True, big: bool = Tru
             y, x = int(rng.integers(0, h - side_h)), int(rng.integers(0, w - side_w))
             present = [f for f in range(frames) if rng.random() < 0.8] or [0]
             masks = []
-            for f in present:
+            for _ in present:
                 dy, dx = int(rng.integers(-3, 4)), int(rng.integers(-3, 4))
                 y0, x0 = max(0, y + dy), max(0, x + dx)
                 masks.append(encode_mask(_rect(h, w, y0, x0, y0 + side_h, x0 + side_w)))
@@ -379,7 +379,6 @@ def test_bad_ground_truth_and_ids_are_errors() -> None:
 def test_rle_checks() -> None:
     rle = encode_mask(SQUARE)
     assert check_rle(rle, 6, 8, "x") == rle and rle_area(rle) == 9
-    runs = [0] * 0
     uncompressed = {"size": [6, 8], "counts": [6, 3, 3, 3, 3, 3, 27]}  # column-major runs
     runs = check_rle(uncompressed, 6, 8, "x")
     assert rle_area(runs) == 9 and decode_mask(runs).sum() == 9
@@ -432,3 +431,14 @@ def test_merged_runs_bracket_the_exact_ap() -> None:
         assert lower[key] - 1e-9 <= exact[key] <= upper[key] + 1e-9, key
     assert lower["ap"] < upper["ap"]  # two intervals are too few here: the bound is not trivially tight
     assert float(lower["ar10"]) == pytest.approx(exact["ar10"])  # AR is exact whatever the bins
+
+
+def test_area_range_ends_are_inclusive() -> None:
+    # Mean area exactly 128² lies in both the small and the medium range (ytvoseval ignores < lo or > hi).
+    mask = _rect(130, 130, 0, 0, 128, 128)
+    rle = encode_mask(mask)
+    track = ObjectTrack(1, "cat", (0,), ((0, 0, 128, 128),), (rle,))
+    items = [TrackingItem(VideoRef("a"), 1, 5.0, 130, 130, (track,))]
+    result = vis_metrics(items, {"a": [VideoInstance("cat", 1.0, {0: rle})]}, ["cat"])
+    assert result["aps"] == pytest.approx(100.0) and result["apm"] == pytest.approx(100.0)
+    assert np.isnan(result["apl"])
