@@ -69,6 +69,17 @@ AREA_RANGES = {"all": (0.0, 1e5**2), "s": (0.0, 128.0**2), "m": (128.0**2, 256.0
 KEYS = ("ap", "ap50", "ap75", "aps", "apm", "apl", "ar1", "ar10")
 DEFAULT_BINS = 32
 
+CONVENTIONS = {
+    "reference": "youtubevos/cocoapi ytvoseval.py (YTVOSeval); LV-VIS APb/APn for base/novel",
+    "video IoU": "sum over frames of mask intersections / sum of unions; both empty on a frame adds nothing",
+    "thresholds": "IoU 0.50:0.05:0.95, 101 recall points, precision made monotone; maxDets 1/10/100 per video "
+    "and category",
+    "areas": "mean non-empty mask area over frames; s [0, 128^2], m [128^2, 256^2], l [256^2, 1e10], inclusive",
+    "crowd": "iscrowd objects ignored, may absorb several predictions",
+    "averaging": "over categories with ground truth; NaN where the reference reports -1",
+    "units": "percent",
+}
+
 _EPS = np.spacing(1)  # the reference's precision denominator guard
 _IGNORED, _FP, _TP = -1, 0, 1
 
