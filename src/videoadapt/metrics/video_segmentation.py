@@ -47,8 +47,8 @@ and on every resample, except for the order of equal scores in different videos)
 runs are merged into ``bins`` intervals of about equal size and the AP from sums is a **lower bound** of the exact
 one: it reads the curve only at interval ends. :func:`vis_ap_bounds_from_sums` also gives the matching upper
 bound (every TP of an interval ranked before its FPs), so the exact AP is bracketed and the gap is measurable.
-AR is exact from sums always. Size: ``N × C × 10 × bins × 2`` floats (``× 4`` with the area ranges).
-"""
+AR is exact from sums always. By default ``bins`` is the largest number of runs (exact), capped at
+:data:`MAX_BINS`. Size: ``N × C × 10 × bins × 2`` floats (``× 4`` with the area ranges)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ MAX_DETECTIONS = (1, 10, 100)
 # YouTube-VIS's area ranges in pixels (mean mask area over frames), both ends inclusive.
 AREA_RANGES = {"all": (0.0, 1e5**2), "s": (0.0, 128.0**2), "m": (128.0**2, 256.0**2), "l": (256.0**2, 1e5**2)}
 KEYS = ("ap", "ap50", "ap75", "aps", "apm", "apl", "ar1", "ar10")
-DEFAULT_BINS = 32
+MAX_BINS = 128  # score intervals per category and threshold when vis_statistics chooses
 
 CONVENTIONS = {
     "reference": "youtubevos/cocoapi ytvoseval.py (YTVOSeval); LV-VIS APb/APn for base/novel",
@@ -386,7 +386,7 @@ def vis_statistics(
     predictions: Mapping[str, Sequence[VideoInstance]],
     categories: Sequence[str],
     novel: Collection[str] = (),
-    bins: int = DEFAULT_BINS,
+    bins: int | None = None,
     area_ranges: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-video additive statistics, one row per video in ``ground_truth`` order (see the module docstring):
@@ -395,11 +395,13 @@ def vis_statistics(
       the sums say which categories are novel);
     * ``gt`` ``[N, A, C]`` flattened: ground-truth objects counted (not ignored) per area range and category;
     * ``hits`` ``[N, C, T, 3]`` flattened: TPs among the first 1 / 10 / 100 predictions (area all), for AR;
-    * ``tp``, ``fp`` ``[N, A, C, T, bins]`` flattened: TPs and FPs per score interval of the full ranking.
+    * ``tp``, ``fp`` ``[N, A, C, T, B]`` flattened: TPs and FPs per score interval of the full ranking.
 
     ``A`` is 1 (area all) unless ``area_ranges`` (then 4: all, s, m, l, and ``aps/apm/apl`` come from sums too).
+    ``B`` is ``bins`` when given, else the largest number of runs of any category and threshold (every AP from
+    sums exact) capped at :data:`MAX_BINS`.
     """
-    if int(bins) < 1:
+    if bins is not None and int(bins) < 1:
         raise VideoadaptError(f"video segmentation statistics: bins must be at least 1, got {bins}")
     names, novel_set = _check_inputs(ground_truth, predictions, categories, novel)
     cells = _cells(ground_truth, predictions, names)
@@ -407,8 +409,7 @@ def vis_statistics(
     n_area = len(AREA_RANGES) if area_ranges else 1
     gt = np.zeros((n, n_area, n_cat))
     hits = np.zeros((n, n_cat, n_thr, len(MAX_DETECTIONS)))
-    tp = np.zeros((n, n_area, n_cat, n_thr, bins))
-    fp = np.zeros_like(tp)
+    ranked: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
     for c, category in enumerate(names):
         rows = [(i, cell[category]) for i, cell in enumerate(cells) if category in cell]
         for i, cell in rows:
@@ -425,12 +426,17 @@ def vis_statistics(
         for a in range(n_area):
             for t in range(n_thr):
                 kept = outcome[a, t] != _IGNORED
-                kinds, owners = outcome[a, t][kept], video[kept]
-                if len(kinds) == 0:
-                    continue
-                where = _bin_of_ranks(kinds, bins)
-                np.add.at(tp[:, a, c, t], (owners[kinds == _TP], where[kinds == _TP]), 1.0)
-                np.add.at(fp[:, a, c, t], (owners[kinds == _FP], where[kinds == _FP]), 1.0)
+                if np.any(kept):
+                    ranked[a, c, t] = outcome[a, t][kept], video[kept]
+    if bins is None:
+        runs = [int(np.sum(kinds[1:] != kinds[:-1])) + 1 for kinds, _ in ranked.values()]
+        bins = min(max(runs, default=1), MAX_BINS)
+    tp = np.zeros((n, n_area, n_cat, n_thr, int(bins)))
+    fp = np.zeros_like(tp)
+    for (a, c, t), (kinds, owners) in ranked.items():
+        where = _bin_of_ranks(kinds, int(bins))
+        np.add.at(tp[:, a, c, t], (owners[kinds == _TP], where[kinds == _TP]), 1.0)
+        np.add.at(fp[:, a, c, t], (owners[kinds == _FP], where[kinds == _FP]), 1.0)
     novel_row = np.array([[float(c in novel_set) for c in names]])
     return {
         "videos": np.ones((n, 1)),
