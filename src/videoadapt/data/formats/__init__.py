@@ -43,6 +43,7 @@ from videoadapt.data.formats import (  # noqa: F401  (importing a module registe
     tao,
     videoqa,
     vidstg,
+    youtube_vis,
 )
 from videoadapt.data.records import TaskData
 from videoadapt.errors import VideoadaptError
