@@ -198,12 +198,26 @@ class VideoSource(Protocol):
 class FileSource:
     """Clips on disk, decoded with :func:`videoadapt.data.video.read_video` (bounded time, clear errors)."""
 
-    def frames(self, ref: VideoRef, sampler: Sampler | None = None) -> np.ndarray:
+    # Takes ``max_short_side``: frames larger than the model needs are shrunk while decoding (source_frames).
+    shrinks_while_decoding = True
+
+    def frames(self, ref: VideoRef, sampler: Sampler | None = None, *, max_short_side: int | None = None) -> np.ndarray:
         from videoadapt.data.video import read_video
 
         if ref.path is None:
             raise VideoadaptError(f"video {ref.video_id!r} has no file path")
-        return read_video(ref.path, sampler).frames
+        return read_video(ref.path, sampler, max_short_side=max_short_side).frames
+
+
+def source_frames(
+    source: VideoSource, ref: VideoRef, sampler: Sampler | None, max_short_side: int | None
+) -> np.ndarray:
+    """``source.frames(ref, sampler)``, with frames whose shorter side exceeds ``max_short_side`` shrunk while
+    decoding where the source can (files: a 4K frame never exists at full size); other sources (SynthWorld in
+    memory, small by construction) give their frames as they are and the model's resize does the rest."""
+    if max_short_side is not None and getattr(source, "shrinks_while_decoding", False):
+        return source.frames(ref, sampler, max_short_side=max_short_side)  # type: ignore[call-arg]
+    return source.frames(ref, sampler)
 
 
 @dataclass
