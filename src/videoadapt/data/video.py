@@ -293,11 +293,14 @@ def _probe_open(
     frames = int(stream.frames or 0)
     pts_table = None
     if count_frames or frames <= 0 or _header_in_doubt(stream, frames):
+        # Read before demuxing: FFmpeg revises the stream's start time from the packets it meets (6 s late on a
+        # healthy 1 fps Matroska hour), which would read as a stream that falls short of its declared end.
+        declared = _declared_end(container, stream)
         frames, pts = _count(path, container, stream, deadline, decode=count_frames)
         if frames <= 0:
             raise VideoDecodeError(path, "video stream has no frames")
         if pts is not None and fps is not None and stream.time_base is not None:
-            _check_complete(path, container, stream, fps, pts)
+            _check_complete(path, stream, fps, pts, declared)
             # Distinct timestamps number the frames exactly; duplicates would make the numbering ambiguous.
             pts_table = pts if len(pts) == frames and np.all(np.diff(pts) > 0) else None
             if pts_table is not None and not _regular(pts_table):
@@ -353,7 +356,7 @@ def _count(
     return count, (np.sort(np.asarray(pts_list, dtype=np.int64)) if all_pts and pts_list else None)
 
 
-def _check_complete(path: str | Path, container: Any, stream: Any, fps: float, pts: np.ndarray) -> None:
+def _check_complete(path: str | Path, stream: Any, fps: float, pts: np.ndarray, declared: float | None) -> None:
     """Counted frames must reach the end the container declares and fill the time they span.
 
     A cut-off Matroska file demuxes cleanly up to the cut, and one with garbage in the middle resyncs
@@ -370,7 +373,6 @@ def _check_complete(path: str | Path, container: Any, stream: Any, fps: float, p
             path,
             f"{count} frames over the time of {span} at {fps:g} fps: part of the stream is missing (corrupt file)",
         )
-    declared = _declared_end(container, stream)
     end = float(pts[-1]) * seconds + 1 / fps
     if declared is not None and end < declared - 1.5 / fps - 0.001 * declared:
         raise VideoDecodeError(
@@ -491,7 +493,9 @@ def _decode_targets(
         last_seek = -1  # target of the latest seek
         packets = container.demux(stream)
         while k < wanted:
-            if can_seek and landing_for is None and targets[k] - position > SEEK_MIN_GAP:
+            # Never a second seek for the same target: a keyframe more than SEEK_MIN_GAP before it (a long keyframe
+            # interval) is where that seek lands again, which would read as seeking going backwards.
+            if can_seek and landing_for is None and targets[k] - position > SEEK_MIN_GAP and targets[k] != last_seek:
                 landing_for = last_seek = int(targets[k])
                 if pts_table is not None:
                     offset = int(pts_table[landing_for])
@@ -551,7 +555,7 @@ def _decode_targets(
                     k += 1
                 if k == wanted:
                     break
-                if can_seek and targets[k] - position > SEEK_MIN_GAP:
+                if can_seek and targets[k] - position > SEEK_MIN_GAP and targets[k] != last_seek:
                     break  # leave this packet's remaining frames: the seek at the top of the loop skips them
     if k < wanted:
         raise VideoDecodeError(
