@@ -293,3 +293,14 @@ def test_a_file_source_subclass_without_the_bound_still_works(tmp_path):
     path = encode(tmp_path / "clip.mp4", frames_of(8, 48, 64))
     assert source_frames(Counting(), VideoRef("clip", path), UniformSegments(2), 16).shape == (2, 48, 64, 3)
     assert source_frames(FileSource(), VideoRef("clip", path), UniformSegments(2), 16).shape == (2, 16, 21, 3)
+
+
+def test_frames_from_another_backend_are_shrunk_by_the_same_scaler(tmp_path):
+    """torchcodec (not installed here) returns full-size RGB; _shrink_rgb brings it to the asked size."""
+    path = encode(tmp_path / "wide.mp4", frames_of(8, 180, 320))
+    full = read_video(path, UniformSegments(2))
+    shrunk = video_module._shrink_rgb(full.frames, (45, 80))
+    assert shrunk.shape == (2, 45, 80, 3) and shrunk.dtype == np.uint8
+    from_yuv = read_video(path, UniformSegments(2), max_short_side=45).frames
+    assert np.abs(shrunk.astype(int) - from_yuv).mean() < 2  # RGB vs YUV source: within a level or two
+    assert video_module._shrink_rgb(full.frames, (180, 320)) is full.frames

@@ -598,15 +598,16 @@ def _decode_torchcodec(path: str | Path, targets: np.ndarray, size: tuple[int, i
     except (RuntimeError, ValueError, IndexError) as error:
         raise VideoDecodeError(path, f"torchcodec failed: {error}") from error
     first = decoder.metadata.begin_stream_seconds or 0.0
-    frames = batch.data.numpy()
-    if frames.shape[1:3] != size:
-        height, width = size
-        frames = np.stack(
-            [
-                av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-                .reformat(width=width, height=height, interpolation="AREA")
-                .to_ndarray()
-                for f in frames
-            ]
-        )
-    return frames, batch.pts_seconds.double().numpy() - float(first)
+    return _shrink_rgb(batch.data.numpy(), size), batch.pts_seconds.double().numpy() - float(first)
+
+
+def _shrink_rgb(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB frames ``[T,H,W,3]`` at ``size`` (height, width) through FFmpeg's area scaling, as the PyAV path."""
+    if frames.shape[1:3] == size:
+        return frames
+    height, width = size
+    out = np.empty((len(frames), height, width, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        out[i] = rgb.reformat(width=width, height=height, interpolation="AREA").to_ndarray()
+    return out
