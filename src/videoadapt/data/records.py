@@ -8,7 +8,10 @@ means the same clip, which is what the feature cache keys on.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -200,12 +203,32 @@ class VideoSource(Protocol):
 class FileSource:
     """Clips on disk, decoded with :func:`videoadapt.data.video.read_video` (bounded time, clear errors)."""
 
-    def frames(self, ref: VideoRef, sampler: Sampler | None = None) -> np.ndarray:
+    def frames(self, ref: VideoRef, sampler: Sampler | None = None, *, max_short_side: int | None = None) -> np.ndarray:
         from videoadapt.data.video import read_video
 
         if ref.path is None:
             raise VideoadaptError(f"video {ref.video_id!r} has no file path")
-        return read_video(ref.path, sampler).frames
+        return read_video(ref.path, sampler, max_short_side=max_short_side).frames
+
+
+def source_frames(
+    source: VideoSource, ref: VideoRef, sampler: Sampler | None, max_short_side: int | None
+) -> np.ndarray:
+    """``source.frames(ref, sampler)``, with frames whose shorter side exceeds ``max_short_side`` shrunk while
+    decoding where the source can (files: a 4K frame never exists at full size); other sources (SynthWorld in
+    memory, small by construction; a subclass whose ``frames`` has no ``max_short_side``) give their frames as they
+    are and the model's resize does the rest."""
+    if max_short_side is not None and _takes_short_side(type(source).frames):
+        return source.frames(ref, sampler, max_short_side=max_short_side)  # type: ignore[call-arg]
+    return source.frames(ref, sampler)
+
+
+@lru_cache(maxsize=64)
+def _takes_short_side(frames: Callable[..., np.ndarray]) -> bool:
+    try:
+        return "max_short_side" in inspect.signature(frames).parameters
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        return False
 
 
 @dataclass

@@ -6,7 +6,10 @@ int64 in ``[0, num_frames)``; they repeat when a video is shorter than what was 
 then decodes each distinct frame once.
 
 Frame ``i`` is taken to be shown from ``i / fps`` to ``(i + 1) / fps`` seconds (constant frame rate,
-first frame at 0 s), which is how :class:`AtFps` and :class:`AtTimestamps` turn seconds into indices.
+first frame at 0 s), which is how :class:`AtFps` and :class:`AtTimestamps` turn seconds into indices. For a
+variable-frame-rate video the decoder knows each frame's real time and passes them to the samplers that pick by
+time (``indices_for_times``, through :func:`sample_by_time`); frame ``i`` is then shown from ``times[i]`` to
+``times[i + 1]``. Samplers that pick by frame number (uniform segments, dense clips) are the same either way.
 
 Specs for command lines (:func:`sampler_from_spec`)::
 
@@ -39,6 +42,7 @@ __all__ = [
     "Sampler",
     "SamplerSpecError",
     "UniformSegments",
+    "sample_by_time",
     "sampler_from_spec",
 ]
 
@@ -52,6 +56,28 @@ class Sampler(Protocol):
     def indices(self, num_frames: int, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
         """int64 frame indices in ``[0, num_frames)`` to decode, in the order the clip should have them."""
         ...
+
+
+def sample_by_time(
+    sampler: Sampler, times: np.ndarray, fps: float, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Indices for a video whose frame ``i`` starts at ``times[i]`` seconds (sorted, ``times[0] == 0``).
+
+    A sampler with an ``indices_for_times(times, fps, rng)`` method picks by those times; any other picks by
+    frame number (``indices(len(times), fps, rng)``). ``fps`` is the mean rate, ``len(times) / duration``.
+    """
+    pick = getattr(sampler, "indices_for_times", None)
+    if callable(pick):
+        return np.asarray(pick(times, fps, rng), dtype=np.int64)
+    return sampler.indices(len(times), fps, rng)
+
+
+def _check_times(times: np.ndarray, fps: float) -> np.ndarray:
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    _check_video(len(times), fps)
+    if np.any(np.diff(times) <= 0) or not np.all(np.isfinite(times)):
+        raise ValueError("frame times must be finite and increasing")
+    return times
 
 
 def _check_video(num_frames: int, fps: float) -> None:
@@ -177,6 +203,22 @@ class AtFps(Sampler):
             out = np.floor(k * fps / self.fps + _EPS)
         return np.clip(out, 0, num_frames - 1).astype(np.int64)
 
+    def indices_for_times(self, times: np.ndarray, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The frame on screen at each sampling time, given every frame's start time (variable frame rate).
+
+        The video lasts ``len(times) / fps`` (``fps`` is the mean rate); with ``max_frames`` the times are spread
+        evenly over that length, as :meth:`indices` spreads them over the frames.
+        """
+        times = _check_times(times, fps)
+        duration = len(times) / fps
+        count = max(1, math.ceil(duration * self.fps - _EPS))
+        if self.max_frames is not None and count > self.max_frames:
+            at = np.arange(self.max_frames, dtype=np.float64) * duration / self.max_frames
+        else:
+            at = np.arange(count, dtype=np.float64) / self.fps
+        out = np.searchsorted(times, at + _EPS, side="right") - 1  # the last frame started by then
+        return np.clip(out, 0, len(times) - 1).astype(np.int64)
+
 
 @dataclass(frozen=True)
 class AtTimestamps(Sampler):
@@ -201,6 +243,16 @@ class AtTimestamps(Sampler):
         # floor(x + 0.5) rounds halves up; np.rint would round them to even.
         out = np.floor(np.asarray(self.seconds, dtype=np.float64) * fps + 0.5)
         return np.clip(out, 0, num_frames - 1).astype(np.int64)
+
+    def indices_for_times(self, times: np.ndarray, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The frame whose start time is nearest to each of ``seconds`` (ties to the later), variable frame rate."""
+        times = _check_times(times, fps)
+        at = np.asarray(self.seconds, dtype=np.float64)
+        after = np.clip(np.searchsorted(times, at, side="left"), 0, len(times) - 1)
+        before = np.clip(after - 1, 0, len(times) - 1)
+        # As floor(x + 0.5) does on the grid: the earlier frame only when strictly nearer.
+        nearer_before = (at - times[before]) < (times[after] - at)
+        return np.where(nearer_before, before, after).astype(np.int64)
 
 
 def sampler_from_spec(spec: str) -> Sampler:

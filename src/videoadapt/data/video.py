@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -40,7 +41,15 @@ from videoadapt.errors import VideoDecodeError
 if TYPE_CHECKING:
     from videoadapt.data.sampling import Sampler
 
-__all__ = ["DecodeStats", "VideoClip", "VideoInfo", "available_backends", "probe", "read_video"]
+__all__ = [
+    "DecodeStats",
+    "VideoClip",
+    "VideoInfo",
+    "available_backends",
+    "probe",
+    "read_video",
+    "reduced_size",
+]
 
 DEFAULT_MAX_PIXELS = 8192 * 8192
 # Seek only when the next wanted frame is more than this many frames ahead: closer ones are cheaper to
@@ -53,6 +62,9 @@ MAX_PACKETS = 10_000_000
 # which catches garbage that would otherwise decode into silently wrong pixels; real footage from x264,
 # x265, VP9, AV1, MPEG-4, MJPEG and FFV1 encoders decodes cleanly under it.
 ERR_DETECT = "aggressive"
+# Frame threads each hold about two decoded pictures (measured: 22 MB a thread at 3840x2160 yuv420p; 16 threads, the
+# most FFmpeg starts on a large machine, took 430 MB); the thread count is cut so that they hold at most this much.
+FRAME_THREAD_BYTES = 256 * 2**20
 _ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC
 
 
@@ -127,12 +139,17 @@ def read_video(
     backend: str = "pyav",
     max_seconds: float = 60.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_short_side: int | None = None,
 ) -> VideoClip:
     """Decode the frames ``sampler`` picks from ``path`` (all frames when ``sampler`` is None).
 
     Each distinct frame is decoded once even when the sampler repeats it. ``max_seconds`` bounds the
     wall-clock time of the whole call (probe included) and ``max_pixels`` the declared frame size; both
     fail with :class:`VideoDecodeError`, as does every problem with the file.
+
+    ``max_short_side``: frames whose shorter side is longer are scaled down (aspect ratio kept, see
+    :func:`reduced_size`) by FFmpeg's scaler in the same step that converts them to RGB, so a 4K frame never
+    exists as a full-size RGB array; smaller frames are returned exactly as without it.
     """
     if backend not in available_backends():
         known = "pyav, torchcodec (when installed)"
@@ -140,27 +157,49 @@ def read_video(
     deadline = _Deadline(path, max_seconds)
     with _open_video(path) as (container, stream):
         info, pts_table = _probe_open(path, container, stream, deadline, False, max_pixels)
-    if sampler is None:
-        from videoadapt.data.sampling import AllFrames
+        time_base = float(stream.time_base) if stream.time_base is not None else 0.0
+    from videoadapt.data.sampling import AllFrames, sample_by_time
 
+    if sampler is None:
         sampler = AllFrames()
-    indices = np.asarray(sampler.indices(info.frames, info.fps, rng), dtype=np.int64).reshape(-1)
+    times = _frame_times(pts_table, time_base)
+    if times is not None:  # variable frame rate: samplers that pick by time get each frame's real time
+        picked = sample_by_time(sampler, times, info.fps, rng)
+    else:
+        picked = sampler.indices(info.frames, info.fps, rng)
+    indices = np.asarray(picked, dtype=np.int64).reshape(-1)
     if len(indices) and (indices.min() < 0 or indices.max() >= info.frames):
         raise ValueError(f"{sampler!r} returned indices outside [0, {info.frames}) for {path}")
     targets, inverse = np.unique(indices, return_inverse=True)
     stats = DecodeStats()
+    size = reduced_size(info.height, info.width, max_short_side)
     if not len(targets):
-        frames, times = np.zeros((0, info.height, info.width, 3), np.uint8), np.zeros(0, np.float64)
+        frames, times = np.zeros((0, *size, 3), np.uint8), np.zeros(0, np.float64)
     elif backend == "torchcodec":
-        frames, times = _decode_torchcodec(path, targets)
+        frames, times = _decode_torchcodec(path, targets, size)
     else:
         try:
-            frames, times = _decode_targets(path, info, pts_table, targets, deadline, stats, allow_seek=True)
+            frames, times = _decode_targets(path, info, pts_table, targets, size, deadline, stats, allow_seek=True)
         except _Restart:
-            frames, times = _decode_targets(path, info, pts_table, targets, deadline, stats, allow_seek=False)
+            frames, times = _decode_targets(path, info, pts_table, targets, size, deadline, stats, allow_seek=False)
     if not np.array_equal(indices, targets):  # repeats or an unsorted order: expand; else skip the copy
         frames, times = frames[inverse], times[inverse]
     return VideoClip(frames=frames, indices=indices, timestamps=times, info=info, stats=stats)
+
+
+def reduced_size(height: int, width: int, max_short_side: int | None) -> tuple[int, int]:
+    """``(height, width)`` of a frame whose shorter side is brought down to ``max_short_side`` (None: no limit).
+
+    The aspect ratio is kept, the longer side rounded to the nearest pixel; a frame already within the limit
+    keeps its size.
+    """
+    if max_short_side is None or min(height, width) <= max_short_side:
+        return height, width
+    if max_short_side < 1:
+        raise ValueError(f"max_short_side must be >= 1, got {max_short_side}")
+    if height <= width:
+        return max_short_side, max(1, round(width * max_short_side / height))
+    return max(1, round(height * max_short_side / width)), max_short_side
 
 
 class _Deadline:
@@ -253,14 +292,21 @@ def _probe_open(
     fps = _frame_rate(stream)
     frames = int(stream.frames or 0)
     pts_table = None
-    if count_frames or frames <= 0:
+    if count_frames or frames <= 0 or _header_in_doubt(stream, frames):
+        # Read before demuxing: FFmpeg revises the stream's start time from the packets it meets (6 s late on a
+        # healthy 1 fps Matroska hour), which would read as a stream that falls short of its declared end.
+        declared = _declared_end(container, stream)
         frames, pts = _count(path, container, stream, deadline, decode=count_frames)
         if frames <= 0:
             raise VideoDecodeError(path, "video stream has no frames")
         if pts is not None and fps is not None and stream.time_base is not None:
-            _check_complete(path, container, stream, fps, pts)
+            _check_complete(path, stream, fps, pts, declared)
             # Distinct timestamps number the frames exactly; duplicates would make the numbering ambiguous.
             pts_table = pts if len(pts) == frames and np.all(np.diff(pts) > 0) else None
+            if pts_table is not None and not _regular(pts_table):
+                # Variable frame rate: the declared rate is FFmpeg's guess from the first frames; the mean rate
+                # over the whole stream makes frames / fps its real length.
+                fps = _mean_rate(pts_table, float(stream.time_base))
     if frames <= 0:
         raise VideoDecodeError(path, "video stream has no frames")
     if fps is None:
@@ -287,7 +333,7 @@ def _count(
     count, pts_list, all_pts = 0, [], True
     doing = "decoding" if decode else "counting packets"
     if decode:
-        stream.thread_type = "AUTO"  # every frame is wanted, so frame threads never decode in vain
+        _set_threads(stream, frame_threads=True)  # every frame is wanted, so frame threads never decode in vain
         stream.codec_context.options = {"err_detect": ERR_DETECT}
     with _decode_errors(path, doing):
         for packet in container.demux(stream):
@@ -310,7 +356,7 @@ def _count(
     return count, (np.sort(np.asarray(pts_list, dtype=np.int64)) if all_pts and pts_list else None)
 
 
-def _check_complete(path: str | Path, container: Any, stream: Any, fps: float, pts: np.ndarray) -> None:
+def _check_complete(path: str | Path, stream: Any, fps: float, pts: np.ndarray, declared: float | None) -> None:
     """Counted frames must reach the end the container declares and fill the time they span.
 
     A cut-off Matroska file demuxes cleanly up to the cut, and one with garbage in the middle resyncs
@@ -320,12 +366,13 @@ def _check_complete(path: str | Path, container: Any, stream: Any, fps: float, p
     seconds = float(stream.time_base)
     count = len(pts)
     span = round(float(pts[-1] - pts[0]) * seconds * fps) + 1
-    if span - count > max(1, 0.01 * span):
+    # Only a stream at a constant rate tells a missing stretch by its timestamps: in a variable-rate one a long
+    # interval is as likely a pause of the camera or the screen recorder.
+    if _regular(pts) and span - count > max(1, 0.01 * span):
         raise VideoDecodeError(
             path,
             f"{count} frames over the time of {span} at {fps:g} fps: part of the stream is missing (corrupt file)",
         )
-    declared = _declared_end(container, stream)
     end = float(pts[-1]) * seconds + 1 / fps
     if declared is not None and end < declared - 1.5 / fps - 0.001 * declared:
         raise VideoDecodeError(
@@ -333,6 +380,66 @@ def _check_complete(path: str | Path, container: Any, stream: Any, fps: float, p
             f"stream ends at {end:.3f} s after {count} frames but the container declares {declared:.3f} s "
             "(truncated or corrupt file)",
         )
+
+
+def _set_threads(stream: Any, frame_threads: bool) -> None:
+    """Slice threads, or frame and slice threads ("AUTO") with as many frame threads as FRAME_THREAD_BYTES allows."""
+    if not frame_threads:
+        stream.thread_type = "SLICE"  # slice threads share one picture: no memory beyond a single decode
+        return
+    stream.thread_type = "AUTO"
+    codec = stream.codec_context
+    picture = int(codec.width or 0) * int(codec.height or 0) * 3 // 2  # a yuv420p picture
+    if picture > 0:
+        limit = max(1, FRAME_THREAD_BYTES // (2 * picture))
+        if limit < 16:  # below FFmpeg's own cap: pin the count (0 would let FFmpeg pick one per core)
+            codec.thread_count = min(limit, (os.cpu_count() or 1) + 1)
+
+
+def _header_in_doubt(stream: Any, frames: int) -> bool:
+    """Whether the frame count or the frame rate in the header cannot be trusted, so the packets must be counted.
+
+    The container's index lists every packet (MP4, AVI): a count that disagrees with it is the header lying (an
+    AVI header is rewritten by hand or by a tool that cut the file). An average rate unlike the base rate is a
+    variable-rate MP4, whose frames can only be placed by their timestamps. Counting demuxes the file once.
+    """
+    try:
+        indexed = len(stream.index_entries)
+    except (AttributeError, av.error.FFmpegError):  # an older PyAV without the index
+        indexed = 0
+    if indexed > 1 and indexed != frames:
+        return True
+    average, base = stream.average_rate, stream.base_rate
+    if average and base and average > 0 and base > 0:
+        return abs(float(average) / float(base) - 1) > 0.01
+    return False
+
+
+def _regular(pts: np.ndarray) -> bool:
+    """Whether sorted timestamps are evenly spaced: nine in ten intervals within 10% (or 1 tick) of the median.
+
+    Camera footage with a dropped frame is regular; 29.97 fps in milliseconds (33, 34, 33, ...) is regular.
+    """
+    steps = np.diff(pts)
+    if len(steps) < 2:
+        return True
+    median = float(np.median(steps))
+    close = np.abs(steps - median) <= max(1.0, 0.1 * median)
+    return bool(close.mean() >= 0.9)
+
+
+def _mean_rate(pts: np.ndarray, seconds: float) -> float:
+    """Frames per second over a variable-rate stream, the last frame shown for the median interval."""
+    steps = np.diff(pts)
+    last = float(np.median(steps)) if len(steps) else 1.0
+    return len(pts) / ((float(pts[-1] - pts[0]) + last) * seconds)
+
+
+def _frame_times(pts_table: np.ndarray | None, time_base: float) -> np.ndarray | None:
+    """Seconds from the first frame to each frame when the stream is not evenly spaced, else None."""
+    if pts_table is None or _regular(pts_table):
+        return None
+    return (pts_table - pts_table[0]).astype(np.float64) * time_base
 
 
 class _Restart(Exception):
@@ -344,13 +451,20 @@ def _decode_targets(
     info: VideoInfo,
     pts_table: np.ndarray | None,
     targets: np.ndarray,
+    size: tuple[int, int],
     deadline: _Deadline,
     stats: DecodeStats,
     allow_seek: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the frames at the sorted, distinct ``targets`` in one forward pass, seeking over long gaps."""
+    """Decode the frames at the sorted, distinct ``targets`` in one forward pass, seeking over long gaps.
+
+    Wanted frames are converted to RGB at ``size`` (height, width); a smaller size is scaled by FFmpeg in the
+    same pass (area averaging, which is what shrinking wants), never through a full-size RGB copy.
+    """
     wanted = len(targets)
-    out = np.empty((wanted, info.height, info.width, 3), np.uint8)
+    out = np.empty((wanted, *size, 3), np.uint8)
+    height, width = size
+    scale = (height, width) != (info.height, info.width)
     times = np.empty(wanted, np.float64)
     # A seek that helps never goes behind what was decoded and one that does not turns seeking off, so a
     # healthy file needs at most about two passes over its packets.
@@ -359,7 +473,7 @@ def _decode_targets(
         # Frame threads decode ahead of what is asked, which pays when most frames are wanted and wastes
         # work when a few sparse ones are; slice threads never decode a frame that is not reached.
         sparse = wanted * 4 < info.frames
-        stream.thread_type = "SLICE" if sparse else "AUTO"
+        _set_threads(stream, frame_threads=not sparse)
         # A picture no other frame references (most B-frames) need not be decoded unless it is wanted.
         # Only with the timestamp table, which still numbers the frames that follow a skipped one, and
         # without frame threads, which would apply the switch to packets already in flight.
@@ -379,7 +493,9 @@ def _decode_targets(
         last_seek = -1  # target of the latest seek
         packets = container.demux(stream)
         while k < wanted:
-            if can_seek and landing_for is None and targets[k] - position > SEEK_MIN_GAP:
+            # Never a second seek for the same target: a keyframe more than SEEK_MIN_GAP before it (a long keyframe
+            # interval) is where that seek lands again, which would read as seeking going backwards.
+            if can_seek and landing_for is None and targets[k] - position > SEEK_MIN_GAP and targets[k] != last_seek:
                 landing_for = last_seek = int(targets[k])
                 if pts_table is not None:
                     offset = int(pts_table[landing_for])
@@ -424,7 +540,13 @@ def _decode_targets(
                         path, f"frame {targets[k]} is missing from the decoded stream (next is {index})"
                     )
                 if index == targets[k]:
-                    out[k] = reformatter.reformat(frame, format="rgb24").to_ndarray()
+                    if scale:
+                        rgb = reformatter.reformat(
+                            frame, width=width, height=height, format="rgb24", interpolation="AREA"
+                        )
+                    else:
+                        rgb = reformatter.reformat(frame, format="rgb24")
+                    out[k] = rgb.to_ndarray()
                     stats.converted += 1
                     if frame.pts is not None and start is not None and seconds:
                         times[k] = (frame.pts - start) * seconds
@@ -433,7 +555,7 @@ def _decode_targets(
                     k += 1
                 if k == wanted:
                     break
-                if can_seek and targets[k] - position > SEEK_MIN_GAP:
+                if can_seek and targets[k] - position > SEEK_MIN_GAP and targets[k] != last_seek:
                     break  # leave this packet's remaining frames: the seek at the top of the loop skips them
     if k < wanted:
         raise VideoDecodeError(
@@ -462,8 +584,12 @@ def _frame_index(
     return position + 1
 
 
-def _decode_torchcodec(path: str | Path, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The same frames through torchcodec (only when installed). It cannot be interrupted: no deadline."""
+def _decode_torchcodec(path: str | Path, targets: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The same frames through torchcodec (only when installed). It cannot be interrupted: no deadline.
+
+    torchcodec returns full-size frames; a smaller ``size`` is reached afterwards with the same FFmpeg scaler,
+    from RGB rather than from the decoder's YUV (within a level or two of the PyAV path).
+    """
     from torchcodec.decoders import VideoDecoder
 
     try:
@@ -472,4 +598,16 @@ def _decode_torchcodec(path: str | Path, targets: np.ndarray) -> tuple[np.ndarra
     except (RuntimeError, ValueError, IndexError) as error:
         raise VideoDecodeError(path, f"torchcodec failed: {error}") from error
     first = decoder.metadata.begin_stream_seconds or 0.0
-    return batch.data.numpy(), batch.pts_seconds.double().numpy() - float(first)
+    return _shrink_rgb(batch.data.numpy(), size), batch.pts_seconds.double().numpy() - float(first)
+
+
+def _shrink_rgb(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB frames ``[T,H,W,3]`` at ``size`` (height, width) through FFmpeg's area scaling, as the PyAV path."""
+    if frames.shape[1:3] == size:
+        return frames
+    height, width = size
+    out = np.empty((len(frames), height, width, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        out[i] = rgb.reformat(width=width, height=height, interpolation="AREA").to_ndarray()
+    return out

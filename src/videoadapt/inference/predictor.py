@@ -21,6 +21,7 @@ import torch
 from videoadapt.data.formats.common import VIDEO_EXTENSIONS
 from videoadapt.data.records import TaskData, VideoRef
 from videoadapt.data.sampling import Sampler, sampler_from_spec
+from videoadapt.data.transforms import decode_short_side
 from videoadapt.data.video import VideoInfo, read_video
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
@@ -89,7 +90,8 @@ class Predictor:
         path = Path(video)
         if not path.is_file():
             raise VideoadaptError(f"{path}: no such video file")
-        clip = read_video(path, self.sampler)
+        # Shrunk while decoding to what the model's preprocessing needs: a 4K upload is never held at full size.
+        clip = read_video(path, self.sampler, max_short_side=decode_short_side(self.model.encoder.ilfm.processor))
         if clip.frames.ndim != 4 or not len(clip.frames):
             raise VideoadaptError(f"{path}: decoded no frames")
         return Clip(clip.frames, clip.indices, clip.info)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from videoadapt.data.records import Item, TaskData
-from videoadapt.data.sampling import Sampler
-from videoadapt.data.transforms import ProcessorSettings, preprocess
+from videoadapt.data.records import Item, TaskData, source_frames
+from videoadapt.data.sampling import Sampler, sample_by_time
+from videoadapt.data.transforms import ProcessorSettings, decode_short_side, preprocess
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures
 from videoadapt.tasks.base import Task
@@ -66,6 +66,9 @@ class _Seeded(Sampler):
     def indices(self, num_frames: int, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
         return self.sampler.indices(num_frames, fps, self.rng)
 
+    def indices_for_times(self, times: np.ndarray, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        return sample_by_time(self.sampler, times, fps, self.rng)  # variable-rate videos (read_video)
+
 
 class BatchBuilder:
     """Turns item indices into a :class:`Batch`: decodes and preprocesses the clips (or reads the feature cache),
@@ -109,7 +112,7 @@ class BatchBuilder:
     def clip(self, index: int, epoch: int) -> torch.Tensor:
         item = self.data.items[index]
         sampler = self._for_item(self.sampler, index, epoch)
-        frames = self.data.source.frames(item.video, sampler)
+        frames = source_frames(self.data.source, item.video, sampler, decode_short_side(self.processor))
         if frames.ndim != 4 or len(frames) == 0:
             raise VideoadaptError(f"decoded no frames (shape {tuple(frames.shape)})")
         if _time_reversed(item):

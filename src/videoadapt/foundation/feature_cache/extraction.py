@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from videoadapt.data.records import TaskData, VideoRef
+from videoadapt.data.records import TaskData, VideoRef, source_frames
 from videoadapt.data.sampling import AtTimestamps, Dense, Sampler, UniformSegments, sampler_from_spec
-from videoadapt.data.transforms import preprocess
+from videoadapt.data.transforms import decode_short_side, preprocess
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel
 from videoadapt.foundation.feature_cache.key import backbone_fingerprint, cache_key
@@ -196,7 +196,7 @@ def _encode_rows(
     processor = ilfm.processor
 
     def decode(ref: VideoRef) -> torch.Tensor:
-        clip = preprocess(source.frames(ref, sampler), processor)
+        clip = preprocess(source_frames(source, ref, sampler, decode_short_side(processor)), processor)
         if clip.shape[0] != frames:
             raise VideoadaptError(f"sampler gave {clip.shape[0]} frames instead of {frames}")
         return clip
