@@ -24,8 +24,6 @@ from videoadapt.tasks import build_task, task_names
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-
-
 def plain(task: str, tmp_path: Path, trained: dict, *extra: str):
     argv = ["train", "--task", task, "--paradigm", "post_network", "--backbone", "tiny", "--data", "synth"]
     assert main([*argv, "--out", str(tmp_path / task), *extra]) == 0

@@ -19,7 +19,16 @@ from videoadapt.errors import VideoadaptError
 from videoadapt.metrics import prediction_files as pf
 from videoadapt.registry import registry
 
-TASKS = ("recognition", "retrieval", "qa", "captioning", "temporal_grounding", "st_grounding")
+TASKS = (
+    "recognition",
+    "retrieval",
+    "qa",
+    "captioning",
+    "temporal_grounding",
+    "st_grounding",
+    "tracking",
+    "segmentation",
+)
 
 
 def score_recognition(pred: Path, gt: Path, items: pf.Items, topk: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
@@ -101,6 +110,52 @@ def score_grounding(pred: Path, gt: str, split: str, task: str, items: pf.Items)
     return {"metrics": metrics, "counts": {"queries": count}, "split": split}
 
 
+def score_tracking(pred: Path, gt: str, split: str, items: pf.Items) -> dict[str, Any]:
+    """Tracking: a TAO result json against a TAO json (a path) or a data spec (tao:, mot:, synth:DIR) and
+    ``split``; TETA, HOTA, MOTA, IDF1 with base and novel categories apart (metrics/tracking.py)."""
+    from videoadapt.data.formats import load_task_data
+    from videoadapt.metrics import tracking, tracking_files
+
+    spec = f"tao:{gt}" if Path(gt).is_file() else gt
+    data = load_task_data(spec, split, "tracking", skip_bad=items.skip_bad)
+    predictions = tracking_files.read_tracking_predictions(pred, data, items)
+    novel = list(data.extra.get("novel_categories") or [])  # type: ignore[call-overload]
+    metrics = tracking.tracking_metrics(tracking_files.tracking_items(data), predictions, data.classes or [], novel)
+    counts = {
+        "videos": len(data.items),
+        "videos_with_boxes": len(predictions),
+        "boxes": sum(len(b) for b in predictions.values()),
+        "categories": len(data.classes or []),
+        "novel_categories": len(novel),
+    }
+    return {"metrics": metrics, "counts": counts, "split": split, "conventions": tracking.CONVENTIONS}
+
+
+def score_segmentation(pred: Path, gt: Path, split: str, items: pf.Items) -> dict[str, Any]:
+    """Video instance segmentation: a YouTube-VIS result json against a YouTube-VIS / LV-VIS json (YouTube-VIS
+    AP/AR; LV-VIS base/novel AP when the ground truth marks novel categories)."""
+    from videoadapt.metrics import segmentation_files as sf
+    from videoadapt.metrics import video_segmentation as vs
+
+    truth = sf.read_vis_ground_truth(gt, split)
+    classes = list(truth.classes or [])
+    ids = {v: k for k, v in truth.extra["category_ids"].items()}  # type: ignore[union-attr]
+    preds = sf.read_vis_results(pred, truth.items, ids, truth.extra["video_ids"], items)  # type: ignore[arg-type]
+    novel = truth.extra.get("novel_categories") or []
+    metrics = vs.vis_metrics(truth.items, preds, classes, novel)  # type: ignore[arg-type]
+    return {
+        "metrics": metrics,
+        "counts": {
+            "videos": len(truth.items),
+            "objects": sum(len(i.tracks) for i in truth.items),  # type: ignore[union-attr]
+            "predictions": sum(len(v) for v in preds.values()),
+            "categories": len(classes),
+            "novel_categories": len(novel),  # type: ignore[arg-type]
+        },
+        "conventions": vs.CONVENTIONS,
+    }
+
+
 # ------------------------------------------------------------------------------------------------------------- CLI
 
 
@@ -127,6 +182,10 @@ def score_files(
         result = score_captioning(pred, gt, items)
     elif task in ("temporal_grounding", "st_grounding"):
         result = score_grounding(pred, gt_text, split, task, items)
+    elif task == "tracking":
+        result = score_tracking(pred, gt_text, split, items)
+    elif task == "segmentation":
+        result = score_segmentation(pred, gt, split, items)
     else:
         raise VideoadaptError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     out = {"task": task, "pred": str(pred), "gt": str(gt), **result}
@@ -152,10 +211,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="FILE",
         help="ground-truth file (JSON, docs/scoring.md); grounding: a data spec (charades_sta:DIR, vidstg:DIR, "
-        "synth:DIR, ...) or a QVHighlights-style jsonl",
+        "synth:DIR, ...) or a QVHighlights-style jsonl; tracking: a TAO json or a data spec (tao:, mot:, synth:DIR); "
+        "segmentation: a YouTube-VIS / LV-VIS json",
     )
     parser.add_argument(
-        "--split", default="test", help="grounding: the split of the --gt data set to score against (default test)"
+        "--split",
+        default="test",
+        help="grounding, tracking, segmentation: the split of the --gt data set to score against (default test)",
     )
     parser.add_argument(
         "--skip-bad",
@@ -191,12 +253,12 @@ def run(args: argparse.Namespace) -> int:
 registry.register("command", "score")(
     Command(
         help="score predictions from files (recognition, retrieval, QA, captioning, temporal and spatio-temporal "
-        "grounding)",
+        "grounding, video instance segmentation)",
         add_arguments=add_arguments,
         run=run,
         description="Score the predictions of any model, read from --pred, against --gt, with the metric "
         "conventions of the reference implementations (MMAction2, CLIP4Clip, VQA, pycocoevalcap, 2D-TAN and "
-        "Moment-DETR's standalone evaluator, TubeDETR). File formats: "
+        "Moment-DETR's standalone evaluator, TubeDETR, YouTube-VIS's ytvoseval). File formats: "
         "docs/scoring.md. Ids that do not match between the files are an error (exit status 2) naming the "
         "first of them, unless --skip-bad drops them and reports the count.",
     )

@@ -131,7 +131,8 @@ class ObjectTrack:
     ``track_id`` is unique within its video (not across videos). ``frames`` are 0-based indices of the video decoded
     at its ``fps``, strictly increasing; ``boxes`` are ``(x1, y1, x2, y2)`` pixels, x2 > x1 and y2 > y1, one per
     frame; ``masks`` (or None where the data set has boxes only) are COCO RLEs ``{"size": [height, width],
-    "counts": str}``, one per frame, of the object's visible pixels.
+    "counts": str}``, one per frame, of the object's visible pixels. ``iscrowd``: a crowd region (COCO, YouTube-VIS,
+    TAO): never a target, ignored by the metrics, and a prediction matching it is neither right nor wrong.
     """
 
     track_id: int
@@ -139,6 +140,7 @@ class ObjectTrack:
     frames: tuple[int, ...]
     boxes: tuple[tuple[float, float, float, float], ...]
     masks: tuple[dict, ...] | None = None
+    iscrowd: bool = False
 
 
 @dataclass(frozen=True)

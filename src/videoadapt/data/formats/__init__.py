@@ -33,14 +33,17 @@ from videoadapt.data.formats import (  # noqa: F401  (importing a module registe
     folder,
     hcstvg,
     kinetics,
+    mot,
     msrvtt,
     msvd,
     nextqa,
     qvhighlights,
     ssv2,
     synthworld,
+    tao,
     videoqa,
     vidstg,
+    youtube_vis,
 )
 from videoadapt.data.records import TaskData
 from videoadapt.errors import VideoadaptError
