@@ -457,10 +457,12 @@ class Tracking(Task):
         return records
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
-        """TAO result json (predictions) and TAO json (ground truth), ``videoadapt score --task tracking``."""
-        from videoadapt.metrics import tracking_files as tf
-
-        return tf.tracking_documents(self._by_video(predictions, data), data)  # type: ignore[attr-defined]
+        """Not yet: ``metrics/tracking_files.py`` writes the TAO result json, but no TAO ground-truth writer exists;
+        score a SynthWorld set on disk with ``videoadapt score --task tracking --gt synth:DIR``."""
+        raise VideoadaptError(
+            "tracking: eval --save-predictions needs a TAO ground-truth writer, which is not there yet; score "
+            "predictions against a data set on disk with `videoadapt score --task tracking --gt synth:DIR`"
+        )
 
     # --- a user's video -------------------------------------------------------------------------------------------
 
