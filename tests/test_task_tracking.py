@@ -283,3 +283,14 @@ def test_unknown_head_options_are_refused(owl, train_data):
     with pytest.raises(Exception, match="unknown tracking head"):
         build_task("tracking", head="dense").build_head(owl, encoder, train_data)
     assert np.isfinite(build_task("tracking").build_head(owl, encoder, train_data).spec["score_threshold"])
+
+
+def test_the_bench_preset_covers_table_ii_tracking():
+    from videoadapt.bench.matrix import BENCH_PRESETS, ZERO_SHOT, build_matrix
+
+    preset = BENCH_PRESETS["tracking"]
+    tables, cells = build_matrix(preset)
+    assert [t.name for t in tables] == ["tracking"]
+    assert [c[0] for c in tables[0].columns][:4] == ["TETA", "LocA", "AssocA", "ClsA"]
+    zero = [c for c in cells if c.arm == ZERO_SHOT]
+    assert len(zero) == 1 and zero[0].head == {"head": "detection"} and zero[0].backbone == "tiny-owl"
