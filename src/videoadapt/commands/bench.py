@@ -15,7 +15,7 @@ from videoadapt.commands import Command
 from videoadapt.errors import VideoadaptError
 from videoadapt.registry import registry
 
-PRESET_NAMES = ("micro", "quick", "standard", "grounding", "full")
+PRESET_NAMES = ("micro", "quick", "standard", "grounding", "tracking", "full")
 PRECISIONS = {"auto": "auto", "bf16": "bf16", "fp32": "no"}
 
 

@@ -14,7 +14,7 @@ from videoadapt.registry import registry
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML with model / data / run sections (see configs/)")
     parser.add_argument(
-        "--task", help="recognition, retrieval, qa, captioning, temporal_grounding or st_grounding (run.task)"
+        "--task", help="recognition, retrieval, qa, captioning, temporal_grounding, st_grounding or tracking (run.task)"
     )
     parser.add_argument("--paradigm", help="paradigm composition, e.g. post_network or lora+post_network")
     parser.add_argument("--preset", help="a registered preset instead of --paradigm (videoadapt params --list)")

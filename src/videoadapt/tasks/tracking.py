@@ -1,0 +1,506 @@
+"""Open-vocabulary multi-object tracking (OV-MOT, survey Table II; OVTrack's recipe): find, follow and classify
+every object of any named category.
+
+The grounding ILFM is the detector. Its regions come from the encoder's CLS and **patch tokens**
+(``GroundingModel.regions_from_frame_features``: TinyOWL's one region per patch), so a frozen ILFM (post-network
+on cached features) and an adapted one (LoRA, adapters: adapted patch tokens) detect through the same code; its
+region heads are never trained here. Per frame:
+
+* **detections**: each region's category probabilities are ``sigmoid(region_logits)`` against the category names
+  in the prompt template (default ``"a {}"`` / ``"an {}"``, the phrases TinyOWL was trained on); a region is a
+  detection when its best probability reaches ``score_threshold``; class-agnostic NMS at ``nms_iou``;
+* **appearance**: ``temporal/appearance_embedding.py`` embeds every region token; the tracker
+  (``temporal/tracker.py``) associates detections with tracks by the bi-softmax of embeddings and Hungarian
+  matching, births tracks from detections scoring at least ``init_score``, drops tracks unseen for ``max_age``
+  frames, updates memories by momentum, and classifies a track by the score-weighted vote of its boxes.
+
+Trained (head ``track``): the appearance head on pairs of frames of a clip (key frame ``k``, reference frame
+``k + gap``, the gap drawn per item and epoch in 1..``max_gap``): regions whose box overlaps a ground-truth box
+(IoU >= 0.5, or the best region of an object when its IoU >= 0.3) take that object's track id; QDTrack's
+multi-positive cross-entropy (weight 0.25) and cosine L2 (weight 1) over all key × reference regions, plus
+OVTrack's distillation of the ILFM's region embeddings (L1 on unit vectors, weight ``distill_weight``). With
+``refine`` (default true) a zero-initialised residual MLP on the patch tokens precedes the ILFM's region heads and
+is trained with TinyOWL's own DETR set loss (focal class, L1, gIoU; Hungarian matching) on the **base** categories
+only (the data's ``novel_categories`` are never queries, as in OVTrack); when the backbone adapts (LoRA, ...) the
+same loss reaches it. The untrained head ``detection`` is the zero-shot row: the same detections, association by
+IoU only (``metric="iou"``).
+
+Frames: the ``T`` sampled frames stand for video frames ``round((k + 0.5) * N / T - 0.5)`` (the middle frame of
+each uniform segment; every frame when ``T = N``); predictions exist on those frames only. Boxes come back in the
+video's pixels (the ILFM's resize and centre crop undone). Predictions per item: a list of
+``videoadapt.metrics.tracking.TrackedBox`` (frame, track_id, category name, box xyxy pixels, score).
+Metrics (``videoadapt.metrics.tracking``): TETA (LocA, AssocA, ClsA), HOTA (DetA, AssA), MOTA, IDF1, each also for
+base and novel categories.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from videoadapt.data.records import Item, TaskData, TrackingItem, VideoRef
+from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import GroundingModel, ImageLanguageModel, RegionFeatures
+from videoadapt.foundation.tinyowl.losses import Targets, set_loss
+from videoadapt.foundation.zeroshot_detection import category_phrase
+from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
+from videoadapt.registry import registry
+from videoadapt.tasks.base import Request, SurveyTable, Task, TaskHead, TextEncoder, check_predictions, check_spec
+from videoadapt.temporal.appearance_embedding import (
+    AUX_WEIGHT,
+    EMBED_WEIGHT,
+    AppearanceEmbeddingHead,
+    distillation_loss,
+    quasi_dense_loss,
+)
+from videoadapt.temporal.association import box_iou_matrix, nms
+from videoadapt.temporal.tracker import Tracker, TrackerConfig
+from videoadapt.temporal.tube_grounding import box_xyxy_to_cxcywh
+
+HEADS = ("track", "detection")
+POSITIVE_IOU = 0.5
+BEST_REGION_IOU = 0.3
+# Detection and association settings: saved in the head's spec, so a run predicts as it was validated.
+DECODE_DEFAULTS: dict[str, Any] = {
+    "template": "auto",
+    "score_threshold": 0.1,
+    "nms_iou": 0.5,
+    "init_score": 0.2,
+    "match_score": 0.3,
+    "iou_match": 0.3,
+    "max_age": 10,
+    "momentum": 0.8,
+    "distractor_iou": 0.3,
+    "min_cosine": 0.3,
+}
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "embed_dim": 128,
+    "hidden": 256,
+    "refine": True,
+    "refine_hidden": 256,
+    "max_gap": 3,
+    "distill_weight": 1.0,
+    "detection_weight": 1.0,
+}
+
+
+def category_prompt(category: str, template: str) -> str:
+    """The text a category is asked as: ``template`` with ``{}`` replaced, or, for ``"auto"``, the phrase TinyOWL
+    was trained and is evaluated with (``"a {}"``, ``"an {}"`` before a vowel)."""
+    if template == "auto":
+        return category_phrase(category)
+    if "{}" not in template:
+        raise VideoadaptError(f"tracking: the prompt template {template!r} needs a {{}} where the category goes")
+    return template.replace("{}", category)
+
+
+def sampled_video_frames(num_frames: int, t: int) -> list[int]:
+    """The video frame each of ``t`` uniformly sampled frames stands for (the middle of its segment)."""
+    return [min(num_frames - 1, max(0, int(round((k + 0.5) * num_frames / t - 0.5)))) for k in range(t)]
+
+
+def _grounding_ilfm(ilfm: ImageLanguageModel) -> GroundingModel:
+    if not isinstance(ilfm, GroundingModel):
+        raise VideoadaptError(
+            f"tracking needs a grounding ILFM (tiny-owl, hf-grounding:ID) as its detector, not {type(ilfm).__name__}: "
+            "a contrastive model has no boxes"
+        )
+    return ilfm
+
+
+class TrackingHead(TaskHead):
+    """Detector (the ILFM's region heads, used not owned), optional patch refinement, appearance head."""
+
+    def __init__(self, spec: dict[str, Any], ilfm: ImageLanguageModel) -> None:
+        super().__init__(spec)
+        self.__dict__["ilfm"] = _grounding_ilfm(ilfm)  # the backbone's weights, never the head's
+        self.trained = spec["head"] == "track"
+        width, joint = int(spec["width"]), int(ilfm.dims.embed_dim)
+        self.refine: nn.Module | None = None
+        self.embedding: AppearanceEmbeddingHead | None = None
+        if self.trained:
+            if spec.get("refine"):
+                hidden = int(spec["refine_hidden"])
+                self.refine = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU())
+                self.refine_out = nn.Linear(hidden, width)
+                nn.init.zeros_(self.refine_out.weight)  # starts at the ILFM's own detections
+                nn.init.zeros_(self.refine_out.bias)
+            self.embedding = AppearanceEmbeddingHead(width, joint, int(spec["embed_dim"]), int(spec["hidden"]))
+
+    @property
+    def ilfm(self) -> GroundingModel:
+        return self.__dict__["ilfm"]
+
+    def forward(self, features: VideoFeatures) -> dict[str, Any]:
+        """Regions of every sampled frame: ``regions`` (flattened ``B*T``), ``tokens`` ``[B*T,P,D]`` the region
+        tokens, ``embeds`` ``[B*T,P,d]`` the appearance embeddings (trained head only), ``shape`` ``(B, T)``."""
+        if features.cls is None or features.patches is None:
+            raise VideoadaptError(
+                "tracking reads the backbone's CLS and patch tokens (the grounding ILFM's region heads need both), "
+                "and this encoder gave none; use a paradigm whose head keeps them (post_network, lora, adapter, ...)"
+            )
+        b, t = features.patches.shape[:2]
+        cls, tokens = features.cls.flatten(0, 1), features.patches.flatten(0, 1)
+        if self.refine is not None:
+            tokens = tokens + self.refine_out(self.refine(tokens.float())).to(tokens.dtype)
+        regions = self.ilfm.regions_from_frame_features(cls, tokens)
+        out: dict[str, Any] = {"regions": regions, "tokens": tokens, "shape": (b, t)}
+        if self.embedding is not None:
+            out["embeds"] = self.embedding(tokens)
+        return out
+
+
+@registry.register("task", "tracking")
+class Tracking(Task):
+    name = "tracking"
+    monitor = "teta"
+    needs_patches = True
+    survey = (
+        SurveyTable(
+            "tracking",
+            "Table II: open-vocabulary multi-object tracking",
+            (
+                ("TETA", "teta"),
+                ("LocA", "loca"),
+                ("AssocA", "assoca"),
+                ("ClsA", "clsa"),
+                ("ClsA (novel)", "clsa_novel"),
+                ("HOTA", "hota"),
+                ("IDF1", "idf1"),
+            ),
+            primary="teta",
+            zero_shot_head={"head": "detection"},
+            zero_shot_note="per-frame detection by the grounding ILFM, association by IoU only",
+        ),
+    )
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._user_categories: list[str] | None = None
+        self._scored: tuple[list[str], list[str]] | None = None
+
+    # --- samples ------------------------------------------------------------------------------------------------
+
+    def check_item(self, item: Item, data: TaskData) -> str | None:
+        if not isinstance(item, TrackingItem):
+            return f"not a tracking item ({type(item).__name__})"
+        if item.num_frames <= 0 or item.width <= 0 or item.height <= 0:
+            return f"{item.num_frames} frames of {item.width}x{item.height} pixels: all must be positive"
+        known = set(data.classes or [])
+        for track in item.tracks:
+            if known and track.category not in known:
+                return f"track {track.track_id}: category {track.category!r} is not one of the data's categories"
+            if len(track.frames) != len(track.boxes):
+                return f"track {track.track_id}: {len(track.frames)} frames but {len(track.boxes)} boxes"
+            for frame, (x1, y1, x2, y2) in zip(track.frames, track.boxes, strict=True):
+                if not 0 <= frame < item.num_frames:
+                    return f"track {track.track_id}: frame {frame} is outside the video's {item.num_frames} frames"
+                if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+                    return f"track {track.track_id}, frame {frame}: box ({x1}, {y1}, {x2}, {y2}) is not a box"
+        return None
+
+    def targets(
+        self, items: Sequence[Item], data: TaskData, rngs: Sequence[np.random.Generator] | None, train: bool
+    ) -> dict:
+        tracking: list[TrackingItem] = list(items)  # type: ignore[arg-type]
+        out: dict[str, Any] = {"items": tracking}
+        if data.classes:
+            out["categories"] = list(data.classes)
+        elif self._user_categories:
+            out["categories"] = list(self._user_categories)
+        if train:
+            max_gap = int(self.option("max_gap", TRAIN_DEFAULTS["max_gap"]))
+            rngs = rngs if rngs is not None else [np.random.default_rng(i) for i in range(len(tracking))]
+            out["gaps"] = [int(r.integers(1, max_gap + 1)) for r in rngs]
+        return out
+
+    # --- model --------------------------------------------------------------------------------------------------
+
+    def build_head(
+        self,
+        ilfm: ImageLanguageModel,
+        encoder: VideoEncoder,
+        data: TaskData,
+        spec: dict[str, Any] | None = None,
+    ) -> TaskHead:
+        kind = str((spec or {}).get("head", self.option("head", "track")))
+        if kind not in HEADS:
+            raise VideoadaptError(f"model.head.head: unknown tracking head {kind!r}; known: {', '.join(HEADS)}")
+        _grounding_ilfm(ilfm)
+        if spec is None:
+            if not data.classes:
+                raise VideoadaptError(f"{data.origin}: tracking needs the data's category names (TaskData.classes)")
+            novel = [str(c) for c in data.extra.get("novel_categories", []) or []]  # type: ignore[union-attr]
+            spec = {"head": kind, "categories": list(data.classes), "novel": novel, "width": int(ilfm.dims.width)}
+            spec.update({k: self.option(k, v) for k, v in DECODE_DEFAULTS.items()})
+            if kind == "track":
+                spec.update({k: self.option(k, v) for k, v in TRAIN_DEFAULTS.items()})
+            unknown = sorted(set(self.options) - set(DECODE_DEFAULTS) - set(TRAIN_DEFAULTS) - {"head"})
+            if unknown:
+                known = ", ".join(["head", *DECODE_DEFAULTS, *TRAIN_DEFAULTS])
+                raise VideoadaptError(f"model.head: unknown tracking option(s) {', '.join(unknown)}; known: {known}")
+        check_spec(spec, self.name, ("head", "categories", "width", *DECODE_DEFAULTS))
+        return TrackingHead(spec, ilfm)
+
+    def _prompt_embeds(self, head: TrackingHead, text: TextEncoder, categories: Sequence[str]) -> torch.Tensor:
+        prompts = [category_prompt(c, str(head.spec["template"])) for c in categories]
+        return text.embeds(prompts).float()
+
+    def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        assert isinstance(head, TrackingHead)
+        if not head.trained:
+            raise VideoadaptError("tracking head 'detection' has nothing to train (it is the zero-shot row)")
+        out = head(features)
+        regions: RegionFeatures = out["regions"]
+        b, t = out["shape"]
+        if t < 2:
+            raise VideoadaptError("tracking learns from pairs of frames: sample at least 2 frames (data.frames)")
+        p = regions.boxes.shape[1]
+        boxes = regions.boxes.reshape(b, t, p, 4)
+        embeds = out["embeds"].reshape(b, t, p, -1)
+        ids, gt = self._region_track_ids(targets["items"], boxes.detach(), t)
+        contrastive, auxiliary, pairs = [], [], 0
+        for i, gap in enumerate(targets["gaps"]):
+            gap = min(gap, t - 1)
+            for k in range(t - gap):
+                if not bool((ids[i, k] >= 0).any()):
+                    continue
+                c, a = quasi_dense_loss(embeds[i, k], embeds[i, k + gap], ids[i, k], ids[i, k + gap])
+                contrastive.append(c)
+                auxiliary.append(a)
+                pairs += 1
+        zero = embeds.sum() * 0.0
+        loss = EMBED_WEIGHT * (torch.stack(contrastive).mean() if pairs else zero)
+        loss = loss + AUX_WEIGHT * (torch.stack(auxiliary).mean() if pairs else zero)
+        assert head.embedding is not None
+        distilled = head.embedding.distilled(out["embeds"])
+        loss = loss + float(head.spec["distill_weight"]) * distillation_loss(
+            distilled.flatten(0, 1), regions.embeds.flatten(0, 1)
+        )
+        if out["tokens"].requires_grad and float(head.spec.get("detection_weight", 0.0)) > 0:
+            loss = loss + float(head.spec["detection_weight"]) * self._detection_loss(head, regions, gt, text)
+        return loss
+
+    def _region_track_ids(
+        self, items: Sequence[TrackingItem], boxes: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, list[list[tuple[torch.Tensor, list[str]]]]]:
+        """Each region's ground-truth track id ``[B,T,P]`` (-1: background) and each sampled frame's ground truth
+        ``(boxes [M,4] normalised xyxy, categories)``."""
+        b, _, p, _ = boxes.shape
+        ids = torch.full((b, t, p), -1, dtype=torch.long)
+        truth: list[list[tuple[torch.Tensor, list[str]]]] = []
+        for i, item in enumerate(items):
+            scale = torch.tensor([item.width, item.height, item.width, item.height], dtype=torch.float32)
+            per_frame = []
+            for k, frame in enumerate(sampled_video_frames(item.num_frames, t)):
+                rows, track_ids, names = [], [], []
+                for track in item.tracks:
+                    if frame in track.frames:
+                        rows.append(torch.tensor(track.boxes[track.frames.index(frame)], dtype=torch.float32))
+                        track_ids.append(track.track_id)
+                        names.append(track.category)
+                gt = torch.stack(rows) / scale if rows else torch.zeros(0, 4)
+                per_frame.append((gt, names))
+                if rows:
+                    iou = box_iou_matrix(boxes[i, k].float().cpu(), gt)  # [P,M]
+                    best, which = iou.max(1)
+                    assigned = torch.where(best >= POSITIVE_IOU, torch.tensor(track_ids)[which], -1)
+                    region_best, region = iou.max(0)  # every object keeps its best region when close enough
+                    for m in range(len(rows)):
+                        if region_best[m] >= BEST_REGION_IOU:
+                            assigned[region[m]] = track_ids[m]
+                    ids[i, k] = assigned
+            truth.append(per_frame)
+        return ids.to(boxes.device), truth
+
+    def _detection_loss(
+        self,
+        head: TrackingHead,
+        regions: RegionFeatures,
+        truth: list[list[tuple[torch.Tensor, list[str]]]],
+        text: TextEncoder,
+    ) -> torch.Tensor:
+        """TinyOWL's set loss on the base categories: the refinement (and an adapted backbone) learns to detect
+        and name the objects of the training videos without ever asking for a held-out name."""
+        novel = set(head.spec.get("novel", []))
+        base = [c for c in head.spec["categories"] if c not in novel]
+        device = regions.boxes.device
+        logits = head.ilfm.region_logits(regions, self._prompt_embeds(head, text, base).to(device))
+        targets = []
+        for per_frame in truth:
+            for gt, names in per_frame:
+                positives = torch.zeros(len(names), len(base), dtype=torch.bool)
+                for m, name in enumerate(names):
+                    if name in base:
+                        positives[m, base.index(name)] = True
+                targets.append(Targets(box_xyxy_to_cxcywh(gt).to(device), positives.to(device)))
+        if not any(len(tg.boxes) for tg in targets):
+            return logits.sum() * 0.0
+        total, _ = set_loss(logits, regions.aux["cxcywh"], targets)
+        return total
+
+    def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        from videoadapt.metrics.tracking import TrackedBox
+
+        assert isinstance(head, TrackingHead)
+        spec = head.spec
+        categories = list(targets.get("categories") or spec["categories"])
+        with torch.no_grad():
+            out = head(features)
+            regions: RegionFeatures = out["regions"]
+            b, t = out["shape"]
+            logits = head.ilfm.region_logits(
+                regions, self._prompt_embeds(head, text, categories).to(regions.boxes.device)
+            )
+            probabilities = logits.float().sigmoid().reshape(b, t, -1, len(categories)).cpu()
+            boxes = regions.boxes.float().reshape(b, t, -1, 4).cpu()
+            embeds = out["embeds"].float().reshape(b, t, boxes.shape[2], -1).cpu() if "embeds" in out else None
+        config = TrackerConfig(
+            metric="bisoftmax" if head.trained else "iou",
+            init_score=float(spec["init_score"]),
+            match_score=float(spec["match_score"] if head.trained else spec["iou_match"]),
+            max_age=int(spec["max_age"]),
+            momentum=float(spec["momentum"]),
+            distractor_iou=float(spec["distractor_iou"]),
+            min_cosine=float(spec.get("min_cosine", -1.0)),
+        )
+        processor = head.ilfm.processor
+        predictions = []
+        for i, item in enumerate(targets["items"]):
+            tracker = Tracker(config)
+            frames = sampled_video_frames(item.num_frames, t)
+            detections: list[tuple[int, list[float], float, int]] = []  # frame, box, score, track id
+            for k, frame in enumerate(frames):
+                if k > 0 and frame == frames[k - 1]:
+                    continue  # more samples than video frames: one prediction per video frame
+                score, label = probabilities[i, k].max(-1)
+                keep = torch.nonzero(score >= float(spec["score_threshold"])).flatten()
+                keep = keep[nms(boxes[i, k, keep], score[keep], float(spec["nms_iou"]))]
+                pixels = uncropped_pixels(boxes[i, k, keep], item.width, item.height, processor)
+                ids = tracker.step(
+                    frame, pixels, score[keep], label[keep], embeds[i, k, keep] if embeds is not None else None
+                )
+                detections += [
+                    (frame, pixels[n].tolist(), float(score[keep[n]]), track_id)
+                    for n, track_id in enumerate(ids)
+                    if track_id
+                ]
+            names = {track.track_id: categories[track.category(len(categories))] for track in tracker.tracks}
+            predictions.append(
+                [TrackedBox(frame, track_id, names[track_id], tuple(box), s) for frame, box, s, track_id in detections]
+            )
+        return predictions
+
+    # --- metrics -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _split(data: TaskData) -> tuple[list[str], list[str]]:
+        categories = list(data.classes or [])
+        novel = [str(c) for c in data.extra.get("novel_categories", []) or []]  # type: ignore[union-attr]
+        return categories, novel
+
+    def _by_video(self, predictions: Sequence[Any], data: TaskData) -> dict[str, list[Any]]:
+        check_predictions(self, predictions, data)
+        by_video: dict[str, list[Any]] = {}
+        for p, item in zip(predictions, data.items, strict=True):
+            if item.video.video_id in by_video:
+                raise VideoadaptError(f"{data.origin}: video {item.video.video_id!r} appears twice in the split")
+            by_video[item.video.video_id] = list(p)
+        return by_video
+
+    def evaluate(self, predictions: Sequence[Any], data: TaskData) -> dict[str, float]:
+        from videoadapt.metrics.tracking import tracking_metrics
+
+        categories, novel = self._split(data)
+        result = tracking_metrics(data.items, self._by_video(predictions, data), categories, novel)
+        return {k: float(v) for k, v in result.items()}
+
+    def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """Per video: the additive statistics of ``videoadapt.metrics.tracking.tracking_statistics``."""
+        from videoadapt.metrics.tracking import tracking_statistics
+
+        categories, novel = self._split(data)
+        self._scored = (categories, novel)
+        rows = [tracking_statistics(item, list(p), categories) for p, item in zip(predictions, data.items, strict=True)]
+        check_predictions(self, predictions, data)
+        return {k: np.stack([np.asarray(r[k], dtype=np.float64) for r in rows]) for k in rows[0]}
+
+    def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from videoadapt.metrics.tracking import tracking_metrics_from_sums
+
+        if self._scored is None:
+            raise VideoadaptError("tracking: metrics_from_sums needs item_statistics first (it names the categories)")
+        categories, novel = self._scored
+        return tracking_metrics_from_sums(sums, categories, novel)
+
+    def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
+        """Per video: ``id``, the numbers of ground-truth and predicted tracks and boxes, predicted categories."""
+        check_predictions(self, predictions, data)
+        records = []
+        for p, item in zip(predictions, data.items, strict=True):
+            records.append(
+                {
+                    "id": item.video.video_id,
+                    "tracks": len(item.tracks),
+                    "boxes": sum(len(tr.frames) for tr in item.tracks),
+                    "predicted_tracks": len({b.track_id for b in p}),
+                    "predicted_boxes": len(p),
+                    "categories": sorted({tr.category for tr in item.tracks}),
+                    "predicted_categories": sorted({b.category for b in p}),
+                }
+            )
+        return records
+
+    def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
+        """Not yet: ``metrics/tracking_files.py`` writes the TAO result json, but no TAO ground-truth writer exists;
+        score a SynthWorld set on disk with ``videoadapt score --task tracking --gt synth:DIR``."""
+        raise VideoadaptError(
+            "tracking: eval --save-predictions needs a TAO ground-truth writer, which is not there yet; score "
+            "predictions against a data set on disk with `videoadapt score --task tracking --gt synth:DIR`"
+        )
+
+    # --- a user's video -------------------------------------------------------------------------------------------
+
+    def user_items(self, video: VideoRef, request: Request, spec: dict[str, Any]) -> list[Item]:
+        categories = [c.strip() for c in request.texts if c.strip()]
+        if not categories:
+            raise VideoadaptError("tracking: name the categories to track (--text, one per category)")
+        if request.duration <= 0 or request.fps <= 0 or request.width <= 0 or request.height <= 0:
+            raise VideoadaptError(
+                "tracking: the video's duration, frame rate and size are needed (boxes are in pixels)"
+            )
+        self._user_categories = categories
+        frames = max(1, int(round(request.duration * request.fps)))
+        return [TrackingItem(video, frames, float(request.fps), int(request.width), int(request.height), ())]
+
+    def describe(self, prediction: Any, item: Item, spec: dict[str, Any], top_k: int = 5) -> dict[str, Any]:
+        fps = item.fps  # type: ignore[union-attr]
+        tracks: dict[int, dict[str, Any]] = {}
+        for box in prediction:
+            entry = tracks.setdefault(box.track_id, {"track_id": box.track_id, "category": box.category, "boxes": {}})
+            entry["boxes"][int(box.frame)] = [round(float(v), 1) for v in box.box]
+        for entry in tracks.values():
+            frames = sorted(entry["boxes"])
+            entry["start_s"], entry["end_s"] = frames[0] / fps, (frames[-1] + 1) / fps
+        return {"tracks": [tracks[k] for k in sorted(tracks)]}
+
+
+def uncropped_pixels(boxes: torch.Tensor, width: int, height: int, processor: Any) -> torch.Tensor:
+    """Normalised xyxy boxes of the ILFM's input (after its resize and centre crop) as pixels of the original
+    ``width`` × ``height`` frame (as ``GroundingModel.detect_frames`` undoes them), clipped to the frame."""
+    from videoadapt.data.transforms import resized_size
+
+    new_h, new_w = resized_size(height, width, processor)
+    size = processor.image_size if processor.crop == "center" else None
+    crop_h, crop_w = (size, size) if size is not None else (new_h, new_w)
+    top, left = ((new_h - size) // 2, (new_w - size) // 2) if size is not None else (0, 0)
+    x = (boxes[:, 0::2] * crop_w + left) / new_w * width
+    y = (boxes[:, 1::2] * crop_h + top) / new_h * height
+    out = torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), -1)
+    limit = out.new_tensor([width, height, width, height])
+    return torch.minimum(out.clamp(min=0), limit)

@@ -1,0 +1,296 @@
+"""Open-vocabulary multi-object tracking as a task: the quasi-dense losses and the bi-softmax against hand-derived
+values, the tracker's birth, death, momentum and class vote on hand-made detections, the head learning on a
+SynthWorld tracking batch through a frozen and an adapted backbone, the zero-shot row equal to TinyOWL's own
+detections followed by IoU, predictions in the documented form, bad items named."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from videoadapt.data.formats import load_task_data
+from videoadapt.data.records import ObjectTrack, TrackingItem, VideoRef
+from videoadapt.data.sampling import sampler_from_spec
+from videoadapt.data.transforms import ProcessorSettings
+from videoadapt.foundation.loading import load_backbone
+from videoadapt.model.batches import BatchBuilder
+from videoadapt.model.data import check_items
+from videoadapt.model.task_model import TaskModel
+from videoadapt.paradigms import build_video_encoder
+from videoadapt.tasks import Request, TextEncoder, build_task, feature_widths, task_names
+from videoadapt.tasks.tracking import category_prompt, sampled_video_frames, uncropped_pixels
+from videoadapt.temporal.appearance_embedding import cosine_l2_loss, multi_positive_cross_entropy, quasi_dense_loss
+from videoadapt.temporal.association import bisoftmax, box_iou_matrix, hungarian_match, nms
+from videoadapt.temporal.tracker import Tracker, TrackerConfig
+
+FRAMES = 8
+SYNTH = {"videos": 40, "size": 64, "frames": FRAMES}
+PARADIGMS = {"post_network": {"post_network": {"temporal": "mean"}}, "lora": {"lora": {"r": 2}}}
+
+
+@pytest.fixture(scope="module")
+def owl():
+    return load_backbone("tiny-owl")
+
+
+@pytest.fixture(scope="module")
+def train_data():
+    return load_task_data("synth", "train", "tracking", **SYNTH)
+
+
+def model_for(ilfm, paradigm: str, data, **head) -> TaskModel:
+    torch.manual_seed(0)
+    encoder = build_video_encoder(ilfm, paradigm, PARADIGMS[paradigm])
+    feature_widths(encoder, FRAMES)
+    task = build_task("tracking", **head)
+    return TaskModel(encoder, task.build_head(ilfm, encoder, data), task, TextEncoder(ilfm))
+
+
+def batch_of(model: TaskModel, data, indices: list[int], train: bool = True):
+    sampler = sampler_from_spec(f"uniform:{FRAMES}")
+    return BatchBuilder(data, model.task, model.encoder.ilfm.processor, sampler, train=train).build(indices)
+
+
+# --- building blocks against hand-derived values ------------------------------------------------------------------
+
+
+def test_multi_positive_cross_entropy_is_log_one_plus_pairwise_exponentials():
+    s = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    positive = torch.tensor([[True, False, True], [False, False, False]])  # row 2 has no positive: left out
+    expected = math.log(1 + math.exp(0.5 - 2.0) + math.exp(0.5 + 1.0))
+    assert float(multi_positive_cross_entropy(s, positive)) == pytest.approx(expected, rel=1e-6)
+    assert float(multi_positive_cross_entropy(s, torch.zeros_like(positive))) == 0.0
+
+
+def test_cosine_l2_and_quasi_dense_pairs_skip_background_keys():
+    key = torch.tensor([[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    ref = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    positive = torch.tensor([[True, False], [False, False]])
+    # positives: cos 1 -> 0; negatives: cos(k0,r1)=0.7071, cos(k1,r0)=0, cos(k1,r1)=0.7071 -> mean of squares 1/3
+    assert float(cosine_l2_loss(key[:2], ref, positive)) == pytest.approx(1 / 3, rel=1e-5)
+    ids_key, ids_ref = torch.tensor([7, 8, -1]), torch.tensor([7, 9])
+    contrastive, auxiliary = quasi_dense_loss(key, ref, ids_key, ids_ref)
+    # Only key 0 has a positive and a negative: log(1 + exp(s01 - s00)) = log(1 + exp(1 - 2)).
+    assert float(contrastive) == pytest.approx(math.log(1 + math.exp(-1.0)), rel=1e-6)
+    assert float(auxiliary) == pytest.approx(1 / 3, rel=1e-5)
+
+
+def test_bisoftmax_hungarian_iou_and_nms():
+    det, tracks = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    s = det @ tracks.T
+    expected = (s.softmax(1) + s.softmax(0)) / 2
+    assert torch.allclose(bisoftmax(det, tracks), expected)
+    assert hungarian_match(torch.tensor([[0.9, 0.8], [0.85, 0.1]]), 0.5) == [(0, 1), (1, 0)]  # total 1.65 > 1.0
+    assert hungarian_match(torch.tensor([[0.9, 0.8], [0.85, 0.1]]), 0.82) == [(1, 0)]
+    assert hungarian_match(torch.zeros(0, 3), 0.5) == []
+    iou = box_iou_matrix(torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[1.0, 1, 3, 3], [0.0, 0, 2, 2]]))
+    assert iou[0].tolist() == pytest.approx([1 / 7, 1.0])
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1.0, 1, 10, 10], [20.0, 20, 30, 30]])
+    assert nms(boxes, torch.tensor([0.5, 0.9, 0.4]), 0.5).tolist() == [1, 2]
+
+
+def test_tracker_births_matches_ages_out_and_votes():
+    config = TrackerConfig(init_score=0.5, match_score=0.4, max_age=1, momentum=0.8, min_cosine=0.5)
+    tracker = Tracker(config)
+    a, b = torch.tensor([1.0, 0.0]) * 5, torch.tensor([0.0, 1.0]) * 5
+    box = torch.tensor([[0.0, 0, 4, 4], [10.0, 10, 14, 14]])
+    labels = torch.tensor([0, 1])
+    assert tracker.step(0, box, torch.tensor([0.9, 0.3]), labels, torch.stack([a, b])) == [1, 0]  # 0.3: no birth
+    # Frame 1: the detections come in the other order; the embedding decides, not the position in the list.
+    ids = tracker.step(1, box.flip(0), torch.tensor([0.8, 0.9]), labels.flip(0), torch.stack([b, a]))
+    assert ids == [2, 1]
+    memory = tracker.tracks[0].memory
+    assert torch.allclose(memory, a)  # momentum of identical embeddings keeps them
+    # Track 1 is unseen on frames 2 and 3 (more than max_age=1 frames): a similar detection on frame 4 is new.
+    # Track 2 is alive, and a one-to-one bi-softmax is 1, but its memory is orthogonal: the cosine gate refuses.
+    tracker.step(2, box[1:], torch.tensor([0.9]), labels[1:], b[None])
+    assert tracker.step(4, box[:1], torch.tensor([0.9]), torch.tensor([2]), a[None]) == [3]
+    ungated = Tracker(TrackerConfig(init_score=0.5, match_score=0.4))
+    ungated.step(0, box[:1], torch.tensor([0.9]), labels[:1], b[None])
+    assert ungated.step(1, box[:1], torch.tensor([0.9]), labels[:1], a[None]) == [1]
+    # The vote weighs labels by score: track 1 saw label 0 at 0.9 and at 0.9 -> category 0.
+    assert tracker.tracks[0].category(3) == 0
+    voter = tracker.tracks[2]
+    voter.labels, voter.scores = [2, 1, 1], [0.9, 0.5, 0.5]
+    assert voter.category(3) == 1
+    momentum = Tracker(TrackerConfig(init_score=0.0, match_score=0.0, momentum=0.8))
+    momentum.step(0, box[:1], torch.tensor([1.0]), labels[:1], torch.tensor([[1.0, 0.0]]))
+    momentum.step(1, box[:1], torch.tensor([1.0]), labels[:1], torch.tensor([[0.0, 1.0]]))
+    assert momentum.tracks[0].memory.tolist() == pytest.approx([0.2, 0.8])
+
+
+def test_iou_tracker_follows_boxes_and_suppresses_a_second_box_on_a_followed_object():
+    tracker = Tracker(TrackerConfig(metric="iou", init_score=0.5, match_score=0.3))
+    labels = torch.tensor([0, 0])
+    assert tracker.step(0, torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0.9]), labels[:1]) == [1]
+    # A moved box is followed; a near-duplicate of it is a distractor, not a new object.
+    boxes = torch.tensor([[2.0, 0, 12, 10], [3.0, 0, 12, 10]])
+    assert tracker.step(1, boxes, torch.tensor([0.9, 0.8]), labels) == [1, 0]
+    with pytest.raises(Exception, match="unknown"):
+        TrackerConfig(metric="cosine")
+
+
+def test_frames_prompts_and_pixels():
+    assert sampled_video_frames(16, 16) == list(range(16))
+    assert sampled_video_frames(16, 4) == [2, 6, 10, 14]
+    assert category_prompt("ellipse", "auto") == "an ellipse" and category_prompt("star", "auto") == "a star"
+    assert category_prompt("star", "a photo of a {}") == "a photo of a star"
+    with pytest.raises(Exception, match="needs a"):
+        category_prompt("star", "a photo")
+    # A 128 x 64 frame resized to 64 x 32 is centre-cropped to 32 x 32 (columns 16..48 of the resized frame).
+    settings = ProcessorSettings(image_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    pixels = uncropped_pixels(torch.tensor([[0.0, 0.0, 1.0, 0.5]]), 128, 64, settings)
+    assert pixels[0].tolist() == pytest.approx([32.0, 0.0, 96.0, 32.0])
+
+
+# --- the task ------------------------------------------------------------------------------------------------------
+
+
+def test_tracking_is_registered_and_needs_a_grounding_ilfm(train_data):
+    assert "tracking" in task_names()
+    ilfm = load_backbone("hf-config:clip-tiny")
+    encoder = build_video_encoder(ilfm, "post_network", {})
+    with pytest.raises(Exception, match="needs a grounding ILFM"):
+        build_task("tracking").build_head(ilfm, encoder, train_data)
+
+
+@pytest.mark.parametrize("paradigm", list(PARADIGMS))
+def test_loss_goes_down(owl, train_data, paradigm):
+    model = model_for(owl, paradigm, train_data, embed_dim=32, hidden=64, refine_hidden=64)
+    batch = batch_of(model, train_data, list(range(4)))
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(5):
+        loss = model(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0], losses
+    if paradigm == "lora":  # the adapted backbone learns through the same loss
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters() if p.requires_grad)
+
+
+def test_zero_shot_row_is_tinyowl_detections_followed_by_iou(owl, train_data):
+    test = load_task_data("synth", "test", "tracking", **SYNTH)
+    model = model_for(owl, "post_network", train_data, head="detection", score_threshold=0.3)
+    assert not any(True for _ in model.head.parameters())
+    model.eval()
+    batch = batch_of(model, test, [0, 1], train=False)
+    predictions = model.predict(batch)
+    assert len(predictions) == 2
+    item = test.items[0]
+    categories = list(test.classes)
+    # Every predicted box of frame 0 is a TinyOWL region of that frame whose best category score passes 0.3.
+    with torch.no_grad():
+        regions = owl.detect(batch.video[batch.rows[0]], [category_prompt(c, "auto") for c in categories])
+    best = regions.logits[0].sigmoid().max(-1).values
+    candidates = regions.boxes[0][best >= 0.3] * 64
+    first = [p for p in predictions[0] if p.frame == 0]
+    assert first, "expected detections on frame 0"
+    for p in first:
+        assert float(box_iou_matrix(torch.tensor([p.box]), candidates).max()) == pytest.approx(1.0, abs=1e-4)
+        assert p.score >= 0.3
+    check_prediction_form(predictions, test.subset([0, 1]))
+    assert item.video.video_id == test.items[0].video.video_id
+
+
+def check_prediction_form(predictions, data) -> None:
+    for boxes, item in zip(predictions, data.items, strict=True):
+        categories: dict[int, str] = {}
+        seen: set[tuple[int, int]] = set()
+        for p in boxes:
+            assert 0 <= p.frame < item.num_frames and p.category in data.classes and 0 <= p.score <= 1
+            x1, y1, x2, y2 = p.box
+            assert 0 <= x1 <= x2 <= item.width and 0 <= y1 <= y2 <= item.height
+            assert categories.setdefault(p.track_id, p.category) == p.category  # one category per track
+            assert (p.frame, p.track_id) not in seen  # one box per track and frame
+            seen.add((p.frame, p.track_id))
+
+
+def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data):
+    test = load_task_data("synth", "test", "tracking", **SYNTH)
+    model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64)
+    model.eval()
+    predictions = model.predict(batch_of(model, test, list(range(len(test))), train=False))
+    check_prediction_form(predictions, test)
+    assert any(len({p.track_id for p in boxes}) < len(boxes) for boxes in predictions), "no track spans two frames"
+    records = model.task.item_records(predictions, test)
+    assert [r["id"] for r in records] == [i.video.video_id for i in test.items]
+    metrics_module = pytest.importorskip("videoadapt.metrics.tracking")
+    if not hasattr(metrics_module, "tracking_metrics_from_sums"):
+        pytest.skip("videoadapt.metrics.tracking has no tracking_metrics_from_sums yet")
+    metrics = model.task.evaluate(predictions, test)
+    assert {"teta", "loca", "assoca", "clsa", "hota"} <= set(metrics)
+    sums = {k: v.sum(0) for k, v in model.task.item_statistics(predictions, test).items()}
+    for key, value in model.task.metrics_from_sums(sums).items():
+        if key in metrics and math.isfinite(metrics[key]):
+            assert float(value) == pytest.approx(metrics[key], abs=1e-6), key
+
+
+def _item(**changes) -> TrackingItem:
+    track = ObjectTrack(1, "star", (0, 1), ((1.0, 1.0, 5.0, 5.0), (2.0, 1.0, 6.0, 5.0)))
+    fields = {"video": VideoRef("v", None), "num_frames": 4, "fps": 4.0, "width": 8, "height": 8, "tracks": (track,)}
+    fields.update(changes)
+    return TrackingItem(**fields)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"tracks": (ObjectTrack(3, "star", (7,), ((1.0, 1.0, 5.0, 5.0),)),)}, "frame 7 is outside"),
+        ({"tracks": (ObjectTrack(3, "star", (0,), ((5.0, 1.0, 5.0, 5.0),)),)}, "is not a box"),
+        ({"tracks": (ObjectTrack(3, "blob", (0,), ((1.0, 1.0, 5.0, 5.0),)),)}, "'blob' is not one of"),
+        ({"width": 0}, "must be positive"),
+    ],
+)
+def test_bad_items_are_named_or_skipped(train_data, changes, reason):
+    task = build_task("tracking")
+    data = dataclasses.replace(train_data, items=[_item(), _item(video=VideoRef("bad", None), **changes)])
+    with pytest.raises(Exception, match=reason):
+        check_items(task, data, skip_bad=False)
+    assert [i.video.video_id for i in check_items(task, data, skip_bad=True).items] == ["v"]
+
+
+def test_a_users_video_names_its_categories(owl, train_data):
+    task = build_task("tracking")
+    video = VideoRef("user", None)
+    request = Request(texts=("star", " ", "heart"), duration=2.0, fps=4.0, width=32, height=16)
+    (item,) = task.user_items(video, request, {})
+    assert (item.num_frames, item.width, item.height, item.tracks) == (8, 32, 16, ())
+    user_data = dataclasses.replace(train_data, classes=None)
+    assert task.targets([item], user_data, None, False)["categories"] == ["star", "heart"]
+    with pytest.raises(Exception, match="name the categories"):
+        task.user_items(video, Request(duration=2.0, fps=4.0, width=32, height=16), {})
+    from videoadapt.metrics.tracking import TrackedBox
+
+    described = task.describe([TrackedBox(2, 5, "star", (1.0, 2.0, 3.0, 4.0), 0.7)], item, {})
+    assert described["tracks"] == [
+        {"track_id": 5, "category": "star", "boxes": {2: [1.0, 2.0, 3.0, 4.0]}, "start_s": 0.5, "end_s": 0.75}
+    ]
+
+
+def test_unknown_head_options_are_refused(owl, train_data):
+    encoder = build_video_encoder(owl, "post_network", {})
+    with pytest.raises(Exception, match="unknown tracking option"):
+        build_task("tracking", treshold=0.3).build_head(owl, encoder, train_data)
+    with pytest.raises(Exception, match="unknown tracking head"):
+        build_task("tracking", head="dense").build_head(owl, encoder, train_data)
+    assert np.isfinite(build_task("tracking").build_head(owl, encoder, train_data).spec["score_threshold"])
+
+
+def test_the_bench_preset_covers_table_ii_tracking():
+    from videoadapt.bench.matrix import BENCH_PRESETS, ZERO_SHOT, build_matrix
+
+    preset = BENCH_PRESETS["tracking"]
+    tables, cells = build_matrix(preset)
+    assert [t.name for t in tables] == ["tracking"]
+    assert [c[0] for c in tables[0].columns][:4] == ["TETA", "LocA", "AssocA", "ClsA"]
+    zero = [c for c in cells if c.arm == ZERO_SHOT]
+    assert len(zero) == 1 and zero[0].head == {"head": "detection"} and zero[0].backbone == "tiny-owl"
