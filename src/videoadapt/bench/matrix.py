@@ -57,10 +57,6 @@ ROLES = ("none", "frozen", "backbone")
 # The survey's Table II columns, for tasks not registered yet: a task registered under one of these names without
 # a ``survey`` declaration of its own gets this table.
 RESERVED_TABLES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "tracking": (
-        "Table II: multiple object tracking",
-        (("TETA", "TETA"), ("LocA", "LocA"), ("AssocA", "AssocA"), ("ClsA", "ClsA")),
-    ),
     "segmentation": ("Table II: video segmentation", ()),
 }
 
