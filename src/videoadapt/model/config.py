@@ -55,7 +55,7 @@ SETTINGS: tuple[tuple[str, Any, str], ...] = (
     (
         "run.task",
         "recognition",
-        "the task (--task): recognition, retrieval, qa, captioning, temporal_grounding, st_grounding",
+        "the task (--task): recognition, retrieval, qa, captioning, temporal_grounding, st_grounding, segmentation",
     ),
     ("run.seed", 0, "seed of the weights, the data order and every random draw"),
     ("run.epochs", 1, "epochs over the training split"),
@@ -138,6 +138,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "data": {"frames": 16},
         "run": {"epochs": 8, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
     },
+    "segmentation": {
+        "model": {"head": {"head": "queries"}},
+        "data": {"frames": 8},
+        "run": {"epochs": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
+    },
 }
 
 # SynthWorld's reader options per task (data.options when data.source is synth or synth:DIR; a set on disk keeps
@@ -149,6 +154,7 @@ SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {
     "captioning": {"videos": 600, "size": 64, "frames": 16},
     "temporal_grounding": {"videos": 2000, "size": 64, "frames": 16},
     "st_grounding": {"videos": 2000, "size": 64, "frames": 16},
+    "segmentation": {"videos": 1000, "size": 64, "frames": 8},
 }
 SYNTH_FORMATS = ("synth", "synthworld")
 
