@@ -250,7 +250,7 @@ class Segmentation(Task):
                 spec = {
                     "head": "detection",
                     **common,
-                    "detection_threshold": float(self.option("detection_threshold", 0.2)),
+                    "detection_threshold": float(self.option("detection_threshold", 0.1)),
                     "link_iou": float(self.option("link_iou", 0.3)),
                 }
             return DetectionMaskHead(spec, ilfm)
