@@ -55,7 +55,8 @@ SETTINGS: tuple[tuple[str, Any, str], ...] = (
     (
         "run.task",
         "recognition",
-        "the task (--task): recognition, retrieval, qa, captioning, temporal_grounding, st_grounding, tracking",
+        "the task (--task): recognition, retrieval, qa, captioning, temporal_grounding, st_grounding, tracking, "
+        "segmentation",
     ),
     ("run.seed", 0, "seed of the weights, the data order and every random draw"),
     ("run.epochs", 1, "epochs over the training split"),
@@ -142,6 +143,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "data": {"frames": 16},
         "run": {"epochs": 4, "batch_size": 8, "lr": 1e-3, "warmup_steps": 20, "cache": True, "patience": 2},
     },
+    "segmentation": {
+        "model": {"head": {"head": "queries"}},
+        "data": {"frames": 8},
+        "run": {"epochs": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
+    },
 }
 
 # SynthWorld's reader options per task (data.options when data.source is synth or synth:DIR; a set on disk keeps
@@ -154,6 +160,7 @@ SYNTH_DEFAULTS: dict[str, dict[str, Any]] = {
     "temporal_grounding": {"videos": 2000, "size": 64, "frames": 16},
     "st_grounding": {"videos": 2000, "size": 64, "frames": 16},
     "tracking": {"videos": 1000, "size": 64, "frames": 16},
+    "segmentation": {"videos": 1000, "size": 64, "frames": 8},
 }
 SYNTH_FORMATS = ("synth", "synthworld")
 
