@@ -54,12 +54,6 @@ TEACHER_ARM = "full_finetune"  # distillation's stronger teacher: this arm's tra
 # trains; "backbone": the backbone (or a copy of it) trains at run.backbone_lr, the heads at run.lr; "none".
 ROLES = ("none", "frozen", "backbone")
 
-# The survey's Table II columns, for tasks not registered yet: a task registered under one of these names without
-# a ``survey`` declaration of its own gets this table.
-RESERVED_TABLES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "segmentation": ("Table II: video segmentation", ()),
-}
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -318,9 +312,6 @@ def task_tables() -> list[Table]:
                         *(_query_arms() if _hands_a_query(task) else ({}, {})),
                     )
                 )
-        elif name in RESERVED_TABLES:
-            title, columns = RESERVED_TABLES[name]
-            tables.append(Table(name, name, title, columns, monitor=monitor, zero_shot_note="not declared"))
         else:
             # No declaration: one table whose columns are whatever the task reports (filled in by the report).
             tables.append(Table(name, name, f"{name}", (), monitor=monitor, zero_shot_note="not declared"))

@@ -21,7 +21,6 @@ from videoadapt.bench import cell as cell_module
 from videoadapt.bench.matrix import (
     BASELINES,
     RANDOM_INIT,
-    RESERVED_TABLES,
     ZERO_SHOT,
     Cell,
     Table,
@@ -567,13 +566,6 @@ def write_report(
     notes = []
     for name in missing_tables:
         notes.append(f"- {name}: no data given for it (`--data {name}=SPEC`), not run.")
-    registered = {t.task for t in tables}
-    reserved = [n for n in RESERVED_TABLES if n not in registered]
-    if reserved:
-        notes.append(
-            "- Table II (" + ", ".join(RESERVED_TABLES[n][0].split(": ", 1)[1] for n in reserved) + "): those tasks "
-            "are not registered yet; their tables appear here when they are."
-        )
     if notes:
         lines += ["", "## Not covered", "", *notes]
     (out / REPORT).write_text("\n".join(lines) + "\n")
