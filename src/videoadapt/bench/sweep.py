@@ -131,7 +131,7 @@ def run_sweep(
     def stage(cells: list[Cell]) -> bool:
         """Run a stage's cells; False when ``max_cells`` stopped it before the end."""
         nonlocal budget_left
-        done, reused = run_cells(out, cells, spec_of, isolate, launcher, progress, budget_left)
+        done, reused = run_cells(out, cells, spec_of, isolate, launcher, progress, budget_left, command=command)
         ran.extend(done)
         if budget_left is not None:
             budget_left -= len(done)
