@@ -121,7 +121,9 @@ def test_a_stopped_bench_keeps_its_cells_and_resumes_the_interrupted_one(tmp_pat
         _, err = alone.communicate(timeout=180)
         assert alone.returncode == 0, err
         a = load_tensors(second / "run" / "model.safetensors")
-        b = load_tensors(straight / "cells" / "recognition" / second.parent.name / "seed0" / "run" / "model.safetensors")
+        b = load_tensors(
+            straight / "cells" / "recognition" / second.parent.name / "seed0" / "run" / "model.safetensors"
+        )
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
