@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,9 @@ from videoadapt.foundation.feature_cache import store as store_module
 from videoadapt.foundation.hf import from_architecture
 from videoadapt.utils.folder_lock import LOCK_NAME, FolderBusyError
 from videoadapt.utils.safe_io import DiskFullError
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
 
 
 @pytest.fixture(scope="module")
@@ -128,17 +132,41 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
     return done.returncode == 0
 
 
-def test_on_a_real_small_disk_the_cache_is_refused_and_a_file_write_keeps_the_old_one(ilfm, tmp_path):
-    """A 128 KB tmpfs (needs root and mount; skipped elsewhere): the cache's reservation and an atomic write
-    hit a real ENOSPC."""
+EXTRACT_ON_SMALL_DISK = """
+import sys
+from test_feature_cache import SAMPLER, make_data
+from videoadapt.foundation.feature_cache import extract_features
+from videoadapt.foundation.hf import from_architecture
+from videoadapt.utils.safe_io import DiskFullError
+try:
+    ilfm = from_architecture("clip-tiny").eval()
+    extract_features(ilfm, make_data(10), SAMPLER, sys.argv[1], all_layers=True, batch_size=4, progress=False)
+except DiskFullError as error:
+    print(error, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def test_on_a_real_small_disk_the_cache_is_refused_and_a_file_write_keeps_the_old_one(tmp_path):
+    """A 128 KB tmpfs (needs root and mount; skipped elsewhere) and a 264 KB cache: the reservation meets a real
+    ENOSPC. The extraction runs in a child process: without the reservation its first row written through the
+    memory mapping dies of SIGBUS. Then an atomic write on the same full disk keeps the old file."""
     from videoadapt.utils.safe_io import atomic_write_bytes
 
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "128k"):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        with pytest.raises(DiskFullError, match=r"cache: the disk is full: writing it needs \d+\.\d MB"):
-            extract(ilfm, make_data(10), disk / "cache", all_layers=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
+        child = subprocess.run(
+            [sys.executable, "-c", EXTRACT_ON_SMALL_DISK, str(disk / "cache")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.returncode == 3, (child.returncode, child.stderr[-2000:])
+        assert re.search(r"cache: the disk is full: writing it needs \d+\.\d MB", child.stderr), child.stderr
         assert not (disk / "cache" / "layout.json").exists() and not list((disk / "cache").glob("*.npy"))
         atomic_write_bytes(disk / "result.json", b"the good one")
         with pytest.raises(DiskFullError, match=r"result\.json: the disk is full: writing it needs 1\.0 MB"):
