@@ -66,12 +66,12 @@ def run_videoadapt(words: list[str], **kwargs) -> subprocess.Popen:
 
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_bench_keeps_its_cells_and_resumes_the_interrupted_one(tmp_path, sent):
-    """SUBPROCESSES (about 40 s): the signal goes to the bench's whole process group (the fork server included,
-    as a cluster or a terminal sends it) once the first cell is done and the second has trained a few steps. The
-    bench exits naming the signal, the cell, its step and the command; the finished cell has its ``done``
-    marker, the stopped one a checkpoint and no marker. The same command then reuses the first cell (its files
-    unchanged) and resumes the second, whose log keeps the rows written before the stop and whose weights equal
-    an uninterrupted run's byte for byte."""
+    """SUBPROCESSES (SIGTERM about 40 s, SIGINT 15 s on an idle machine): the signal goes to the bench's whole
+    process group (the fork server included, as a cluster or a terminal sends it) once the first cell is done
+    and the second has trained a few steps. The bench exits naming the signal, the cell, its step and the
+    command; the finished cell has its ``done`` marker, the stopped one a checkpoint and no marker. After
+    SIGTERM the same command then reuses the first cell (its files unchanged) and resumes the second, whose log
+    keeps the rows written before the stop and whose weights equal an uninterrupted run's byte for byte."""
     out = tmp_path / "bench"
     bench = run_videoadapt(bench_command(out))
     try:
@@ -100,6 +100,8 @@ def test_a_stopped_bench_keeps_its_cells_and_resumes_the_interrupted_one(tmp_pat
     stopped_at = result["step"]
     assert 8 <= stopped_at < STEPS and f"after step {stopped_at} of training (checkpoint kept)" in err, err
     assert (second / "run" / "checkpoints" / "last").is_dir()
+    if sent == signal.SIGINT:
+        return  # what follows, the rerun, does not depend on which signal stopped the cell
     kept = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
     rows_before = log_rows(second)
 
@@ -115,16 +117,13 @@ def test_a_stopped_bench_keeps_its_cells_and_resumes_the_interrupted_one(tmp_pat
     rows = log_rows(second)
     assert rows[: len(rows_before)] == rows_before and rows[-1].startswith(f"{STEPS},")
 
-    if sent == signal.SIGTERM:  # once is enough: the same check holds whichever signal stopped the cell
-        straight = tmp_path / "straight"
-        alone = run_videoadapt(bench_command(straight))
-        _, err = alone.communicate(timeout=180)
-        assert alone.returncode == 0, err
-        a = load_tensors(second / "run" / "model.safetensors")
-        b = load_tensors(
-            straight / "cells" / "recognition" / second.parent.name / "seed0" / "run" / "model.safetensors"
-        )
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    straight = tmp_path / "straight"
+    alone = run_videoadapt(bench_command(straight))
+    _, err = alone.communicate(timeout=180)
+    assert alone.returncode == 0, err
+    a = load_tensors(second / "run" / "model.safetensors")
+    b = load_tensors(straight / "cells" / "recognition" / second.parent.name / "seed0" / "run" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # --- a full disk ------------------------------------------------------------------------------------------------
@@ -165,3 +164,26 @@ def test_a_full_disk_stops_the_bench_with_every_result_whole_and_a_rerun_finishe
     assert summary["complete"] and len(summary["reused"]) == 1 and len(summary["ran"]) == 1
     assert (first / cell_module.RESULT).read_bytes() == kept
     assert json.loads((second / cell_module.RESULT).read_text())["status"] == "ok"
+
+
+def test_prediction_files_and_the_report_are_the_old_file_or_the_new_on_a_full_disk(tmp_path, monkeypatch):
+    """A prediction file (`videoadapt eval --save-predictions`, score's formats) and the bench's report files are
+    written atomically: a full disk names the file and leaves the previous one whole."""
+    from videoadapt.bench.report import write_csv
+    from videoadapt.metrics.prediction_files import write_moment_predictions
+
+    moments, table = tmp_path / "predictions.jsonl", tmp_path / "results.csv"
+    write_moment_predictions(moments, {"1": {"windows": [(0.0, 2.0, 0.9)]}})
+    write_csv(table, [{"table": "recognition", "arm": "lora"}])
+    before = moments.read_bytes(), table.read_bytes()
+
+    def full_open(path, mode="r", *args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(safe_io, "open", full_open, raising=False)
+    with pytest.raises(safe_io.DiskFullError, match=r"predictions\.jsonl: the disk is full: writing it needs"):
+        write_moment_predictions(moments, {str(q): {"windows": [(0.0, 1.0, 0.5)] * 50} for q in range(100)})
+    with pytest.raises(safe_io.DiskFullError, match=r"results\.csv: the disk is full"):
+        write_csv(table, [{"table": "retrieval", "arm": "adapter"}] * 100)
+    assert (moments.read_bytes(), table.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl", "results.csv"]
