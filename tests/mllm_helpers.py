@@ -16,9 +16,22 @@ CHATML = (
 )
 
 
+# The special tokens of the real video MLLM families (LLaVA-OneVision, Qwen2-VL, SmolVLM2), after the words.
+MEDIA_TOKENS = (
+    "<video>",
+    "<image>",
+    "<|vision_start|>",
+    "<|video_pad|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<fake_token_around_image>",
+    "<global-img>",
+)
+
+
 def make_tokenizer():
-    """A whitespace word-level tokenizer: ids 0-2 are <unk>, <|im_start|>, <|im_end|> (the end token); padding on
-    the left, as generation wants."""
+    """A whitespace word-level tokenizer: ids 0-2 are <unk>, <|im_start|>, <|im_end|> (the end token), the media
+    tokens of the real MLLM families are special tokens; padding on the left, as generation wants."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -35,7 +48,7 @@ def make_tokenizer():
         pad_token="<|im_end|>",
         padding_side="left",
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *MEDIA_TOKENS]})
     tokenizer.chat_template = CHATML
     return tokenizer
 
@@ -79,3 +92,89 @@ def make_mllm(seed: int = 0, **options):
 def video(batch: int = 2, frames: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, frames, 3, size, size, generator=generator)
+
+
+def make_hf_mllm_directory(family: str, folder, seed: int = 0, context: int = 512):
+    """A tiny random checkpoint of a real video MLLM family saved as transformers saves one (config, safetensors,
+    tokenizer, preprocessor_config.json): ``family`` is llava_onevision, qwen2_vl, qwen2_5_vl or smolvlm."""
+    import json
+
+    from transformers import AutoModelForImageTextToText
+
+    tokenizer = make_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in MEDIA_TOKENS}
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=context,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        initializer_range=0.5,
+    )
+    tower = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    if family == "llava_onevision":
+        from transformers import LlavaOnevisionConfig
+
+        config = LlavaOnevisionConfig(
+            vision_config=dict(model_type="siglip_vision_model", **tower),
+            text_config=dict(model_type="qwen2", **text),
+            image_token_index=ids["<image>"],
+            video_token_index=ids["<video>"],
+            image_grid_pinpoints=[[32, 32]],
+        )
+        preprocessor = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"height": 32, "width": 32}}
+    elif family in ("qwen2_vl", "qwen2_5_vl"):
+        from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+        rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+        if family == "qwen2_vl":
+            vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2)
+            cls = Qwen2VLConfig
+        else:
+            vision = dict(
+                depth=2,
+                hidden_size=32,
+                intermediate_size=64,
+                out_hidden_size=32,
+                num_heads=2,
+                window_size=56,
+                fullatt_block_indexes=[1],
+            )
+            cls = Qwen2_5_VLConfig
+        config = cls(
+            text_config=dict(**text, rope_parameters=rope),
+            vision_config=vision,
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+        )
+        preprocessor = {
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+        }
+    elif family == "smolvlm":
+        from transformers import SmolVLMConfig
+
+        config = SmolVLMConfig(
+            vision_config=tower,
+            text_config=dict(model_type="llama", **text),
+            image_token_id=ids["<image>"],
+            scale_factor=2,
+        )
+        preprocessor = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    else:
+        raise ValueError(family)
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return folder
