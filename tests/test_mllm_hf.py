@@ -133,3 +133,13 @@ def test_bad_checkpoint_directories_are_refused(tmp_path):
     clip.model.save_pretrained(tmp_path / "clip")
     with pytest.raises(VideoadaptError, match="not a supported video MLLM"):
         from_pretrained(tmp_path / "clip")
+
+
+def test_the_backbone_loader_knows_mllm_checkpoints(tmp_path):
+    from videoadapt.foundation import load_backbone
+    from videoadapt.foundation.mllm.hf_video import HFVideoMLLM
+
+    folder = make_hf_mllm_directory("llava_onevision", tmp_path / "ov")
+    for spec in (f"hf-mllm:{folder}", str(folder)):
+        model = load_backbone(spec)
+        assert isinstance(model, HFVideoMLLM) and model.spec == spec

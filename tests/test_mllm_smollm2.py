@@ -149,3 +149,14 @@ def test_an_unfinished_conversion_folder_is_not_taken_for_a_finished_one(cache, 
     (copy / "source.json").unlink()
     assert not smollm2._is_complete(copy, mark)  # the mark written last is missing
     assert not smollm2._is_complete(cache, {**mark, "bytes": 1})  # another GGUF
+
+
+def test_the_backbone_loader_builds_the_embedded_mllm(cache):
+    from videoadapt.errors import VideoadaptError
+    from videoadapt.foundation import load_backbone
+    from videoadapt.foundation.mllm import VideoMLLM
+
+    model = load_backbone("mllm:hf-config:clip-tiny")
+    assert isinstance(model, VideoMLLM) and model.tower.name == "hf-config:clip-tiny" and model.spec.startswith("mllm")
+    with pytest.raises(VideoadaptError, match="cannot itself be an MLLM"):
+        load_backbone("mllm:mllm")
