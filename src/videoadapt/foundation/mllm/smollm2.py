@@ -177,8 +177,11 @@ def load_language_model(gguf: str | Path | None = None) -> tuple[torch.nn.Module
     """The causal LM (eval mode, float32) and its tokenizer from the converted cache folder (converted first when
     needed)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     folder = converted_directory(gguf)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar for a 0.3 s load is noise on every run
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, use_safetensors=True, dtype=torch.float32
@@ -188,4 +191,7 @@ def load_language_model(gguf: str | Path | None = None) -> tuple[torch.nn.Module
         raise InputFileError(
             folder, f"the converted language model cannot be loaded ({str(error).splitlines()[0]}); delete the folder"
         ) from None
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
