@@ -254,8 +254,6 @@ def from_pretrained(
         model = AutoModelForImageTextToText.from_pretrained(source, use_safetensors=True, local_files_only=offline)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except (OSError, ValueError) as error:
-        if isinstance(error, VideoadaptError):
-            raise
         raise VideoadaptError(
             f"cannot load video MLLM {source!r}: {str(error).splitlines()[0]}. Without access to the model hub, "
             f"download it on a connected machine (`hf download {source} --local-dir DIR`) and pass DIR."

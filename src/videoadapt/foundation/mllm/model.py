@@ -12,7 +12,7 @@ the visual tokens of a video replace the ``<video>`` placeholder of the prompt t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -55,7 +55,6 @@ class MLLMConfig:
     template: str = "<video>\n{prompt}"
     chat: bool = True
     system: str | None = "You are a helpful assistant that watches short videos and answers briefly."
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
