@@ -32,6 +32,7 @@ def patchify(video: torch.Tensor, patch: int, merge: int, temporal: int) -> tupl
 
 class Qwen2VLFamily(VideoFamily):
     model_types = ("qwen2_vl", "qwen2_5_vl")
+    fps = 2.0  # frames per second of the sampled clip that Qwen2.5-VL's time positions assume (its processor's default)
 
     @property
     def _vision(self) -> object:
@@ -96,7 +97,12 @@ class Qwen2VLFamily(VideoFamily):
         v = self._vision
         flat, grid = patchify(video, int(v.patch_size), int(v.spatial_merge_size), int(v.temporal_patch_size))
         thw = torch.tensor([grid] * video.shape[0], dtype=torch.long, device=video.device)
-        return {"pixel_values_videos": flat, "video_grid_thw": thw}
+        inputs = {"pixel_values_videos": flat, "video_grid_thw": thw}
+        if self.model.config.model_type == "qwen2_5_vl":
+            # Qwen2.5-VL spaces the temporal positions of frame pairs by their duration (absolute time in M-RoPE).
+            seconds = int(v.temporal_patch_size) / self.fps
+            inputs["second_per_grid_ts"] = torch.full((video.shape[0],), seconds, device=video.device)
+        return inputs
 
     def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         # Modality of every token (0 text, 2 video), which the processor returns and M-RoPE needs: without it
