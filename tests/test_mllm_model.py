@@ -211,3 +211,24 @@ def test_feature_layer_selects_a_tower_block():
     assert not torch.allclose(last, penultimate)
     with pytest.raises(VideoadaptError, match="feature_layer"):
         make_mllm(feature_layer=-9).visual_tokens(clip)
+
+
+def test_the_untrained_projector_is_the_same_on_every_build():
+    from mllm_helpers import make_language_model, make_tokenizer
+
+    from videoadapt.foundation.hf import from_architecture
+    from videoadapt.foundation.mllm import VideoMLLM
+
+    def build(seed):
+        tokenizer = make_tokenizer()
+        tower = from_architecture("clip-tiny")
+        return VideoMLLM(tower, make_language_model(tokenizer), tokenizer, MLLMConfig(pooling="onevision", seed=seed))
+
+    torch.manual_seed(1)
+    a = build(0)
+    torch.manual_seed(2)  # another global state: the projector does not depend on it
+    b = build(0)
+    for p, q in zip(a.parameter_groups()["projector"], b.parameter_groups()["projector"], strict=True):
+        assert torch.equal(p, q)
+    c = build(1)
+    assert not torch.equal(a.projector.linear_1.weight, c.projector.linear_1.weight)

@@ -46,7 +46,8 @@ class MLLMConfig:
     rows, cols)), ``"onevision"`` (2×2 per frame plus a learnt separator after each frame) or ``"none"``.
     ``feature_layer``: which tower block's patch tokens feed the projector (-2, the penultimate, as LLaVA-1.5;
     -1 the last). ``max_context``: positions of the LM context the model may use (None: the LM's own maximum).
-    ``template``, ``chat``, ``system``: the prompt template (:class:`PromptTemplate`)."""
+    ``template``, ``chat``, ``system``: the prompt template (:class:`PromptTemplate`). ``seed``: of the projector's
+    (and separator's) initialisation."""
 
     pooling: str = "pllava"
     pool_output: tuple[int | None, int, int] = (None, 4, 4)
@@ -55,6 +56,7 @@ class MLLMConfig:
     template: str = "<video>\n{prompt}"
     chat: bool = True
     system: str | None = "You are a helpful assistant that watches short videos and answers briefly."
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -79,8 +81,12 @@ class VideoMLLM(ImageLanguageModel):
         self.tokenizer = tokenizer
         self.template = PromptTemplate(self.config.template, self.config.chat, self.config.system)
         lm_width = int(language_model.get_input_embeddings().embedding_dim)
-        self.projector = MLPProjector(tower.dims.width, lm_width)
-        self.pooling = build_pooling(self.config.pooling, lm_width, self.config.pool_output)
+        # Seeded, without touching the global generator: the same spec always builds the same untrained projector,
+        # so that a saved adapted model whose projector did not train still loads onto identical weights.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.projector = MLPProjector(tower.dims.width, lm_width)
+            self.pooling = build_pooling(self.config.pooling, lm_width, self.config.pool_output)
         self.name = f"mllm({tower.name})"
         eos = {tokenizer.eos_token_id, getattr(language_model.config, "eos_token_id", None)}
         self.stop_ids = sorted(int(i) for i in eos if isinstance(i, int))
