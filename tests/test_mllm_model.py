@@ -215,7 +215,6 @@ def test_feature_layer_selects_a_tower_block():
 
 def test_the_untrained_projector_is_the_same_on_every_build():
     from mllm_helpers import make_language_model, make_tokenizer
-
     from videoadapt.foundation.hf import from_architecture
     from videoadapt.foundation.mllm import VideoMLLM
 
