@@ -70,6 +70,10 @@ def test_generation_and_scores_of_a_tiny_checkpoint(family, tmp_path):
     # The video matters.
     other = model.score_candidates(clips(model, 1, seed=7), prompts[0], candidates, reduction="sum")[0]
     assert not torch.allclose(scores, other)
+    # The prompt alone (the zero-shot baseline): no video tokens, no pixels.
+    alone = model.generate(None, prompts, max_new_tokens=3)
+    assert alone.frames_used == 0 and len(alone.texts) == 2
+    assert model.score_candidates(None, prompts[0], candidates)[0].shape == (2,)
     loss = model.loss(video, prompts, ["red", "blue square"])
     loss.backward()
     assert all(p.grad is not None for p in model.parameter_groups()["projector"])

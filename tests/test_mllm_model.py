@@ -231,3 +231,22 @@ def test_the_untrained_projector_is_the_same_on_every_build():
         assert torch.equal(p, q)
     c = build(1)
     assert not torch.equal(a.projector.linear_1.weight, c.projector.linear_1.weight)
+
+
+def test_without_a_video_the_language_model_answers_the_prompt_alone():
+    model = make_mllm(pooling="onevision")
+    prompts = ["what happens ?", "which colour is the circle ?"]
+    result = model.generate(None, prompts, max_new_tokens=5)
+    assert result.frames_used == result.frames_given == 0 and len(result.texts) == 2
+    embed = model.language_model.get_input_embeddings()
+    for i, prompt in enumerate(prompts):
+        before, after = (model._ids(p) for p in model.template.render(prompt, model.tokenizer))
+        ids = torch.cat([before, after])  # the placeholder removed, nothing in its place
+        with torch.no_grad():
+            out = model.language_model.generate(
+                inputs_embeds=embed(ids)[None], max_new_tokens=5, do_sample=False, eos_token_id=2, pad_token_id=2
+            )[0].tolist()
+        assert result.token_ids[i] == (out[: out.index(2)] if 2 in out else out)
+    scores = model.score_candidates(None, prompts, ["red", "blue"])
+    assert len(scores) == 2 and not torch.allclose(scores[0], scores[1])
+    assert model.loss(None, "what happens ?", ["red", "blue"]).ndim == 0

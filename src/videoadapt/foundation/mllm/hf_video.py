@@ -120,7 +120,15 @@ class HFVideoMLLM(ImageLanguageModel):
     def _prompt_ids(self, prompts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
         return [tuple(self._ids(part) for part in self.template.render(p, self.tokenizer)) for p in prompts]
 
-    def _fit(self, video: torch.Tensor, prompts: list[tuple[list[int], list[int]]], reserve: int) -> torch.Tensor:
+    def _fit(
+        self, video: torch.Tensor | None, prompts: list[tuple[list[int], list[int]]], reserve: int
+    ) -> torch.Tensor | None:
+        if video is None:
+            if max(len(a) + len(b) for a, b in prompts) + reserve > self.context_length:
+                raise VideoadaptError(
+                    f"{self.name}: the prompt and answer exceed the {self.context_length}-token context"
+                )
+            return None
         if video.ndim != 5:
             raise VideoadaptError(f"{self.name}: videos must be [B,T,3,H,W], got shape {tuple(video.shape)}")
         size = self.processor.image_size
@@ -133,10 +141,14 @@ class HFVideoMLLM(ImageLanguageModel):
         return sample_frames(video, frames_that_fit(video.shape[1], self.tokens_for, room, self.name), self.name)
 
     def _inputs(
-        self, video: torch.Tensor, prompts: list[tuple[list[int], list[int]]], answers: list[list[int]] | None = None
+        self,
+        video: torch.Tensor | None,
+        prompts: list[tuple[list[int], list[int]]],
+        answers: list[list[int]] | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Left-padded model inputs (ids, mask, pixels) and labels marking the answers."""
-        video_ids = self.family.video_ids(video.shape[1])
+        """Left-padded model inputs (ids, mask, pixels) and labels marking the answers; without a video (None) the
+        prompt alone."""
+        video_ids = [] if video is None else self.family.video_ids(video.shape[1])
         rows, labels = [], []
         for i, (before, after) in enumerate(prompts):
             answer = answers[i] if answers is not None else []
@@ -148,11 +160,17 @@ class HFVideoMLLM(ImageLanguageModel):
         dtype = next(self.model.parameters()).dtype
         pixels = {
             k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)).contiguous()
-            for k, v in self.family.pixel_inputs(video).items()
+            for k, v in ({} if video is None else self.family.pixel_inputs(video)).items()
         }
         ids = ids.to(device)
         inputs = {"input_ids": ids, "attention_mask": mask.to(device), **self.family.token_inputs(ids), **pixels}
         return inputs, label_batch.to(device)
+
+    @staticmethod
+    def _count(video: torch.Tensor | None, prompts: str | Sequence[str]) -> int:
+        if video is not None:
+            return int(video.shape[0])
+        return 1 if isinstance(prompts, str) else len(prompts)
 
     @staticmethod
     def _broadcast(prompts: str | Sequence[str], count: int) -> list[str]:
@@ -171,28 +189,28 @@ class HFVideoMLLM(ImageLanguageModel):
 
     # -- the generative interface ---------------------------------------------------------------------------------
     def generate(
-        self, video: torch.Tensor, prompts: str | Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
+        self, video: torch.Tensor | None, prompts: str | Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
     ) -> Generation:
         """As :meth:`VideoMLLM.generate`: greedy or beam search with the KV cache, a hard length bound, frames
-        sampled down (with a warning) when the video does not fit the context."""
+        sampled down (with a warning) when the video does not fit the context; ``video`` None: the prompts alone."""
         check_generation_options(max_new_tokens, num_beams)
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, video.shape[0]))
-        given = video.shape[1]
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, self._count(video, prompts)))
+        given = 0 if video is None else video.shape[1]
         video = self._fit(video, prompt_ids, reserve=int(max_new_tokens))
         inputs, _ = self._inputs(video, prompt_ids)
-        return run_generate(
-            self.model, inputs, self.tokenizer, self.stop_ids, max_new_tokens, num_beams, video.shape[1], given
-        )
+        used = 0 if video is None else video.shape[1]
+        return run_generate(self.model, inputs, self.tokenizer, self.stop_ids, max_new_tokens, num_beams, used, given)
 
     def score_candidates(
         self,
-        video: torch.Tensor,
+        video: torch.Tensor | None,
         prompts: str | Sequence[str],
         candidates: Sequence[str] | Sequence[Sequence[str]],
         reduction: str = "mean",
     ) -> list[torch.Tensor]:
-        """As :meth:`VideoMLLM.score_candidates`: each candidate's log-likelihood, one tensor per video."""
-        b = video.shape[0]
+        """As :meth:`VideoMLLM.score_candidates`: each candidate's log-likelihood, one tensor per video (per prompt
+        when ``video`` is None)."""
+        b = self._count(video, prompts)
         per_video = [list(candidates)] * b if candidates and isinstance(candidates[0], str) else list(candidates)
         if len(per_video) != b or any(len(c) == 0 for c in per_video):
             raise VideoadaptError(f"score_candidates needs a non-empty candidate list for each of the {b} videos")
@@ -203,16 +221,16 @@ class HFVideoMLLM(ImageLanguageModel):
         with torch.no_grad():
             for i, answers in enumerate(answer_ids):
                 n = len(answers)
-                clip = video[i : i + 1].expand(n, *video.shape[1:])
+                clip = None if video is None else video[i : i + 1].expand(n, *video.shape[1:])
                 inputs, labels = self._inputs(clip, [prompt_ids[i]] * n, answers)
                 keep = max(len(a) for a in answers) + 1
                 logits = self.model(**inputs, logits_to_keep=keep).logits
                 scores.append(answer_log_likelihoods(logits, labels, reduction))
         return scores
 
-    def loss(self, video: torch.Tensor, prompts: str | Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+    def loss(self, video: torch.Tensor | None, prompts: str | Sequence[str], answers: Sequence[str]) -> torch.Tensor:
         """Mean cross-entropy of the answer tokens (each followed by the end token)."""
-        b = video.shape[0]
+        b = len(answers) if video is None else video.shape[0]
         if len(answers) != b:
             raise VideoadaptError(f"{len(answers)} answers for {b} videos")
         prompt_ids = self._prompt_ids(self._broadcast(prompts, b))

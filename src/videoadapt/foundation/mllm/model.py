@@ -193,7 +193,16 @@ class VideoMLLM(ImageLanguageModel):
             ids = torch.cat([ids, torch.tensor([eos if eos is not None else self.stop_ids[0]])])
         return ids
 
-    def _fit(self, video: torch.Tensor, prompts: list[tuple[torch.Tensor, torch.Tensor]], reserve: int) -> torch.Tensor:
+    def _fit(
+        self, video: torch.Tensor | None, prompts: list[tuple[torch.Tensor, torch.Tensor]], reserve: int
+    ) -> torch.Tensor | None:
+        if video is None:
+            words = max(len(a) + len(b) for a, b in prompts)
+            if words + reserve > self.context_length:
+                raise VideoadaptError(
+                    f"{self.name}: the prompt and answer exceed the {self.context_length}-token context"
+                )
+            return None
         if video.ndim != 5:
             raise VideoadaptError(f"{self.name}: videos must be [B,T,3,H,W], got shape {tuple(video.shape)}")
         words = max(len(a) + len(b) for a, b in prompts)
@@ -201,20 +210,25 @@ class VideoMLLM(ImageLanguageModel):
         fit = frames_that_fit(video.shape[1], self.tokens_for, room, self.name)
         return sample_frames(video, fit, self.name)
 
+    def _visual(self, video: torch.Tensor | None) -> torch.Tensor | None:
+        return None if video is None else self.visual_tokens(video)
+
     def _sequences(
         self,
-        visual: torch.Tensor,
+        visual: torch.Tensor | None,
         prompts: list[tuple[torch.Tensor, torch.Tensor]],
         answers: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Left-padded ``(inputs_embeds [B,L,H], attention_mask [B,L], labels [B,L])``; labels mark the answers."""
+        """Left-padded ``(inputs_embeds [B,L,H], attention_mask [B,L], labels [B,L])``; labels mark the answers.
+        Without ``visual`` (None) the placeholder is simply removed: the prompt alone."""
         embed = self.language_model.get_input_embeddings()
-        device = visual.device
+        device = embed.weight.device
         rows, labels = [], []
         for i, (before, after) in enumerate(prompts):
             answer = answers[i] if answers is not None else before.new_zeros(0)
             ids = [before.to(device), after.to(device), answer.to(device)]
-            parts = [embed(ids[0]), visual[i].to(embed.weight.dtype), embed(ids[1]), embed(ids[2])]
+            seen = [] if visual is None else [visual[i].to(embed.weight.dtype)]
+            parts = [embed(ids[0]), *seen, embed(ids[1]), embed(ids[2])]
             rows.append(torch.cat(parts))
             label = torch.full((rows[-1].shape[0],), IGNORE, dtype=torch.long, device=device)
             if answer.numel():
@@ -225,6 +239,13 @@ class VideoMLLM(ImageLanguageModel):
         return embeds, mask, label_batch
 
     @staticmethod
+    def _count(video: torch.Tensor | None, prompts: str | Sequence[str]) -> int:
+        """Videos in the batch; without a video, one per prompt."""
+        if video is not None:
+            return int(video.shape[0])
+        return 1 if isinstance(prompts, str) else len(prompts)
+
+    @staticmethod
     def _broadcast(prompts: str | Sequence[str], count: int) -> list[str]:
         prompts = [prompts] * count if isinstance(prompts, str) else list(prompts)
         if len(prompts) != count:
@@ -233,17 +254,18 @@ class VideoMLLM(ImageLanguageModel):
 
     # -- the generative interface -------------------------------------------------------------------------------
     def generate(
-        self, video: torch.Tensor, prompts: str | Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
+        self, video: torch.Tensor | None, prompts: str | Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
     ) -> Generation:
         """Answer each video's prompt: greedy (``num_beams`` 1) or beam search with the KV cache, never more than
         ``max_new_tokens`` tokens. A video with more frames than the context holds is sampled down (a warning;
-        ``Generation.frames_used`` says how many were seen)."""
+        ``Generation.frames_used`` says how many were seen). ``video`` None: the prompts alone, what the language
+        model answers without seeing anything (the zero-shot baseline)."""
         check_generation_options(max_new_tokens, num_beams)
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, video.shape[0]))
-        given = video.shape[1]
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, self._count(video, prompts)))
+        given = 0 if video is None else video.shape[1]
         video = self._fit(video, prompt_ids, reserve=int(max_new_tokens))
         with torch.no_grad():
-            embeds, mask, _ = self._sequences(self.visual_tokens(video), prompt_ids)
+            embeds, mask, _ = self._sequences(self._visual(video), prompt_ids)
         return run_generate(
             self.language_model,
             {"inputs_embeds": embeds, "attention_mask": mask},
@@ -251,21 +273,21 @@ class VideoMLLM(ImageLanguageModel):
             self.stop_ids,
             max_new_tokens,
             num_beams,
-            video.shape[1],
+            0 if video is None else video.shape[1],
             given,
         )
 
     def score_candidates(
         self,
-        video: torch.Tensor,
+        video: torch.Tensor | None,
         prompts: str | Sequence[str],
         candidates: Sequence[str] | Sequence[Sequence[str]],
         reduction: str = "mean",
     ) -> list[torch.Tensor]:
         """The log-likelihood of each candidate answer given the video and prompt (``reduction`` ``"mean"`` per
         token, or ``"sum"``): one tensor ``[C_i]`` per video. ``candidates``: one list for every video, or a list of
-        lists. The argmax is the multiple-choice answer."""
-        b = video.shape[0]
+        lists. The argmax is the multiple-choice answer. ``video`` None: the prompts alone."""
+        b = self._count(video, prompts)
         per_video = [list(candidates)] * b if candidates and isinstance(candidates[0], str) else list(candidates)
         if len(per_video) != b or any(len(c) == 0 for c in per_video):
             raise VideoadaptError(f"score_candidates needs a non-empty candidate list for each of the {b} videos")
@@ -275,27 +297,26 @@ class VideoMLLM(ImageLanguageModel):
         video = self._fit(video, prompt_ids, reserve=longest)
         scores = []
         with torch.no_grad():
-            visual = self.visual_tokens(video)
+            visual = self._visual(video)
             for i, answers in enumerate(answer_ids):
                 n = len(answers)
-                embeds, mask, labels = self._sequences(
-                    visual[i : i + 1].expand(n, -1, -1), [prompt_ids[i]] * n, answers
-                )
+                seen = None if visual is None else visual[i : i + 1].expand(n, -1, -1)
+                embeds, mask, labels = self._sequences(seen, [prompt_ids[i]] * n, answers)
                 keep = max(len(a) for a in answers) + 1
                 logits = self.language_model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
                 scores.append(answer_log_likelihoods(logits, labels, reduction))
         return scores
 
-    def loss(self, video: torch.Tensor, prompts: str | Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+    def loss(self, video: torch.Tensor | None, prompts: str | Sequence[str], answers: Sequence[str]) -> torch.Tensor:
         """Mean cross-entropy of the answer tokens (each answer followed by the end token, so that the model learns
         to stop); prompt and visual positions carry no loss, as in LLaVA's instruction tuning."""
-        b = video.shape[0]
+        b = len(answers) if video is None else video.shape[0]
         if len(answers) != b:
             raise VideoadaptError(f"{len(answers)} answers for {b} videos")
         prompt_ids = self._prompt_ids(self._broadcast(prompts, b))
         answer_ids = [self._answer_ids(a, end=True) for a in answers]
         video = self._fit(video, prompt_ids, reserve=max(len(a) for a in answer_ids))
-        embeds, mask, labels = self._sequences(self.visual_tokens(video), prompt_ids, answer_ids)
+        embeds, mask, labels = self._sequences(self._visual(video), prompt_ids, answer_ids)
         keep = max(len(a) for a in answer_ids) + 1
         logits = self.language_model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
         return answer_loss(logits, labels)
