@@ -65,7 +65,7 @@ def build(frames: int):
     from videoadapt.foundation.mllm import MLLMConfig, load_video_mllm
 
     torch.manual_seed(0)
-    model = load_video_mllm("tiny", config=MLLMConfig(pooling="pllava", pool_output=(None, 4, 4)))
+    model = load_video_mllm(None, config=MLLMConfig(pooling="pllava", pool_output=(None, 4, 4)))
     size = model.processor.image_size
     video = torch.randn(2, frames, 3, size, size, generator=torch.Generator().manual_seed(0))
     return model, video

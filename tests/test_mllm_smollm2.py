@@ -94,9 +94,10 @@ def test_the_converted_model_answers_a_question(lm):
 
 
 def test_a_video_mllm_on_smollm2_generates_and_scores(cache):
+    from videoadapt.foundation.hf import from_architecture
     from videoadapt.foundation.mllm import MLLMConfig, load_video_mllm
 
-    model = load_video_mllm("hf-config:clip-tiny", config=MLLMConfig(pooling="onevision")).eval()
+    model = load_video_mllm(from_architecture("clip-tiny"), config=MLLMConfig(pooling="onevision")).eval()
     assert model.lm_width == 576 and model.context_length == 8192
     clip = torch.randn(1, 3, 3, 32, 32)
     result = model.generate(clip, "What happens in the video?", max_new_tokens=6)

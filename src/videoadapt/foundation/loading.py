@@ -76,7 +76,7 @@ def _load(spec: str) -> ImageLanguageModel:
         tower = spec.removeprefix("mllm").removeprefix(":") or "tiny"
         if tower.startswith(("mllm", "hf-mllm:")):
             raise VideoadaptError(f"{spec}: the image tower of an MLLM cannot itself be an MLLM")
-        return load_video_mllm(tower)
+        return load_video_mllm(_load(tower))
     if spec.startswith("hf-mllm:"):
         from videoadapt.foundation.mllm import hf_video
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.foundation.mllm.model import MLLMConfig, VideoMLLM
 
 
@@ -28,12 +29,14 @@ def load_language_model(source: str | Path | None) -> tuple[Any, Any]:
 
 
 def load_video_mllm(
-    tower: str = "tiny", language_model: str | Path | None = None, config: MLLMConfig | None = None
+    tower: ImageLanguageModel | None = None, language_model: str | Path | None = None, config: MLLMConfig | None = None
 ) -> VideoMLLM:
-    """A video MLLM on the ``--backbone`` spec ``tower`` (TinyCLIP by default) and ``language_model`` (see
-    :func:`load_language_model`), with a freshly initialised projector: it needs training (post-network tuning)
-    before its answers mean anything about the video."""
-    from videoadapt.foundation.loading import load_backbone
+    """A video MLLM on the image ``tower`` (None: the shipped TinyCLIP; ``load_backbone("mllm:SPEC")`` builds one on
+    any backbone spec) and ``language_model`` (see :func:`load_language_model`), with a freshly initialised
+    projector: it needs training (post-network tuning) before its answers mean anything about the video."""
+    if tower is None:
+        from videoadapt.foundation.tinyclip import checkpoint
 
+        tower = checkpoint.load(checkpoint.shipped_directory())
     lm, tokenizer = load_language_model(language_model)
-    return VideoMLLM(load_backbone(tower), lm, tokenizer, config)
+    return VideoMLLM(tower, lm, tokenizer, config)
