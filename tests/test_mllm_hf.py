@@ -147,3 +147,10 @@ def test_the_backbone_loader_knows_mllm_checkpoints(tmp_path):
     for spec in (f"hf-mllm:{folder}", str(folder)):
         model = load_backbone(spec)
         assert isinstance(model, HFVideoMLLM) and model.spec == spec
+
+
+def test_a_hub_id_without_the_hub_fails_at_once_with_a_way_forward(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # an empty local hub cache
+    with pytest.raises(VideoadaptError, match="hf download"):
+        from_pretrained("llava-hf/llava-onevision-qwen2-0.5b-ov-hf")
