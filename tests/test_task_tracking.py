@@ -214,7 +214,7 @@ def check_prediction_form(predictions, data) -> None:
             seen.add((p.frame, p.track_id))
 
 
-def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data):
+def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data, tmp_path):
     test = load_task_data("synth", "test", "tracking", **SYNTH)
     model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64)
     model.eval()
@@ -232,6 +232,44 @@ def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data):
     for key, value in model.task.metrics_from_sums(sums).items():
         if key in metrics and math.isfinite(metrics[key]):
             assert float(value) == pytest.approx(metrics[key], abs=1e-6), key
+    # eval --save-predictions: the two TAO jsons, which `videoadapt score --task tracking` scores the same.
+    from videoadapt.commands.score import score_files
+
+    documents = model.task.score_documents(predictions, test)
+    assert sorted(documents) == ["ground_truth.json", "predictions.json"]
+    for name, text in documents.items():
+        (tmp_path / name).write_text(text)
+    scored = score_files("tracking", tmp_path / "predictions.json", tmp_path / "ground_truth.json")
+    assert scored["counts"]["videos"] == len(test.items) and scored["counts"]["novel_categories"] == 2
+    assert scored["counts"]["boxes"] == sum(len(boxes) for boxes in predictions)
+    for key in ("teta", "loca", "assoca", "clsa", "teta_novel", "clsa_novel", "hota", "idf1"):
+        assert scored["metrics"][key] == pytest.approx(metrics[key], abs=1e-9, nan_ok=True), key
+
+
+def test_the_ground_truth_writer_keeps_ids_frames_and_the_novel_split():
+    from videoadapt.data.records import TaskData
+    from videoadapt.metrics.tracking_files import tracking_ground_truth_document
+
+    heart = ObjectTrack(1, "heart", (1, 3), ((0.0, 0.0, 2.0, 4.0), (1.0, 1.0, 3.0, 3.0)))
+    first = _item(annotated_frames=(0, 1))  # the star's frames 0 and 1 are kept
+    second = _item(video=VideoRef("w", None), tracks=(heart,), annotated_frames=(3,))
+    extra = {"novel_categories": ["heart"]}
+    data = TaskData("tracking", "test", [first, second], None, "mem", classes=["star", "heart"], extra=extra)
+    document = tracking_ground_truth_document(data)
+    assert document["categories"] == [
+        {"id": 1, "name": "star", "frequency": "f"},
+        {"id": 2, "name": "heart", "frequency": "r"},
+    ]
+    assert [(i["id"], i["video_id"], i["frame_index"]) for i in document["images"]] == [(1, 1, 0), (2, 1, 1), (8, 2, 3)]
+    # Track ids are unique across the file; the heart's box on unannotated frame 1 is left out.
+    assert [(a["image_id"], a["track_id"], a["category_id"], a["bbox"]) for a in document["annotations"]] == [
+        (1, 1, 1, [1.0, 1.0, 4.0, 4.0]),
+        (2, 1, 1, [2.0, 1.0, 4.0, 4.0]),
+        (8, 2, 2, [1.0, 1.0, 2.0, 2.0]),
+    ]
+    crowd = dataclasses.replace(data, items=[_item(tracks=(dataclasses.replace(heart, iscrowd=True),))])
+    with pytest.raises(Exception, match="crowd region"):
+        tracking_ground_truth_document(crowd)
 
 
 def _item(**changes) -> TrackingItem:

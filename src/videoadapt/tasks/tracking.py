@@ -457,11 +457,18 @@ class Tracking(Task):
         return records
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
-        """Not yet: ``metrics/tracking_files.py`` writes the TAO result json, but no TAO ground-truth writer exists;
-        score a SynthWorld set on disk with ``videoadapt score --task tracking --gt synth:DIR``."""
-        raise VideoadaptError(
-            "tracking: eval --save-predictions needs a TAO ground-truth writer, which is not there yet; score "
-            "predictions against a data set on disk with `videoadapt score --task tracking --gt synth:DIR`"
+        """TAO jsons both ways (``metrics/tracking_files.py``): the result list of every predicted box and the
+        split's ground truth, which ``videoadapt score --task tracking --pred predictions.json --gt
+        ground_truth.json`` scores to the figures of :meth:`evaluate`."""
+        import json
+
+        from videoadapt.metrics import prediction_files as pf
+        from videoadapt.metrics.tracking_files import tracking_ground_truth_document, tracking_predictions_document
+
+        by_video = self._by_video(predictions, data)
+        return pf.documents(
+            json.dumps(tracking_predictions_document(by_video, data)),
+            json.dumps(tracking_ground_truth_document(data)),
         )
 
     # --- a user's video -------------------------------------------------------------------------------------------
