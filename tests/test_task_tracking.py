@@ -123,6 +123,17 @@ def test_tracker_births_matches_ages_out_and_votes():
     assert momentum.tracks[0].memory.tolist() == pytest.approx([0.2, 0.8])
 
 
+def test_a_track_keeps_the_score_weighted_sum_of_its_unit_class_embeddings():
+    tracker = Tracker(TrackerConfig(metric="iou", init_score=0.1, match_score=0.3))
+    box = torch.tensor([[0.0, 0, 4, 4]])
+    tracker.step(0, box, torch.tensor([0.5]), torch.tensor([0]), class_embeds=torch.tensor([[3.0, 4.0]]))
+    tracker.step(1, box, torch.tensor([0.25]), torch.tensor([1]), class_embeds=torch.tensor([[0.0, -2.0]]))
+    (track,) = tracker.tracks
+    # 0.5 * (0.6, 0.8) + 0.25 * (0, -1)
+    assert track.class_sum.tolist() == pytest.approx([0.3, 0.15])
+    assert Tracker(TrackerConfig(metric="iou")).tracks == [] and track.category(2) == 0  # the vote is still there
+
+
 def test_iou_tracker_follows_boxes_and_suppresses_a_second_box_on_a_followed_object():
     tracker = Tracker(TrackerConfig(metric="iou", init_score=0.5, match_score=0.3))
     labels = torch.tensor([0, 0])
@@ -175,6 +186,29 @@ def test_loss_goes_down(owl, train_data, paradigm):
     assert losses[-1] < losses[0], losses
     if paradigm == "lora":  # the adapted backbone learns through the same loss
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters() if p.requires_grad)
+    # The class prior: the running mean of the matched regions' unit class embeddings, saved with the weights.
+    assert float(model.head.region_count) > 0
+    assert 0 < float(model.head.region_mean.norm()) <= 1.0 + 1e-6
+    assert "region_mean" in model.head.state_dict()
+
+
+def test_tracks_are_named_by_their_mean_embedding_against_synonym_prompts_less_the_prior(owl, train_data):
+    model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64)
+    task, head, text = model.task, model.head, model.text
+    assert head.spec["classify"] == "track"
+    assert head.spec["category_synonyms"]["heart"] == ["love heart", "heart symbol"]
+    embeds = task._class_embeds(head, text, ["heart", "star"])
+    phrases = ["a heart", "a love heart", "a heart symbol"]
+    expected = torch.nn.functional.normalize(text.embeds(phrases).float(), dim=-1).mean(0)
+    assert torch.allclose(embeds[0], expected / expected.norm(), atol=1e-5)
+    assert task._class_prior(head, embeds).tolist() == [0.0, 0.0]  # nothing seen yet: no prior
+    head.region_mean.copy_(embeds[1] * 0.5)
+    head.region_count.fill_(3)
+    assert task._class_prior(head, embeds).tolist() == pytest.approx((embeds @ embeds[1] * 0.5).tolist(), abs=1e-6)
+    plain = build_task("tracking", synonyms=False, classify="vote").build_head(owl, model.encoder, train_data)
+    assert plain.spec["category_synonyms"] == {} and plain.spec["classify"] == "vote"
+    with pytest.raises(Exception, match="classify"):
+        build_task("tracking", classify="mode").build_head(owl, model.encoder, train_data)
 
 
 def test_zero_shot_row_is_tinyowl_detections_followed_by_iou(owl, train_data):
