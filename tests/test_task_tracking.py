@@ -268,6 +268,18 @@ def test_box_refinement_trains_with_the_head(owl, train_data):
     assert torch.allclose(out["regions"].aux["refined_cxcywh"], coarse, atol=1e-5)
 
 
+def test_trains_and_tracks_under_bf16_autocast(owl, train_data):
+    """The bench runs cells under bf16 autocast: Hungarian costs and bi-softmax scores must reach scipy as floats."""
+    model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64)
+    batch = batch_of(model, train_data, [0, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.train()
+        loss = model(batch)
+        model.eval()
+        predictions = model.predict(batch_of(model, train_data, [0, 1], train=False))
+    assert math.isfinite(float(loss.detach())) and len(predictions) == 2
+
+
 def test_zero_shot_row_is_tinyowl_detections_followed_by_iou(owl, train_data):
     test = load_task_data("synth", "test", "tracking", **SYNTH)
     model = model_for(owl, "post_network", train_data, head="detection", score_threshold=0.3)
