@@ -335,6 +335,13 @@ def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data, tmp
     for key, value in model.task.metrics_from_sums(sums).items():
         if key in metrics and math.isfinite(metrics[key]):
             assert float(value) == pytest.approx(metrics[key], abs=1e-6), key
+    # The bench scores saved statistics with a task that never saw the data (and resamples: leading axes).
+    fresh = build_task("tracking").metrics_from_sums({k: np.stack([v, v]) for k, v in sums.items()})
+    for key in ("teta", "clsa_base", "clsa_novel"):
+        if math.isfinite(metrics[key]):
+            assert fresh[key].tolist() == pytest.approx([metrics[key]] * 2, abs=1e-6), key
+    with pytest.raises(Exception, match="item_statistics first"):
+        build_task("tracking").metrics_from_sums({k: v for k, v in sums.items() if k != "category_novel"})
     # eval --save-predictions: the two TAO jsons, which `videoadapt score --task tracking` scores the same.
     from videoadapt.commands.score import score_files
 

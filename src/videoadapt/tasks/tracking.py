@@ -89,6 +89,7 @@ CLASSIFY = ("track", "vote")
 # loss teaches the base names); it falls to 27.2 refined after three epochs while LocA rises 56.4 -> 59.2.
 NAME_FROM = ("ilfm", "refined")
 PRIOR_MOMENTUM = 0.99
+NOVEL_KEY = "category_novel"  # item_statistics: 1 for each novel category (a constant row per video)
 TRAIN_DEFAULTS: dict[str, Any] = {
     "embed_dim": 128,
     "hidden": 256,
@@ -533,14 +534,29 @@ class Tracking(Task):
         self._scored = (categories, novel)
         rows = [tracking_statistics(item, list(p), categories) for p, item in zip(predictions, data.items, strict=True)]
         check_predictions(self, predictions, data)
-        return {k: np.stack([np.asarray(r[k], dtype=np.float64) for r in rows]) for k in rows[0]}
+        out = {k: np.stack([np.asarray(r[k], dtype=np.float64) for r in rows]) for k in rows[0]}
+        # Which categories are novel, per video (constant): the sums say it wherever the statistics are scored, also
+        # by a task that never saw the data (the bench scores cells from their saved statistics).
+        flags = np.array([c in set(novel) for c in categories], dtype=np.float64)
+        out[NOVEL_KEY] = np.tile(flags, (len(rows), 1))
+        return out
 
     def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from videoadapt.metrics.tracking import tracking_metrics_from_sums
 
-        if self._scored is None:
-            raise VideoadaptError("tracking: metrics_from_sums needs item_statistics first (it names the categories)")
-        categories, novel = self._scored
+        sums = dict(sums)
+        flags = sums.pop(NOVEL_KEY, None)
+        if self._scored is not None:
+            categories, novel = self._scored
+        elif flags is not None:  # categories are positions here: only which of them are novel matters
+            novel_at = np.asarray(flags, dtype=np.float64).reshape(-1, np.shape(flags)[-1]).max(0) > 0
+            categories = [f"category {i}" for i in range(len(novel_at))]
+            novel = [c for c, is_novel in zip(categories, novel_at, strict=True) if is_novel]
+        else:
+            raise VideoadaptError(
+                "tracking: metrics_from_sums needs item_statistics first, or statistics that carry "
+                f"{NOVEL_KEY!r} (they name the novel categories)"
+            )
         return tracking_metrics_from_sums(sums, categories, novel)
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
