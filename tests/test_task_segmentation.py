@@ -12,10 +12,12 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
+from videoadapt.commands.score import score_files
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.records import ObjectTrack, TaskData, TrackingItem, VideoRef
 from videoadapt.data.sampling import UniformSegments, sampler_from_spec
 from videoadapt.foundation.loading import load_backbone
+from videoadapt.metrics.video_segmentation import VideoInstance, vis_metrics
 from videoadapt.model.batches import BatchBuilder
 from videoadapt.model.config import TASK_DEFAULTS
 from videoadapt.model.task_model import TaskModel
@@ -202,7 +204,6 @@ def test_loss_goes_down(paradigm, train_data):
 
 
 def test_predictions_are_video_instances_on_every_frame(train_data, test_data):
-    pytest.importorskip("videoadapt.metrics.video_segmentation")
     model = model_for("post_network", {**SMALL_HEAD, "top_k": 4}, train_data)
     model.eval()
     batch = batch_of(model, test_data, [0, 1], train=False)
@@ -227,8 +228,70 @@ def test_predictions_are_video_instances_on_every_frame(train_data, test_data):
     assert {"ap", "ap_base", "ap_novel"} <= set(metrics)
 
 
+def _scored_predictions(data: TaskData) -> list[list[VideoInstance]]:
+    """Per video: each object's own masks (category right or wrong, score by index), a shifted copy, a miss."""
+    rng = np.random.default_rng(0)
+    out = []
+    for item in data.items:
+        instances = []
+        for track in item.tracks:
+            category = track.category if rng.random() < 0.7 else data.classes[int(rng.integers(len(data.classes)))]
+            instances.append(
+                VideoInstance(category, float(rng.random()), dict(zip(track.frames, track.masks, strict=True)))
+            )
+            m = mask_utils.decode(list(track.masks)).transpose(2, 0, 1)
+            shifted = np.roll(m, int(rng.integers(1, 6)), axis=2).astype(bool)
+            instances.append(
+                VideoInstance(
+                    track.category, float(rng.random()), dict(zip(track.frames, encode_masks(shifted), strict=True))
+                )
+            )
+        instances.append(
+            VideoInstance(data.classes[0], 0.05, {0: encode_masks(np.ones((1, item.height, item.width), bool))[0]})
+        )
+        out.append(instances)
+    return out
+
+
+def test_metrics_are_the_real_vis_metrics_and_the_bootstrap_sums_agree(test_data):
+    task = build_task("segmentation")
+    predictions = _scored_predictions(test_data)
+    metrics = task.evaluate(predictions, test_data)
+    by_video = {i.video.video_id: p for i, p in zip(test_data.items, predictions, strict=True)}
+    novel = test_data.extra["novel_categories"]
+    assert metrics == pytest.approx(vis_metrics(test_data.items, by_video, test_data.classes, novel), nan_ok=True)
+    assert 20 < metrics["ap"] < 95 and metrics["ap_novel"] > 0
+    stats = task.item_statistics(predictions, test_data)
+    assert all(v.shape[0] == len(test_data.items) for v in stats.values())
+    from_sums = task.metrics_from_sums({k: v.sum(0) for k, v in stats.items()})
+    for key in ("ap", "ap50", "ap75", "ar1", "ar10", "ap_base", "ap_novel"):
+        assert float(from_sums[key]) == pytest.approx(metrics[key], abs=1e-6), key
+    # A resample repeating the first video is a different data set: its sums give that set's metrics.
+    rows = [0, *range(len(test_data.items))]
+    repeated = test_data.subset(rows)
+    repeated = dataclasses.replace(
+        repeated, items=[dataclasses.replace(item, video=VideoRef(f"r{k}")) for k, item in enumerate(repeated.items)]
+    )
+    expected = task.evaluate([predictions[r] for r in rows], repeated)
+    resampled = task.metrics_from_sums({k: v[rows].sum(0) for k, v in stats.items()})
+    assert float(resampled["ar10"]) == pytest.approx(expected["ar10"], abs=1e-6)
+    assert float(resampled["ap"]) == pytest.approx(expected["ap"], abs=0.5)
+
+
+def test_saved_predictions_scored_by_the_score_command_give_evaluate(test_data, tmp_path):
+    task = build_task("segmentation")
+    data = test_data.subset(list(range(min(20, len(test_data.items)))))
+    predictions = _scored_predictions(data)
+    for name, text in task.score_documents(predictions, data).items():
+        (tmp_path / name).write_text(text)
+    truth = json.loads((tmp_path / "ground_truth.json").read_text())
+    assert {c["name"] for c in truth["categories"] if c["partition"] == "novel"} == set(data.extra["novel_categories"])
+    scored = score_files("segmentation", tmp_path / "predictions.json", tmp_path / "ground_truth.json")
+    assert scored["counts"]["predictions"] == sum(len(p) for p in predictions)
+    assert scored["metrics"] == pytest.approx(task.evaluate(predictions, data), nan_ok=True)
+
+
 def test_zero_shot_masks_are_the_grounding_ilfms_boxes_linked_by_overlap(test_data):
-    pytest.importorskip("videoadapt.metrics.video_segmentation")
     data = load_task_data("synth", "test", "segmentation", videos=40, size=64, frames=FRAMES)
     model = model_for("post_network", {"head": "detection", "detection_threshold": 0.0}, data, backbone="tiny-owl")
     assert not list(model.head.parameters())

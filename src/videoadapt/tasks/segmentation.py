@@ -341,20 +341,16 @@ class Segmentation(Task):
         return {k: float(v) for k, v in vis_metrics(items, by_video, classes, novel).items()}
 
     def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """One row per video in data order (``vis_statistics``: every video at once, as the ranking is global)."""
         from videoadapt.metrics.video_segmentation import vis_statistics
 
         items, by_video, classes, novel = self._metric_inputs(predictions, data)
-        self._vocabulary = (classes, novel)
-        rows = [vis_statistics(item, by_video[item.video.video_id], classes) for item in items]  # type: ignore[union-attr]
-        return {k: np.stack([np.asarray(r[k], dtype=np.float64) for r in rows]) for k in rows[0]}
+        return vis_statistics(items, by_video, classes, novel)
 
     def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from videoadapt.metrics.video_segmentation import vis_metrics_from_sums
 
-        classes, novel = getattr(self, "_vocabulary", (None, None))
-        if classes is None:
-            raise VideoadaptError("segmentation: metrics_from_sums needs item_statistics to be called first")
-        return vis_metrics_from_sums(sums, classes, novel)
+        return vis_metrics_from_sums(sums)
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per video: ``id``, the predicted instances (category, score, frames with a mask) and the ground-truth
@@ -375,10 +371,21 @@ class Segmentation(Task):
         return records
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
-        """YouTube-VIS json both ways: the result list (``video_id``, ``category_id``, ``score``, ``segmentations``:
-        one RLE or null per frame) and the ground truth (``videos``, ``categories``, ``annotations``)."""
-        items, by_video, classes, _ = self._metric_inputs(predictions, data)
-        return youtube_vis_documents(items, by_video, classes)  # type: ignore[arg-type]
+        """YouTube-VIS json both ways (``metrics/segmentation_files.py``): the result list and the ground truth
+        (videos numbered 1.. in data order, categories 1.. in ``data.classes`` order, LV-VIS's base/novel
+        ``partition``), which ``videoadapt score --task segmentation --gt ground_truth.json`` reads back."""
+        from videoadapt.metrics import segmentation_files as sf
+        from videoadapt.metrics.prediction_files import documents
+
+        items, by_video, classes, novel = self._metric_inputs(predictions, data)
+        truth = sf.vis_ground_truth(items, classes, novel)
+        results = sf.vis_results(
+            by_video,
+            items,
+            {c: k + 1 for k, c in enumerate(classes)},
+            {item.video.video_id: k + 1 for k, item in enumerate(items)},
+        )
+        return documents(json.dumps(results), json.dumps(truth))
 
     # --- a user's video -------------------------------------------------------------------------------------------
 
@@ -602,59 +609,3 @@ class _DetectionDecoder:
             rles = encode_masks(masks)
             out.append((category, score, {f: rles[int(nearest[f])] for f in range(item.num_frames)}))
         return out
-
-
-# --- files -------------------------------------------------------------------------------------------------------
-
-
-def youtube_vis_documents(items: list[TrackingItem], by_video: dict[str, list], classes: list[str]) -> dict[str, str]:
-    category_ids = {c: i + 1 for i, c in enumerate(classes)}
-    videos, annotations, results = [], [], []
-    for number, item in enumerate(items, start=1):
-        videos.append(
-            {
-                "id": number,
-                "name": item.video.video_id,
-                "width": item.width,
-                "height": item.height,
-                "length": item.num_frames,
-                "file_names": [f"{item.video.video_id}/{f:05d}.jpg" for f in range(item.num_frames)],
-            }
-        )
-        for track in item.tracks:
-            by_frame = dict(zip(track.frames, track.masks or (), strict=False))
-            boxes = dict(zip(track.frames, track.boxes, strict=True))
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "video_id": number,
-                    "category_id": category_ids[track.category],
-                    "iscrowd": 0,
-                    "segmentations": [by_frame.get(f) for f in range(item.num_frames)],
-                    "bboxes": [
-                        None
-                        if f not in boxes
-                        else [boxes[f][0], boxes[f][1], boxes[f][2] - boxes[f][0], boxes[f][3] - boxes[f][1]]
-                        for f in range(item.num_frames)
-                    ],
-                    "areas": [
-                        None if f not in by_frame else float(mask_utils.area(by_frame[f]))
-                        for f in range(item.num_frames)
-                    ],
-                }
-            )
-        for p in by_video[item.video.video_id]:
-            results.append(
-                {
-                    "video_id": number,
-                    "category_id": category_ids[p.category],
-                    "score": float(p.score),
-                    "segmentations": [p.masks.get(f) for f in range(item.num_frames)],
-                }
-            )
-    truth = {
-        "videos": videos,
-        "categories": [{"id": i, "name": c} for c, i in category_ids.items()],
-        "annotations": annotations,
-    }
-    return {"predictions.json": json.dumps(results), "ground_truth.json": json.dumps(truth)}
