@@ -24,9 +24,11 @@ from videoadapt.model.task_model import TaskModel
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import Request, TextEncoder, build_task, feature_widths, task_class, task_names
 from videoadapt.tasks.segmentation import (
+    _QueryDecoder,
     encode_masks,
     frame_geometry,
     ground_truth_frames,
+    mask_quality,
     nearest_sampled,
     sampled_frames,
 )
@@ -145,6 +147,25 @@ def test_frames_and_geometry():
     # 128x64 (wide): resized to 128x64 -> 64 high, centre crop of 64 wide = columns 32..96 of the original
     assert dataclasses.astuple(frame_geometry(128, 64, processor)) == (0, 32, 64, 64)
     assert dataclasses.astuple(frame_geometry(256, 128, processor)) == (0, 64, 128, 128)
+
+
+def test_instances_are_the_best_query_category_pairs_scored_with_mask_quality():
+    logits = torch.full((2, 3, 4, 4), -5.0)  # [T,Q,h,w]
+    logits[:, 0, :2, :2] = 5.0  # a confident mask
+    logits[:, 1, :2, :2] = 0.5  # an unsure one
+    quality = mask_quality(logits)
+    assert float(quality[0]) == pytest.approx(1 / (1 + math.exp(-5.0)), abs=1e-5)
+    assert float(quality[1]) == pytest.approx(1 / (1 + math.exp(-0.5)), abs=1e-5)
+    assert quality[2] == 0  # empty on every frame
+    scores = torch.tensor([[0.6, 0.3, 0.1], [0.5, 0.45, 0.05], [0.2, 0.1, 0.7]])  # [Q,C]
+    item = TrackingItem(VideoRef("v"), 2, 8.0, 16, 16, ())
+    processor = {"image_size": 16, "resize": "shortest_edge", "crop": "center"}
+    one = _QueryDecoder(scores, 1, logits, processor)(item, 10)
+    assert [(c, round(s, 2)) for c, s, _ in one] == [(2, 0.7), (0, 0.6), (0, 0.5)]
+    two = _QueryDecoder(scores, 2, logits, processor)(item, 4)
+    assert [(c, round(s, 2)) for c, s, _ in two] == [(2, 0.7), (0, 0.6), (0, 0.5), (1, 0.45)]
+    assert two[2][2] is not two[0][2] and two[2][2][0] == two[3][2][0]  # one query's masks, two categories
+    assert abs(int(mask_utils.area(two[1][2][0])) - 64) <= 8  # query 0: 2x2 of 4x4 cells -> about 8x8 pixels
 
 
 def _item(masks: list[np.ndarray], size: int = 16, frames: int = 2, category: str = "circle") -> TrackingItem:

@@ -274,6 +274,8 @@ class Segmentation(Task):
                 "open_vocab": bool(self.option("open_vocab", True)),
                 "alpha": float(self.option("alpha", 0.35)),
                 "beta": float(self.option("beta", 0.65)),
+                "classes_per_query": int(self.option("classes_per_query", 1)),
+                "mask_score": float(self.option("mask_score", 0.0)),
             }
         check_spec(
             spec, self.name, ("classes", "hidden", "queries", "layers", "pixel_dim", "upsample", "grid", "width")
@@ -502,35 +504,55 @@ def query_tracks(
     probs = combined_probabilities(head, out, features, embeds, classes).reshape(b, t, *out["masks"].shape[1:2], -1)
     masks = out["masks"].reshape(b, t, *out["masks"].shape[1:])
     states = out["states"].reshape(b, t, *out["states"].shape[1:])
+    per_query = max(1, int(head.spec.get("classes_per_query", 1)))
+    power = float(head.spec.get("mask_score", 0.0))
     decoders = []
     for i in range(b):
         order = associate_queries(states[i]).to(probs.device)  # [T,Q]
         chained = probs[i].gather(1, order[..., None].expand(-1, -1, probs.shape[-1]))  # [T,Q,C]
         chained_masks = masks[i][torch.arange(t, device=masks.device)[:, None], order.to(masks.device)]  # [T,Q,h,w]
-        mean = chained.mean(0)  # [Q,C]
-        scores, categories = mean.max(-1)
-        decoders.append(_QueryDecoder(scores, categories, chained_masks, head.spec["processor"]))
+        scores = chained.mean(0)  # [Q,C]
+        if power:
+            scores = scores * mask_quality(chained_masks).to(scores.device)[:, None] ** power
+        decoders.append(_QueryDecoder(scores, per_query, chained_masks, head.spec["processor"]))
     return decoders
 
 
-class _QueryDecoder:
-    """Turns one video's query chains into its top-k instances once its item is known."""
+def mask_quality(logits: torch.Tensor) -> torch.Tensor:
+    """``[Q]`` from mask logits ``[T,Q,h,w]``: Mask2Former's mask score (the mean foreground probability inside the
+    predicted mask) averaged over the frames where the mask is not empty; 0 for a query that is empty throughout."""
+    p = logits.float().sigmoid()
+    inside = (logits > 0).float()
+    area = inside.sum((-2, -1))  # [T,Q]
+    per_frame = (p * inside).sum((-2, -1)) / area.clamp(min=1)
+    shown = (area > 0).float()
+    return (per_frame * shown).sum(0) / shown.sum(0).clamp(min=1)
 
-    def __init__(self, scores: torch.Tensor, categories: torch.Tensor, masks: torch.Tensor, processor: dict) -> None:
-        self.scores, self.categories, self.masks, self.processor = scores, categories, masks, processor
+
+class _QueryDecoder:
+    """Turns one video's query chains into its top-k instances once its item is known: the best ``top_k`` (query,
+    category) pairs by score, each query giving at most ``per_query`` categories (1: its arg-max only; more is
+    Mask2Former's instance inference, a second guess of an unsure class at a lower score)."""
+
+    def __init__(self, scores: torch.Tensor, per_query: int, masks: torch.Tensor, processor: dict) -> None:
+        self.scores, self.per_query, self.masks, self.processor = scores, per_query, masks, processor
 
     def __call__(self, item: TrackingItem, top_k: int) -> list[tuple[int, float, dict]]:
-        t = self.masks.shape[0]
-        ranked = self.scores.argsort(descending=True)[:top_k].tolist()
+        t, c = self.masks.shape[0], self.scores.shape[-1]
+        best, categories = self.scores.topk(min(self.per_query, c), dim=-1)  # [Q,k]
+        order = best.flatten().argsort(descending=True)[:top_k].tolist()
         nearest = nearest_sampled(item.num_frames, t)
+        encoded: dict[int, list[dict]] = {}
         out = []
-        for q in ranked:
-            frames = to_frame(self.masks[:, q], item, self.processor)  # [T,H,W]
-            rles = encode_masks(frames)
+        for flat in order:
+            q, j = divmod(flat, best.shape[1])
+            if q not in encoded:
+                encoded[q] = encode_masks(to_frame(self.masks[:, q], item, self.processor))  # [T] RLEs
+            rles = encoded[q]
             out.append(
                 (
-                    int(self.categories[q]),
-                    float(self.scores[q]),
+                    int(categories[q, j]),
+                    float(best[q, j]),
                     {f: rles[int(nearest[f])] for f in range(item.num_frames)},
                 )
             )
