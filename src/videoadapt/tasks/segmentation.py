@@ -18,8 +18,10 @@ The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P
 4. training is per frame: Hungarian matching and Mask2Former's losses (``temporal/mask_criterion.py``); the text
    vocabulary of training is the training split's categories minus ``extra["novel_categories"]``;
 5. identities are kept by matching queries across frames (``temporal/query_association.py``, MinVIS): a video
-   instance is one chain of matched queries, its score the mean over frames of its class probabilities' maximum
-   category, its category that arg-max; the ``top_k`` (10) best instances of a video are its prediction.
+   instance is one chain of matched queries: its class probabilities the mean over frames, times its mask
+   quality (Mask2Former's mask score: the mean foreground probability inside the mask) to the power ``mask_score``
+   (2); each query gives its ``classes_per_query`` (3) best categories, and the ``top_k`` (30) best (query,
+   category) pairs of a video are its prediction (choices made on SynthWorld validation).
 
 The zero-shot row (``head: detection``) is the grounding ILFM's per-frame detection: its region boxes scored
 against the names, kept above ``detection_threshold`` after class-agnostic NMS, a box filled as the mask, linked
@@ -243,7 +245,7 @@ class Segmentation(Task):
         processor = ilfm.processor
         common = {
             "processor": {"image_size": processor.image_size, "resize": processor.resize, "crop": processor.crop},
-            "top_k": int(self.option("top_k", 10)),
+            "top_k": int(self.option("top_k", 30)),
         }
         if kind == "detection":
             if spec is None:
@@ -274,8 +276,8 @@ class Segmentation(Task):
                 "open_vocab": bool(self.option("open_vocab", True)),
                 "alpha": float(self.option("alpha", 0.35)),
                 "beta": float(self.option("beta", 0.65)),
-                "classes_per_query": int(self.option("classes_per_query", 1)),
-                "mask_score": float(self.option("mask_score", 0.0)),
+                "classes_per_query": int(self.option("classes_per_query", 3)),
+                "mask_score": float(self.option("mask_score", 2.0)),
             }
         check_spec(
             spec, self.name, ("classes", "hidden", "queries", "layers", "pixel_dim", "upsample", "grid", "width")
