@@ -87,6 +87,20 @@ def test_mask_decoder_outputs_finer_masks_than_its_patches():
     # The sub-patch cells of one patch differ: the pixel decoder reads detail inside a patch.
     pixels = decoder.pixel_features(decoder.token_in(torch.randn(1, 16, 24)))
     assert pixels[0, :, 0:4, 0:4].std() > 0
+    # With context layers a patch's cells depend on the other patches; without, only on its own token (the 3x3
+    # refinement reaches the neighbours only).
+    tokens = torch.randn(1, 16, 24)
+    changed = tokens.clone()
+    changed[0, 15] = torch.randn(24)  # the last patch, far from the first
+    for context in (0, 1):
+        torch.manual_seed(0)
+        deeper = MaskQueryDecoder(
+            24, 16, (4, 4), hidden=32, queries=5, layers=1, context_layers=context, fine_hidden=64
+        )
+        with torch.no_grad():
+            first = [deeper.pixel_features(deeper.project(t))[0, :, 0:4, 0:4] for t in (tokens, changed)]
+        assert bool((first[0] - first[1]).abs().max() > 1e-6) is bool(context)
+    assert deeper(tokens)["masks"].shape == (1, 5, 16, 16)
 
 
 def test_costs_are_the_hand_derived_values():

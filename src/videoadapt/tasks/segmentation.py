@@ -138,6 +138,8 @@ class QueryMaskHead(TaskHead):
             layers=int(spec["layers"]),
             pixel_dim=int(spec["pixel_dim"]),
             upsample=int(spec["upsample"]),
+            context_layers=int(spec.get("context_layers", 0)),
+            fine_hidden=int(spec.get("fine_hidden", 0)),
         )
         self.log_scale = nn.Parameter(torch.tensor(math.log(20.0)))
         self.criterion = MaskSetCriterion()
@@ -270,6 +272,8 @@ class Segmentation(Task):
                 "layers": int(self.option("layers", 2)),
                 "pixel_dim": int(self.option("pixel_dim", 32)),
                 "upsample": int(self.option("upsample", 4)),
+                "context_layers": int(self.option("context_layers", 0)),
+                "fine_hidden": int(self.option("fine_hidden", 0)),
                 "grid": list(ilfm.dims.patch_grid),
                 "width": int(ilfm.dims.width),
                 "embed_dim": int(ilfm.dims.embed_dim),
