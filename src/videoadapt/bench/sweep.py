@@ -39,7 +39,7 @@ from videoadapt.bench.matrix import (
 )
 from videoadapt.bench.runner import SETTINGS, _check_settings, _check_splits, run_cells, table_data, test_split_of
 from videoadapt.errors import VideoadaptError
-from videoadapt.utils.safe_io import load_json, save_json
+from videoadapt.utils.safe_io import atomic_write_bytes, load_json, save_json
 
 RATES, SWEEP_REPORT = "learning_rates.json", "sweep.md"
 EXTENSIONS = 2  # grid steps a sweep may add beyond an end of the grid where the best value sits
@@ -131,7 +131,7 @@ def run_sweep(
     def stage(cells: list[Cell]) -> bool:
         """Run a stage's cells; False when ``max_cells`` stopped it before the end."""
         nonlocal budget_left
-        done, reused = run_cells(out, cells, spec_of, isolate, launcher, progress, budget_left)
+        done, reused = run_cells(out, cells, spec_of, isolate, launcher, progress, budget_left, command=command)
         ran.extend(done)
         if budget_left is not None:
             budget_left -= len(done)
@@ -182,7 +182,7 @@ def run_sweep(
     save_json(out / RATES, document)
     # Read back through the loader: what the sweep wrote is a valid rates file for this bench.
     LearningRates.from_json(document, str(out / RATES), [t.name for t in every], arms)
-    (out / SWEEP_REPORT).write_text(_report(every, tried, chosen, command, machine, written))
+    atomic_write_bytes(out / SWEEP_REPORT, _report(every, tried, chosen, command, machine, written).encode())
     return {
         "out": str(out),
         "rates": str(out / RATES),

@@ -193,6 +193,14 @@ def _rates(args: argparse.Namespace, preset: Any, tables: list[str] | None, para
     return LearningRates.defaults()
 
 
+def _command_line() -> str:
+    """This command as typed (what continues an interrupted bench), when the process was started as one."""
+    words = sys.argv[1:]
+    if words[:1] != ["bench"]:
+        return "the same `videoadapt bench` command"  # called from Python (tests, notebooks)
+    return "videoadapt " + " ".join(shlex.quote(a) for a in words)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.compare:
         return compare(args)
@@ -242,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_bench(
         args.out,
         preset,
+        command=_command_line(),
         backbone=args.backbone,
         seeds=args.seeds,
         first_seed=args.seed,
@@ -295,7 +304,7 @@ def sweep(
     if args.lr is not None or args.learning_rates or args.list:
         raise VideoadaptError("--sweep lr chooses the rates: it takes no --lr, --learning-rates or --list")
     writable_folder(args.out, "--out")
-    command = "videoadapt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "videoadapt bench"
+    command = _command_line()
     result = run_sweep(
         args.out,
         preset,

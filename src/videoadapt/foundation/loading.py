@@ -8,8 +8,11 @@
 ``tiny-owl:DIR``       a TinyOWL checkpoint directory written by ``videoadapt pretrain --detection --out DIR``
 ``hf-grounding:ID``    OWL-ViT, OWLv2, Grounding DINO or MM-Grounding-DINO from the hub or a local directory
 ``hf:ID``              a CLIP/SigLIP/SigLIP2 checkpoint from the hub or the local hub cache
-``DIR``                a local directory holding a transformers CLIP/SigLIP/OWL/Grounding DINO checkpoint, or a
-                       TinyCLIP or TinyOWL one
+``mllm``               the LLaVA-style video MLLM: TinyCLIP + a new projector + the embedded SmolLM2-135M-Instruct
+``mllm:SPEC``          the same on the image tower SPEC (any spec of this table but the MLLM ones)
+``hf-mllm:ID``         LLaVA-OneVision, Qwen2-VL/Qwen2.5-VL or SmolVLM2 from the hub or a local directory
+``DIR``                a local directory holding a transformers CLIP/SigLIP/OWL/Grounding DINO/video MLLM
+                       checkpoint, or a TinyCLIP or TinyOWL one
 ``hf-config:NAME``     a published architecture with random weights: clip-vit-b16, clip-vit-b32, ...
 ``random:SPEC``        backbone SPEC with its image tower re-initialised at random (text side kept): the same
                        architecture without image-language pretraining, the bench's "random init" baseline
@@ -35,11 +38,15 @@ SPEC_FORMS = (
     "tiny-owl:DIR",
     "hf:ID",
     "hf-grounding:ID",
+    "mllm",
+    "mllm:SPEC",
+    "hf-mllm:ID",
     "DIR",
     "hf-config:NAME",
     "random:SPEC",
 )
 GROUNDING_TYPES = ("owlvit", "owlv2", "grounding-dino", "grounding_dino", "mm-grounding-dino", "mm_grounding_dino")
+MLLM_TYPES = ("llava_onevision", "qwen2_vl", "qwen2_5_vl", "smolvlm")  # foundation/mllm/family_*.py
 RANDOM_PREFIX = "random:"
 
 
@@ -63,6 +70,17 @@ def _load(spec: str) -> ImageLanguageModel:
         randomize_vision(model)
         model.name = spec
         return model
+    if spec == "mllm" or spec.startswith("mllm:"):
+        from videoadapt.foundation.mllm import load_video_mllm
+
+        tower = spec.removeprefix("mllm").removeprefix(":") or "tiny"
+        if tower.startswith(("mllm", "hf-mllm:")):
+            raise VideoadaptError(f"{spec}: the image tower of an MLLM cannot itself be an MLLM")
+        return load_video_mllm(_load(tower))
+    if spec.startswith("hf-mllm:"):
+        from videoadapt.foundation.mllm import hf_video
+
+        return hf_video.from_pretrained(spec.removeprefix("hf-mllm:"))
     if spec == "tiny":
         return tiny_checkpoint.load(tiny_checkpoint.shipped_directory())
     if spec == "tiny-random":
@@ -90,6 +108,10 @@ def _load(spec: str) -> ImageLanguageModel:
         if (path / "config.json").is_file():
             if load_json(path / "config.json").get("model_type") in GROUNDING_TYPES:
                 return hf_grounding.from_pretrained(str(path))
+            if load_json(path / "config.json").get("model_type") in MLLM_TYPES:
+                from videoadapt.foundation.mllm import hf_video
+
+                return hf_video.from_pretrained(str(path))
             return hf.from_pretrained(str(path))
         raise VideoadaptError(f"{path}: directory holds neither a transformers config.json nor a TinyCLIP checkpoint")
     architectures = ", ".join(f"hf-config:{name}" for name in sorted(hf.ARCHITECTURES))

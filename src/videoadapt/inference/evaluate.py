@@ -14,7 +14,7 @@ from videoadapt.model.build import load_run
 from videoadapt.model.config import sampler_specs
 from videoadapt.model.data import load_checked_split, open_cache
 from videoadapt.model.evaluation import evaluate_data
-from videoadapt.utils.safe_io import save_json, writable_folder
+from videoadapt.utils.safe_io import atomic_write_bytes, save_json, writable_folder
 
 
 def evaluate_run(
@@ -77,7 +77,7 @@ def evaluate_run(
         scored_data = data.subset([i for i, _ in scored])
         documents = model.task.score_documents([p for _, p in scored], scored_data)
         for name, text in documents.items():
-            (folder / name).write_text(text, encoding="utf-8")
+            atomic_write_bytes(folder / name, text.encode("utf-8"))  # on a full disk: the old file or the new
         result["predictions"] = {name: str(folder / name) for name in documents}
     save_json(Path(run) / f"eval-{split}.json", result)
     return result

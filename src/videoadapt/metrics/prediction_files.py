@@ -60,6 +60,7 @@ from videoadapt.data.formats.common import parse_json, read_text_file
 from videoadapt.data.formats.grounding_common import integer, jsonl_records, number, xyxy_box
 from videoadapt.data.records import GroundingItem, Item, TaskData
 from videoadapt.errors import InputFileError, VideoadaptError
+from videoadapt.utils.safe_io import atomic_write_bytes
 
 WINDOWS, SALIENCY = "pred_relevant_windows", "pred_saliency_scores"
 EXAMPLES = 10  # skipped items listed in a report
@@ -602,7 +603,8 @@ def write_moment_predictions(
     path: str | Path, predictions: Mapping[str, Mapping[str, Any]], durations: Mapping[str, float] | None = None
 ) -> None:
     """:func:`moment_predictions_text` into the file ``path``."""
-    Path(path).write_text(moment_predictions_text(predictions, durations), encoding="utf-8")
+    # Atomic: on a full disk (DiskFullError naming the file) a previous file stays whole.
+    atomic_write_bytes(path, moment_predictions_text(predictions, durations).encode("utf-8"))
 
 
 def moment_ground_truth_text(items: Sequence[GroundingItem], annotators: Mapping[str, Mapping] | None = None) -> str:
@@ -682,7 +684,7 @@ def stvg_predictions_text(predictions: Mapping[str, Mapping[str, Any]]) -> str:
 
 def write_stvg_predictions(path: str | Path, predictions: Mapping[str, Mapping[str, Any]]) -> None:
     """:func:`stvg_predictions_text` into the file ``path``."""
-    Path(path).write_text(stvg_predictions_text(predictions), encoding="utf-8")
+    atomic_write_bytes(path, stvg_predictions_text(predictions).encode("utf-8"))  # atomic, as above
 
 
 def stvg_ground_truth_text(tubes: Mapping[str, Mapping[str, Any]]) -> str:

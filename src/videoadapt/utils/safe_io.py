@@ -89,16 +89,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> dict[str, Any]:
 class DiskFullError(VideoadaptError):
     """A write that found the disk (or the quota) full; names the file, the space it needed and what is free."""
 
-    def __init__(self, path: str | Path, needed: int) -> None:
+    def __init__(self, path: str | Path, needed: int, kept: str | None = None) -> None:
+        """``kept``: what is left usable, when it is not "the file as it was before" (a folder of many files)."""
         import shutil
 
+        self.path, self.needed = Path(path), needed
         try:
             free = f"{shutil.disk_usage(Path(path).parent).free / 1e6:.1f} MB free"
         except OSError:
             free = "free space unknown"
+        kept = kept or "the file as it was before is untouched"
         super().__init__(
             f"{path}: the disk is full: writing it needs {needed / 1e6:.1f} MB ({free} on its file system); "
-            "the file as it was before is untouched — free some space, then resume"
+            f"{kept} — free some space, then resume"
         )
 
 

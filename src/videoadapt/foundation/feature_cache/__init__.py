@@ -14,7 +14,8 @@ On disk (``docs/feature-cache.md``)::
     DIR/rows/writer-K.jsonl  per-writer log: one line per row written (its checksum) or skipped
     DIR/manifest.json     layout + one checksum per row + skipped ids; written atomically, LAST
 
-The ``.npy`` files are preallocated (sparse) and memory-mapped; each writer process fills disjoint rows and logs
+The ``.npy`` files are preallocated with their blocks reserved (a full disk is then an error before any video is
+encoded, not SIGBUS mid-row) and memory-mapped; each writer process fills disjoint rows and logs
 a checksum per row after writing it. ``finalize`` merges the logs into ``manifest.json``: a cache without one is
 incomplete, ``open`` refuses it, and rerunning the extraction resumes, skipping rows whose bytes still match their
 logged checksum (so a row half-written when a process died, or lost with an OS crash, is simply redone).

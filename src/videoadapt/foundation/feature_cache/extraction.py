@@ -21,6 +21,7 @@ from videoadapt.foundation.base import FrameFeatures, ImageLanguageModel
 from videoadapt.foundation.feature_cache.key import backbone_fingerprint, cache_key
 from videoadapt.foundation.feature_cache.layout import CacheDims
 from videoadapt.foundation.feature_cache.store import FeatureCache
+from videoadapt.utils.folder_lock import FolderLock
 
 
 def fixed_frame_count(sampler: Sampler, spec: str) -> int:
@@ -99,10 +100,14 @@ def extract_features(
         finished.run_stats = {"encoded": 0, "reused": len(finished), "skipped": len(finished.skipped)}
         return finished
 
+    # One writer per cache folder: another extraction into it (a second job given the same --out or cache_dir)
+    # refuses at once, naming the holder; the processes of one launch share it under the main process's lock.
+    lock = _on_main(lambda: FolderLock(directory, "feature cache folder").acquire(), main, accelerator, processes)
     was_training = ilfm.training
     ilfm.eval()
     try:
-        if main:
+
+        def create() -> FeatureCache:
             dims = _probe_dims(ilfm, device, all_layers)
             run_meta = {
                 "backbone": getattr(ilfm, "name", type(ilfm).__name__),
@@ -113,7 +118,7 @@ def extract_features(
                 "processes": processes,
                 **dict(meta or {}),
             }
-            cache = FeatureCache.create(
+            return FeatureCache.create(
                 directory,
                 key=key,
                 video_ids=ids,
@@ -124,7 +129,9 @@ def extract_features(
                 overwrite=overwrite,
                 writer=process,
             )
-        wait()
+
+        # Made (and its space reserved) by the main process; the others attach once it exists.
+        cache = _on_main(create, main, accelerator, processes)
         if not main:
             cache = FeatureCache.attach(directory, key=key, writer=process)
         shard = ids[process::processes]
@@ -158,9 +165,31 @@ def extract_features(
         wait()
     finally:
         ilfm.train(was_training)
+        if lock is not None:
+            lock.release()
     result = FeatureCache.open(directory, key=key)
     result.run_stats = stats
     return result
+
+
+def _on_main(action: Callable[[], Any], main: bool, accelerator: Any, processes: int) -> Any:
+    """``action()`` on the main process (None elsewhere); its refusal is raised on every process, which would
+    otherwise wait for the main one forever at the next barrier."""
+    value, problem = None, None
+    if main:
+        try:
+            value = action()
+        except VideoadaptError as error:
+            problem = error
+    if accelerator is not None and processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        message = broadcast_object_list([None if problem is None else str(problem)])[0]
+        if problem is None and message is not None:
+            problem = VideoadaptError(f"the main process stopped: {message}")
+    if problem is not None:
+        raise problem
+    return value
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:

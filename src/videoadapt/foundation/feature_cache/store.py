@@ -3,9 +3,12 @@ opens, reads and verifies a cache directory (its format: the package docstring a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +42,7 @@ from videoadapt.foundation.feature_cache.layout import (
     read_logs,
     remove_cache_files,
 )
-from videoadapt.utils.safe_io import load_json, save_json
+from videoadapt.utils.safe_io import DiskFullError, load_json, save_json
 
 
 class FeatureCache:
@@ -127,6 +130,9 @@ class FeatureCache:
                 )
             # Resuming: back to incomplete until finalize, so that nobody reads rows while they are rewritten.
             (directory / MANIFEST_FILE).unlink(missing_ok=True)
+            # Rows already written stay; the space of the others is reserved (again: a cache from before the
+            # reservation, or one copied sparse) before any is encoded.
+            _reserve(directory, old["fields"], np.dtype(old["dtype"]), new=False)
             return cls(
                 directory, {**old, "meta": {**old.get("meta", {}), **layout["meta"]}}, writable=True, writer=str(writer)
             )
@@ -137,6 +143,7 @@ class FeatureCache:
             # open_memmap with w+ writes the header and extends the file: sparse, nothing is written yet.
             array = np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
             del array
+        _reserve(directory, layout["fields"], dtype, new=True)
         # layout.json last: its presence says the arrays are there to resume into.
         save_json(existing, layout)
         return cls(directory, layout, writable=True, writer=str(writer))
@@ -351,18 +358,31 @@ class FeatureCache:
             raise VideoadaptError(f"{self.directory}: feature cache is open read-only")
 
     def _append_log(self, records: list[dict[str, Any]]) -> None:
-        if self._log is None:
-            path = self.directory / ROWS_DIR / f"writer-{self.writer}.jsonl"
-            path.parent.mkdir(exist_ok=True)
-            # A process killed mid-line leaves a partial last line; start on a fresh one so only that line is lost.
-            needs_newline = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
-            self._log = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open across writes; closed in flush)
-            if needs_newline:
-                self._log.write("\n")
-        for record in records:
-            self._log.write(json.dumps(record) + "\n")
-        # Flushed to the OS, not fsynced: a row whose logged checksum outlives its bytes is caught on resume.
-        self._log.flush()
+        path = self.directory / ROWS_DIR / f"writer-{self.writer}.jsonl"
+        text = "".join(json.dumps(record) + "\n" for record in records)
+        try:
+            if self._log is None:
+                path.parent.mkdir(exist_ok=True)
+                # A process killed mid-line leaves a partial last line; start on a fresh one so only it is lost.
+                needs_newline = path.is_file() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+                self._log = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open across writes; closed in flush)
+                if needs_newline:
+                    self._log.write("\n")
+            self._log.write(text)
+            # Flushed to the OS, not fsynced: a row whose logged checksum outlives its bytes is caught on resume.
+            self._log.flush()
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # A row counts as written only once its whole log line is: the rows of this batch (a cut line is
+            # ignored) are encoded again when the extraction is rerun; the rows logged before are kept.
+            log, self._log = self._log, None
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    log.close()
+            raise DiskFullError(
+                path, len(text.encode()), kept="the rows logged before are kept and the cache stays incomplete"
+            ) from None
 
     def write(self, video_ids: Sequence[str], features: FrameFeatures) -> None:
         """Store ``features`` (a ``[B,T,...]`` batch in the order of ``video_ids``) in their rows and log each
@@ -475,6 +495,37 @@ class FeatureCache:
         }
         save_json(self.directory / MANIFEST_FILE, manifest)
         return FeatureCache.open(self.directory, key=self.key)
+
+
+def _reserve(directory: Path, fields: Mapping[str, Sequence[int]], dtype: np.dtype, new: bool) -> None:
+    """Allocate every array's blocks on disk now. Rows are written through a memory mapping, where a full disk
+    is not an error but SIGBUS, killing the process mid-row with no message; reserved, it is found here, before
+    any video is encoded, as a :class:`DiskFullError` naming the folder and the space the cache needs. A new
+    cache's files are removed again; a resumed one keeps its rows. A file system without ``posix_fallocate``
+    (glibc emulates it nearly everywhere) gets a free-space check instead."""
+    paths = [directory / f"{name}.npy" for name in fields]
+    sizes = [path.stat().st_size for path in paths]
+    missing = sum(max(0, size - path.stat().st_blocks * 512) for path, size in zip(paths, sizes, strict=True))
+    for path, size in zip(paths, sizes, strict=True):
+        try:
+            descriptor = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(descriptor, 0, size)
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+            unsupported = error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
+            if not full and not (unsupported and shutil.disk_usage(directory).free < missing):
+                if unsupported:
+                    continue  # enough space for what is left: rows are written as they come
+                raise
+            if new:
+                remove_cache_files(directory)
+            kept = "nothing was extracted" if new else "the rows extracted before are kept"
+            raise DiskFullError(
+                directory, missing, kept=f"the feature cache's arrays ({dtype.name}) need it; {kept}"
+            ) from None
 
 
 def non_finite_rows(arrays: Mapping[str, np.ndarray], count: int) -> list[int]:
