@@ -25,6 +25,7 @@ from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import Request, TextEncoder, build_task, feature_widths, task_class, task_names
 from videoadapt.tasks.segmentation import (
     _QueryDecoder,
+    class_text,
     encode_masks,
     frame_geometry,
     ground_truth_frames,
@@ -180,6 +181,19 @@ def test_instances_are_the_best_query_category_pairs_scored_with_mask_quality():
     assert [(c, round(s, 2)) for c, s, _ in two] == [(2, 0.7), (0, 0.6), (0, 0.5), (1, 0.45)]
     assert two[2][2] is not two[0][2] and two[2][2][0] == two[3][2][0]  # one query's masks, two categories
     assert abs(int(mask_utils.area(two[1][2][0])) - 64) <= 8  # query 0: 2x2 of 4x4 cells -> about 8x8 pixels
+
+
+def test_names_are_ensembled_with_their_synonyms():
+    class Text:
+        table = {"circle": [1.0, 0.0], "disc": [0.0, 2.0], "star": [3.0, 4.0]}
+
+        def embeds(self, texts):
+            return torch.tensor([self.table[t] for t in texts])
+
+    plain = class_text(Text(), ["circle", "star"], {})
+    assert plain.flatten().tolist() == pytest.approx([1.0, 0.0, 0.6, 0.8])
+    mixed = class_text(Text(), ["circle", "star"], {"circle": ["disc"]})
+    assert mixed[0].tolist() == pytest.approx([2**-0.5, 2**-0.5]) and mixed[1].tolist() == pytest.approx([0.6, 0.8])
 
 
 def _item(masks: list[np.ndarray], size: int = 16, frames: int = 2, category: str = "circle") -> TrackingItem:

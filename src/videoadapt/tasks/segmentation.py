@@ -283,6 +283,8 @@ class Segmentation(Task):
                 "classes_per_query": int(self.option("classes_per_query", 3)),
                 "mask_score": float(self.option("mask_score", 2.0)),
             }
+            synonyms = data.extra.get("category_synonyms") or {} if self.option("synonyms", False) else {}
+            spec["category_synonyms"] = {str(k): [str(n) for n in v] for k, v in dict(synonyms).items()}  # type: ignore[call-overload]
         check_spec(
             spec, self.name, ("classes", "hidden", "queries", "layers", "pixel_dim", "upsample", "grid", "width")
         )
@@ -320,7 +322,7 @@ class Segmentation(Task):
         classes = list(targets["classes"])
         if not classes:
             raise VideoadaptError("segmentation: no category names to look for (the data's classes, or --text)")
-        embeds = text.embeds([PROMPT.format(c) for c in classes])
+        embeds = class_text(text, classes, head.spec.get("category_synonyms") or {})
         if isinstance(head, DetectionMaskHead):
             tracks = detection_tracks(head, features, embeds, targets["items"])
         else:
@@ -480,6 +482,17 @@ def to_frame(logits: torch.Tensor, item: TrackingItem, processor: dict[str, Any]
     w = min(where.width, item.width - where.left)
     out[:, where.top : where.top + h, where.left : where.left + w] = region[:, :h, :w]
     return out
+
+
+def class_text(text: TextEncoder, classes: Sequence[str], synonyms: dict[str, list[str]]) -> torch.Tensor:
+    """``[C,E]`` unit text embeddings a prediction names its instances by: per category, the mean of the unit
+    embeddings of its name and its ``synonyms`` (CLIP's prompt ensembling over names; the data's
+    ``extra["category_synonyms"]``, kept in the head's spec), renormalised."""
+    rows = []
+    for category in classes:
+        names = [category, *synonyms.get(category, [])]
+        rows.append(F.normalize(text.embeds([PROMPT.format(n) for n in names]).float(), dim=-1).mean(0))
+    return F.normalize(torch.stack(rows), dim=-1)
 
 
 # --- decoding ------------------------------------------------------------------------------------------------
