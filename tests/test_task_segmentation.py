@@ -385,3 +385,12 @@ def test_a_users_video_gets_the_named_categories(train_data):
     instance = described["instances"][0]
     assert instance["boxes_xyxy"] == {3: [5.0, 10.0, 15.0, 20.0]}
     assert instance["start_s"] == pytest.approx(3 / 8) and instance["category"] == "star"
+
+
+def test_the_tracking_bench_preset_holds_the_segmentation_table():
+    from videoadapt.bench.matrix import BENCH_PRESETS, build_matrix
+
+    tables, cells = build_matrix(BENCH_PRESETS["tracking"])
+    assert [t.name for t in tables] == ["tracking", "segmentation"]
+    arms = {c.arm for c in cells if c.task == "segmentation"}
+    assert {"zero_shot", "post_network", "lora"} <= arms
