@@ -5,8 +5,9 @@ The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P
 
 1. per frame, learnt queries read the patch tokens in a small transformer decoder (``temporal/mask_decoder.py``);
    each query's mask is its mask embedding · per-pixel features that a pixel-shuffle decoder makes of the patch
-   tokens themselves (each token expanded into its ``upsample`` × ``upsample`` sub-patch cells, then one 3×3
-   convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame), bilinearly
+   tokens themselves (the tokens first attend to each other in ``context_layers`` (1) encoder layers, then each is
+   expanded into its ``upsample`` × ``upsample`` sub-patch cells by an MLP of ``fine_hidden`` (256) units, then
+   one 3×3 convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame), bilinearly
    upsampled to the frame at prediction;
 2. each query is classified by the cosine similarity of its class embedding to the category names' text
    embeddings (scaled by a learnt temperature), plus a no-object logit: any list of names is a vocabulary;
@@ -272,8 +273,8 @@ class Segmentation(Task):
                 "layers": int(self.option("layers", 2)),
                 "pixel_dim": int(self.option("pixel_dim", 32)),
                 "upsample": int(self.option("upsample", 4)),
-                "context_layers": int(self.option("context_layers", 0)),
-                "fine_hidden": int(self.option("fine_hidden", 0)),
+                "context_layers": int(self.option("context_layers", 1)),
+                "fine_hidden": int(self.option("fine_hidden", 256)),
                 "grid": list(ilfm.dims.patch_grid),
                 "width": int(ilfm.dims.width),
                 "embed_dim": int(ilfm.dims.embed_dim),
