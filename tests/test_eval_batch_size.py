@@ -100,3 +100,30 @@ def test_evaluation_from_the_feature_cache_is_the_same_at_every_batch_size(tmp_p
         metrics = one_thread(evaluate_data, model, data, spec, batch_size=size, cache=cache, keep=kept)
         outputs.append((metrics, kept))
     assert all(m == outputs[0][0] and same(k, outputs[0][1]) for m, k in outputs[1:])
+
+
+def test_cached_features_do_not_depend_on_the_extraction_batch(tmp_path):
+    """A cache extracted in batches of 8 holds the same bytes as one extracted in batches of 3 (what a resumed
+    extraction does when a kill landed between the rows of a batch: the rest of the batch is encoded with other
+    neighbours), and the same numbers as the clips encoded from pixels at evaluation."""
+    from videoadapt.foundation.feature_cache import extract_features
+
+    model, data, spec = model_and_data("recognition", "post_network", [])
+    ilfm = model.encoder.ilfm
+    caches = [
+        one_thread(extract_features, ilfm, data, spec, tmp_path / str(size), batch_size=size, progress=False)
+        for size in (8, 3)
+    ]
+    ids = [ref.video_id for ref in data.videos()]
+    first, second = (cache.get(ids) for cache in caches)
+    for name in ("cls", "patches", "embeds"):
+        assert torch.equal(getattr(first, name), getattr(second, name)), name
+    # Evaluation encodes each clip alone from its pixels: the same numbers as the cache.
+    from videoadapt.data.sampling import sampler_from_spec
+    from videoadapt.model.batches import BatchBuilder
+
+    builder = BatchBuilder(data, model.task, ilfm.processor, sampler_from_spec(spec), train=False)
+    single = builder.each_item(builder.build([0]))[0]
+    with torch.no_grad():
+        pixels = one_thread(ilfm.encode_frames, single.video)
+    assert torch.equal(pixels.embeds[0], first.embeds[ids.index(data.items[0].video.video_id)])
