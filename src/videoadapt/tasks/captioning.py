@@ -182,6 +182,7 @@ class Captioning(CaptionTask):
             (("BLEU-4", "BLEU-4"), ("ROUGE-L", "ROUGE-L"), ("METEOR", "METEOR"), ("CIDEr", "CIDEr")),
             zero_shot_note="an ILFM has no text decoder, so captioning has no zero-shot baseline",
             primary="CIDEr",
+            mllm_head={"head": "mllm", "max_new_tokens": 20},
         ),
     )
     references_key = "references"

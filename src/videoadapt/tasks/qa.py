@@ -98,6 +98,7 @@ class QuestionAnswering(Task):
             (("MC acc.", "accuracy"),),
             data={"qa": "multiple_choice"},
             zero_shot_head={},  # "question candidate" texts against mean-pooled frame embeddings
+            mllm_head={"head": "mllm"},
         ),
         SurveyTable(
             "qa-open",
@@ -106,6 +107,7 @@ class QuestionAnswering(Task):
             data={"qa": "open_ended"},
             zero_shot_note="the open-ended head classifies over a learnt answer vocabulary; an ILFM has no "
             "zero-shot answer",
+            mllm_head={"head": "mllm", "max_new_tokens": 8},
         ),
     )
 
