@@ -123,6 +123,17 @@ def test_tracker_births_matches_ages_out_and_votes():
     assert momentum.tracks[0].memory.tolist() == pytest.approx([0.2, 0.8])
 
 
+def test_a_track_keeps_the_score_weighted_sum_of_its_unit_class_embeddings():
+    tracker = Tracker(TrackerConfig(metric="iou", init_score=0.1, match_score=0.3))
+    box = torch.tensor([[0.0, 0, 4, 4]])
+    tracker.step(0, box, torch.tensor([0.5]), torch.tensor([0]), class_embeds=torch.tensor([[3.0, 4.0]]))
+    tracker.step(1, box, torch.tensor([0.25]), torch.tensor([1]), class_embeds=torch.tensor([[0.0, -2.0]]))
+    (track,) = tracker.tracks
+    # 0.5 * (0.6, 0.8) + 0.25 * (0, -1)
+    assert track.class_sum.tolist() == pytest.approx([0.3, 0.15])
+    assert Tracker(TrackerConfig(metric="iou")).tracks == [] and track.category(2) == 0  # the vote is still there
+
+
 def test_iou_tracker_follows_boxes_and_suppresses_a_second_box_on_a_followed_object():
     tracker = Tracker(TrackerConfig(metric="iou", init_score=0.5, match_score=0.3))
     labels = torch.tensor([0, 0])
@@ -175,6 +186,29 @@ def test_loss_goes_down(owl, train_data, paradigm):
     assert losses[-1] < losses[0], losses
     if paradigm == "lora":  # the adapted backbone learns through the same loss
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters() if p.requires_grad)
+    # The class prior: the running mean of the matched regions' unit class embeddings, saved with the weights.
+    assert float(model.head.region_count) > 0
+    assert 0 < float(model.head.region_mean.norm()) <= 1.0 + 1e-6
+    assert "region_mean" in model.head.state_dict()
+
+
+def test_tracks_are_named_by_their_mean_embedding_against_synonym_prompts_less_the_prior(owl, train_data):
+    model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64)
+    task, head, text = model.task, model.head, model.text
+    assert head.spec["classify"] == "track"
+    assert head.spec["category_synonyms"]["heart"] == ["love heart", "heart symbol"]
+    embeds = task._class_embeds(head, text, ["heart", "star"])
+    phrases = ["a heart", "a love heart", "a heart symbol"]
+    expected = torch.nn.functional.normalize(text.embeds(phrases).float(), dim=-1).mean(0)
+    assert torch.allclose(embeds[0], expected / expected.norm(), atol=1e-5)
+    assert task._class_prior(head, embeds).tolist() == [0.0, 0.0]  # nothing seen yet: no prior
+    head.region_mean.copy_(embeds[1] * 0.5)
+    head.region_count.fill_(3)
+    assert task._class_prior(head, embeds).tolist() == pytest.approx((embeds @ embeds[1] * 0.5).tolist(), abs=1e-6)
+    plain = build_task("tracking", synonyms=False, classify="vote").build_head(owl, model.encoder, train_data)
+    assert plain.spec["category_synonyms"] == {} and plain.spec["classify"] == "vote"
+    with pytest.raises(Exception, match="classify"):
+        build_task("tracking", classify="mode").build_head(owl, model.encoder, train_data)
 
 
 def test_zero_shot_row_is_tinyowl_detections_followed_by_iou(owl, train_data):
@@ -214,7 +248,7 @@ def check_prediction_form(predictions, data) -> None:
             seen.add((p.frame, p.track_id))
 
 
-def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data):
+def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data, tmp_path):
     test = load_task_data("synth", "test", "tracking", **SYNTH)
     model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64)
     model.eval()
@@ -232,6 +266,44 @@ def test_trained_head_predicts_tracks_scored_by_the_metrics(owl, train_data):
     for key, value in model.task.metrics_from_sums(sums).items():
         if key in metrics and math.isfinite(metrics[key]):
             assert float(value) == pytest.approx(metrics[key], abs=1e-6), key
+    # eval --save-predictions: the two TAO jsons, which `videoadapt score --task tracking` scores the same.
+    from videoadapt.commands.score import score_files
+
+    documents = model.task.score_documents(predictions, test)
+    assert sorted(documents) == ["ground_truth.json", "predictions.json"]
+    for name, text in documents.items():
+        (tmp_path / name).write_text(text)
+    scored = score_files("tracking", tmp_path / "predictions.json", tmp_path / "ground_truth.json")
+    assert scored["counts"]["videos"] == len(test.items) and scored["counts"]["novel_categories"] == 2
+    assert scored["counts"]["boxes"] == sum(len(boxes) for boxes in predictions)
+    for key in ("teta", "loca", "assoca", "clsa", "teta_novel", "clsa_novel", "hota", "idf1"):
+        assert scored["metrics"][key] == pytest.approx(metrics[key], abs=1e-9, nan_ok=True), key
+
+
+def test_the_ground_truth_writer_keeps_ids_frames_and_the_novel_split():
+    from videoadapt.data.records import TaskData
+    from videoadapt.metrics.tracking_files import tracking_ground_truth_document
+
+    heart = ObjectTrack(1, "heart", (1, 3), ((0.0, 0.0, 2.0, 4.0), (1.0, 1.0, 3.0, 3.0)))
+    first = _item(annotated_frames=(0, 1))  # the star's frames 0 and 1 are kept
+    second = _item(video=VideoRef("w", None), tracks=(heart,), annotated_frames=(3,))
+    extra = {"novel_categories": ["heart"]}
+    data = TaskData("tracking", "test", [first, second], None, "mem", classes=["star", "heart"], extra=extra)
+    document = tracking_ground_truth_document(data)
+    assert document["categories"] == [
+        {"id": 1, "name": "star", "frequency": "f"},
+        {"id": 2, "name": "heart", "frequency": "r"},
+    ]
+    assert [(i["id"], i["video_id"], i["frame_index"]) for i in document["images"]] == [(1, 1, 0), (2, 1, 1), (8, 2, 3)]
+    # Track ids are unique across the file; the heart's box on unannotated frame 1 is left out.
+    assert [(a["image_id"], a["track_id"], a["category_id"], a["bbox"]) for a in document["annotations"]] == [
+        (1, 1, 1, [1.0, 1.0, 4.0, 4.0]),
+        (2, 1, 1, [2.0, 1.0, 4.0, 4.0]),
+        (8, 2, 2, [1.0, 1.0, 2.0, 2.0]),
+    ]
+    crowd = dataclasses.replace(data, items=[_item(tracks=(dataclasses.replace(heart, iscrowd=True),))])
+    with pytest.raises(Exception, match="crowd region"):
+        tracking_ground_truth_document(crowd)
 
 
 def _item(**changes) -> TrackingItem:

@@ -80,9 +80,95 @@ def write_tracking_predictions(
     path: str | Path, predictions: Mapping[str, Sequence[TrackedBox]], data: TaskData
 ) -> int:
     """Write ``predictions`` (video id → boxes) as a TAO result json with ``data``'s ids; returns the number of
-    boxes written. Boxes on frames without an image id (a TAO video's frames that are not annotated, which are not
-    scored) are left out. Written to a temporary file and renamed, so a reader never sees half a file."""
+    boxes written. Boxes on frames without an image id or not evaluated (a TAO video's frames that are not
+    annotated, which are not scored) are left out. Written to a temporary file and renamed, so a reader never
+    sees half a file."""
+    entries = tracking_predictions_document(predictions, data)
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(entries))
+    os.replace(temporary, path)
+    return len(entries)
+
+
+def tracking_ground_truth_document(data: TaskData) -> dict[str, list[dict]]:
+    """``data``'s tracks as a TAO json (the ``tao`` reader's format) with the ids of :func:`tracking_ids`, so that
+    a result json written by :func:`write_tracking_predictions` for ``data`` is scored against it unchanged:
+    one image per evaluated frame, one annotation per box, track ids renumbered 1, 2, ... across the file (TAO's
+    are unique across videos), novel categories (``extra["novel_categories"]``) with LVIS frequency ``"r"`` (what
+    the reader's default ``novel=rare`` reads back), the others ``"f"``. TAO has no crowd regions: a crowd track
+    is an error naming its video."""
+    items = tracking_items(data)
     ids = tracking_ids(data)
+    novel = set(data.extra.get("novel_categories") or [])  # type: ignore[call-overload]
+    categories = [
+        {"id": cid, "name": name, "frequency": "r" if name in novel else "f"} for name, cid in ids.categories.items()
+    ]
+    videos, images, annotations, tracks = [], [], [], []
+    for item in items:
+        name = item.video.video_id
+        video_id, frames = ids.videos[name], ids.images[name]
+        videos.append(
+            {
+                "id": video_id,
+                "name": name,
+                "width": item.width,
+                "height": item.height,
+                "fps": item.fps,
+                "num_frames": item.num_frames,
+            }
+        )
+        evaluated = set(item.evaluated_frames)
+        for frame in item.evaluated_frames:
+            if frame in frames:
+                images.append(
+                    {
+                        "id": frames[frame],
+                        "video_id": video_id,
+                        "frame_index": frame,
+                        "width": item.width,
+                        "height": item.height,
+                    }
+                )
+        for track in item.tracks:
+            if track.iscrowd:
+                raise VideoadaptError(
+                    f"{data.origin}: video {name!r}, track {track.track_id} is a crowd region, which a TAO json "
+                    "cannot hold"
+                )
+            track_id = len(tracks) + 1
+            category_id = ids.categories[track.category]
+            tracks.append({"id": track_id, "video_id": video_id, "category_id": category_id})
+            for frame, (x1, y1, x2, y2) in zip(track.frames, track.boxes, strict=True):
+                if frame not in frames or frame not in evaluated:
+                    continue
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": frames[frame],
+                        "video_id": video_id,
+                        "track_id": track_id,
+                        "category_id": category_id,
+                        "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                        "area": float((x2 - x1) * (y2 - y1)),
+                        "iscrowd": 0,
+                    }
+                )
+    return {
+        "videos": videos,
+        "images": images,
+        "annotations": annotations,
+        "tracks": tracks,
+        "categories": categories,
+    }
+
+
+def tracking_predictions_document(predictions: Mapping[str, Sequence[TrackedBox]], data: TaskData) -> list[dict]:
+    """``predictions`` (video id → boxes) as TAO result entries with ``data``'s ids (:func:`write_tracking_predictions`
+    writes this list); boxes on frames that are not evaluated (``TrackingItem.evaluated_frames``) are left out,
+    as they are from the ground-truth json."""
+    ids = tracking_ids(data)
+    evaluated = {item.video.video_id: set(item.evaluated_frames) for item in tracking_items(data)}
     entries = []
     for video, boxes in predictions.items():
         if video not in ids.videos:
@@ -91,7 +177,7 @@ def write_tracking_predictions(
         for box in boxes:
             if box.category not in ids.categories:
                 raise VideoadaptError(f"video {video!r}, track {box.track_id}: unknown category {box.category!r}")
-            if box.frame not in frames:
+            if box.frame not in frames or box.frame not in evaluated[video]:
                 continue
             x1, y1, x2, y2 = (float(v) for v in box.box)
             entries.append(
@@ -104,11 +190,7 @@ def write_tracking_predictions(
                     "score": float(box.score),
                 }
             )
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(entries))
-    os.replace(temporary, path)
-    return len(entries)
+    return entries
 
 
 def read_tracking_predictions(

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from videoadapt.data.records import Item, TaskData, TrackingItem, VideoRef
@@ -78,6 +79,10 @@ DECODE_DEFAULTS: dict[str, Any] = {
     "distractor_iou": 0.3,
     "min_cosine": 0.3,
 }
+# How a finished track is named; absent from the specs of runs saved before them, which keep the box vote.
+CLASSIFY_DEFAULTS: dict[str, Any] = {"classify": "track", "synonyms": True, "prior": True}
+CLASSIFY = ("track", "vote")
+PRIOR_MOMENTUM = 0.99
 TRAIN_DEFAULTS: dict[str, Any] = {
     "embed_dim": 128,
     "hidden": 256,
@@ -131,6 +136,10 @@ class TrackingHead(TaskHead):
                 nn.init.zeros_(self.refine_out.weight)  # starts at the ILFM's own detections
                 nn.init.zeros_(self.refine_out.bias)
             self.embedding = AppearanceEmbeddingHead(width, joint, int(spec["embed_dim"]), int(spec["hidden"]))
+            # The mean unit class embedding of the training objects' regions (a running mean, saved with the
+            # weights): the class prior subtracted when a track is named (see Tracking.predict).
+            self.register_buffer("region_mean", torch.zeros(joint))
+            self.register_buffer("region_count", torch.zeros(()))
 
     @property
     def ilfm(self) -> GroundingModel:
@@ -238,11 +247,18 @@ class Tracking(Task):
             novel = [str(c) for c in data.extra.get("novel_categories", []) or []]  # type: ignore[union-attr]
             spec = {"head": kind, "categories": list(data.classes), "novel": novel, "width": int(ilfm.dims.width)}
             spec.update({k: self.option(k, v) for k, v in DECODE_DEFAULTS.items()})
+            spec.update({k: self.option(k, v) for k, v in CLASSIFY_DEFAULTS.items()})
+            if spec["classify"] not in CLASSIFY:
+                raise VideoadaptError(f"model.head.classify: {spec['classify']!r} is not one of {', '.join(CLASSIFY)}")
+            synonyms = data.extra.get("category_synonyms") or {} if spec["synonyms"] else {}
+            spec["category_synonyms"] = {str(k): [str(n) for n in v] for k, v in dict(synonyms).items()}  # type: ignore[call-overload]
             if kind == "track":
                 spec.update({k: self.option(k, v) for k, v in TRAIN_DEFAULTS.items()})
-            unknown = sorted(set(self.options) - set(DECODE_DEFAULTS) - set(TRAIN_DEFAULTS) - {"head"})
+            unknown = sorted(
+                set(self.options) - set(DECODE_DEFAULTS) - set(CLASSIFY_DEFAULTS) - set(TRAIN_DEFAULTS) - {"head"}
+            )
             if unknown:
-                known = ", ".join(["head", *DECODE_DEFAULTS, *TRAIN_DEFAULTS])
+                known = ", ".join(["head", *DECODE_DEFAULTS, *CLASSIFY_DEFAULTS, *TRAIN_DEFAULTS])
                 raise VideoadaptError(f"model.head: unknown tracking option(s) {', '.join(unknown)}; known: {known}")
         check_spec(spec, self.name, ("head", "categories", "width", *DECODE_DEFAULTS))
         return TrackingHead(spec, ilfm)
@@ -250,6 +266,39 @@ class Tracking(Task):
     def _prompt_embeds(self, head: TrackingHead, text: TextEncoder, categories: Sequence[str]) -> torch.Tensor:
         prompts = [category_prompt(c, str(head.spec["template"])) for c in categories]
         return text.embeds(prompts).float()
+
+    def _class_embeds(self, head: TrackingHead, text: TextEncoder, categories: Sequence[str]) -> torch.Tensor:
+        """Unit text embeddings ``[C,E]`` a track is named by: per category, the mean of the unit embeddings of
+        its prompt and of its synonyms' prompts (``category_synonyms``: CLIP's prompt ensembling over names)."""
+        synonyms = head.spec.get("category_synonyms") or {}
+        rows = []
+        for category in categories:
+            names = [category, *synonyms.get(category, [])]
+            prompts = [category_prompt(n, str(head.spec["template"])) for n in names]
+            rows.append(F.normalize(text.embeds(prompts).float(), dim=-1).mean(0))
+        return F.normalize(torch.stack(rows), dim=-1)
+
+    def _class_prior(self, head: TrackingHead, class_embeds: torch.Tensor) -> torch.Tensor:
+        """Per category, the mean cosine of the training objects' regions with its text (zero when there is none:
+        the zero-shot head, ``prior`` false): how much the name attracts *any* object, subtracted before the
+        arg-max so that names every region leans to (here "ring", "crescent") stop absorbing the rest."""
+        mean = getattr(head, "region_mean", None)
+        if not head.spec.get("prior", False) or mean is None or float(head.region_count) == 0:
+            return class_embeds.new_zeros(len(class_embeds))
+        return class_embeds @ mean.float().to(class_embeds.device)
+
+    @staticmethod
+    def _update_prior(head: TrackingHead, regions: RegionFeatures, ids: torch.Tensor) -> None:
+        with torch.no_grad():
+            matched = regions.embeds.reshape(*ids.shape, -1)[ids >= 0]
+            if not len(matched):
+                return
+            batch_mean = F.normalize(matched.float(), dim=-1).mean(0)
+            if float(head.region_count) == 0:
+                head.region_mean.copy_(batch_mean)
+            else:
+                head.region_mean.mul_(PRIOR_MOMENTUM).add_((1 - PRIOR_MOMENTUM) * batch_mean)
+            head.region_count.add_(len(matched))
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
         assert isinstance(head, TrackingHead)
@@ -264,6 +313,8 @@ class Tracking(Task):
         boxes = regions.boxes.reshape(b, t, p, 4)
         embeds = out["embeds"].reshape(b, t, p, -1)
         ids, gt = self._region_track_ids(targets["items"], boxes.detach(), t)
+        if head.training:
+            self._update_prior(head, regions, ids)
         contrastive, auxiliary, pairs = [], [], 0
         for i, gap in enumerate(targets["gaps"]):
             gap = min(gap, t - 1)
@@ -360,6 +411,11 @@ class Tracking(Task):
             probabilities = logits.float().sigmoid().reshape(b, t, -1, len(categories)).cpu()
             boxes = regions.boxes.float().reshape(b, t, -1, 4).cpu()
             embeds = out["embeds"].float().reshape(b, t, boxes.shape[2], -1).cpu() if "embeds" in out else None
+            region_class = regions.embeds.float().reshape(b, t, boxes.shape[2], -1).cpu()
+            by_track = str(spec.get("classify", "vote")) == "track"
+            if by_track:
+                class_text = self._class_embeds(head, text, categories).cpu()
+                prior = self._class_prior(head, class_text)
         config = TrackerConfig(
             metric="bisoftmax" if head.trained else "iou",
             init_score=float(spec["init_score"]),
@@ -383,14 +439,25 @@ class Tracking(Task):
                 keep = keep[nms(boxes[i, k, keep], score[keep], float(spec["nms_iou"]))]
                 pixels = uncropped_pixels(boxes[i, k, keep], item.width, item.height, processor)
                 ids = tracker.step(
-                    frame, pixels, score[keep], label[keep], embeds[i, k, keep] if embeds is not None else None
+                    frame,
+                    pixels,
+                    score[keep],
+                    label[keep],
+                    embeds[i, k, keep] if embeds is not None else None,
+                    region_class[i, k, keep] if by_track else None,
                 )
                 detections += [
                     (frame, pixels[n].tolist(), float(score[keep[n]]), track_id)
                     for n, track_id in enumerate(ids)
                     if track_id
                 ]
-            names = {track.track_id: categories[track.category(len(categories))] for track in tracker.tracks}
+            names = {}
+            for track in tracker.tracks:
+                if by_track and track.class_sum is not None:
+                    similarity = F.normalize(track.class_sum, dim=-1) @ class_text.T - prior
+                    names[track.track_id] = categories[int(similarity.argmax())]
+                else:
+                    names[track.track_id] = categories[track.category(len(categories))]
             predictions.append(
                 [TrackedBox(frame, track_id, names[track_id], tuple(box), s) for frame, box, s, track_id in detections]
             )
@@ -457,11 +524,18 @@ class Tracking(Task):
         return records
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
-        """Not yet: ``metrics/tracking_files.py`` writes the TAO result json, but no TAO ground-truth writer exists;
-        score a SynthWorld set on disk with ``videoadapt score --task tracking --gt synth:DIR``."""
-        raise VideoadaptError(
-            "tracking: eval --save-predictions needs a TAO ground-truth writer, which is not there yet; score "
-            "predictions against a data set on disk with `videoadapt score --task tracking --gt synth:DIR`"
+        """TAO jsons both ways (``metrics/tracking_files.py``): the result list of every predicted box and the
+        split's ground truth, which ``videoadapt score --task tracking --pred predictions.json --gt
+        ground_truth.json`` scores to the figures of :meth:`evaluate`."""
+        import json
+
+        from videoadapt.metrics import prediction_files as pf
+        from videoadapt.metrics.tracking_files import tracking_ground_truth_document, tracking_predictions_document
+
+        by_video = self._by_video(predictions, data)
+        return pf.documents(
+            json.dumps(tracking_predictions_document(by_video, data)),
+            json.dumps(tracking_ground_truth_document(data)),
         )
 
     # --- a user's video -------------------------------------------------------------------------------------------

@@ -19,7 +19,10 @@ Per frame, given detections (boxes, scores, per-category probabilities, appearan
 5. a track not matched for more than ``max_age`` frames is dropped from matching (OVTrack's ``memo_frames`` 10).
 
 A track's category is the score-weighted vote of its boxes' labels (each box votes its arg-max category with its
-detection score); every box of the track reports that category. Defaults are OVTrack's except the score
+detection score); every box of the track reports that category. Given each detection's class embedding
+(``class_embeds``), a track also keeps their score-weighted sum of unit vectors (:attr:`Track.class_sum`), so that
+the caller can classify the track once from its mean appearance instead (a track-level embedding: small, blurred
+or occluded boxes then count less than a vote of their arg-maxes). Defaults are OVTrack's except the score
 thresholds, which depend on the detector's calibration and are the task's options.
 """
 
@@ -63,6 +66,7 @@ class Track:
     scores: list[float] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     memory: torch.Tensor | None = None
+    class_sum: torch.Tensor | None = None
     last_box: torch.Tensor | None = None
     last_frame: int = -1
 
@@ -92,15 +96,18 @@ class Tracker:
         scores: torch.Tensor,
         labels: torch.Tensor,
         embeds: torch.Tensor | None = None,
+        class_embeds: torch.Tensor | None = None,
     ) -> list[int]:
         """Associate this frame's detections (``boxes`` ``[N,4]``, ``scores`` ``[N]``, ``labels`` ``[N]``,
-        ``embeds`` ``[N,d]`` for the bi-softmax) and return each detection's track id (0: dropped)."""
+        ``embeds`` ``[N,d]`` for the bi-softmax, optional ``class_embeds`` ``[N,E]`` summed per track) and return
+        each detection's track id (0: dropped)."""
         if self.config.metric == "bisoftmax" and embeds is None:
             raise VideoadaptError("tracker: the bi-softmax metric needs appearance embeddings")
         live = self._live(frame)
         order = scores.argsort(descending=True)  # better detections first: births are decided in score order
         boxes, scores, labels = boxes[order], scores[order], labels[order]
         embeds = embeds[order] if embeds is not None else None
+        class_embeds = F.normalize(class_embeds[order].float(), dim=-1) if class_embeds is not None else None
         assigned = [0] * len(order)
         matched: list[int] = []
         if live and len(order):
@@ -113,7 +120,7 @@ class Tracker:
                     cosine = F.normalize(embeds.float(), dim=-1) @ F.normalize(memories.float(), dim=-1).T  # type: ignore[union-attr]
                     similarity = similarity.masked_fill(cosine < self.config.min_cosine, -1.0)
             for i, j in hungarian_match(similarity, self.config.match_score):
-                self._extend(live[j], frame, boxes[i], scores[i], labels[i], embeds[i] if embeds is not None else None)
+                self._extend(live[j], frame, boxes[i], scores[i], labels[i], _row(embeds, i), _row(class_embeds, i))
                 assigned[i] = live[j].track_id
                 matched.append(i)
         matched_boxes = boxes[matched] if matched else boxes[:0]
@@ -127,7 +134,7 @@ class Tracker:
             track = Track(self._next_id)
             self._next_id += 1
             self.tracks.append(track)
-            self._extend(track, frame, boxes[i], scores[i], labels[i], embeds[i] if embeds is not None else None)
+            self._extend(track, frame, boxes[i], scores[i], labels[i], _row(embeds, i), _row(class_embeds, i))
             assigned[i] = track.track_id
             matched_boxes = torch.cat((matched_boxes, boxes[i : i + 1]))
         result = [0] * len(order)
@@ -143,6 +150,7 @@ class Tracker:
         score: torch.Tensor,
         label: torch.Tensor,
         embed: torch.Tensor | None,
+        class_embed: torch.Tensor | None = None,
     ) -> None:
         track.frames.append(frame)
         track.boxes.append([float(v) for v in box])
@@ -153,3 +161,10 @@ class Tracker:
             embed = embed.detach().float()
             m = self.config.momentum
             track.memory = embed if track.memory is None else (1 - m) * track.memory + m * embed
+        if class_embed is not None:
+            weighted = class_embed * float(score)
+            track.class_sum = weighted if track.class_sum is None else track.class_sum + weighted
+
+
+def _row(x: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    return x[i] if x is not None else None

@@ -37,6 +37,9 @@ their videos, one more item per video whose class has a distinct partner: the sa
 ``[original, copy]`` item indices. A bag-of-frames model scores a clip and its reversal alike, so on these balanced
 pairs it cannot beat 50 %. The train split never gets copies (a reversed clip is a valid video of its partner, but
 training on them would change the data the paradigms are compared on), so one option serves every split.
+
+``tracking`` and ``segmentation``: classes = the ten shapes, ``extra["novel_categories"]`` = the held-out ones,
+``extra["category_synonyms"]`` = each shape's other names in the captions (``vocabulary.SHAPE_SYNONYMS``).
 """
 
 from __future__ import annotations
@@ -378,6 +381,8 @@ def _finish(
     if task in TRACKING_TASKS:
         classes = list(vocab.SHAPES)
         extra["novel_categories"] = [s for s in classes if s in config.get("held_out_shapes", ())]
+        # The other names the captions use for each shape: a tracker may ask for a category by all of them.
+        extra["category_synonyms"] = {s: list(vocab.SHAPE_SYNONYMS.get(s, ())) for s in classes}
     if task == "qa":
         extra["qa"] = qa
         if qa == "open_ended":
