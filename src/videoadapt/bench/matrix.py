@@ -156,7 +156,7 @@ BENCH_PRESETS: dict[str, BenchPreset] = {
     ),
     "tracking": BenchPreset(
         "tracking",
-        ("tracking",),
+        ("tracking", "segmentation"),
         Budget(
             steps=200,
             batch_size=8,
@@ -168,9 +168,10 @@ BENCH_PRESETS: dict[str, BenchPreset] = {
             split_fractions=(0.7, 0.1, 0.2),
             curve_points=2,
         ),
-        description="Table II's open-vocabulary multi-object tracking on SynthWorld's tracking scenes (all 16 frames, "
-        "200 test videos, held-out shapes as novel categories), one seed, on TinyOWL (its region heads are the "
-        "detector; the zero-shot row is its per-frame detections associated by IoU); sized for 2 CPU cores",
+        description="Table II's open-vocabulary multi-object tracking and video instance segmentation on SynthWorld's "
+        "tracking scenes (all 16 frames, 200 test videos, held-out shapes as novel categories), one seed, on TinyOWL "
+        "(its region heads are the detector; the zero-shot rows are its per-frame detections, boxes filled as masks "
+        "for segmentation, associated by IoU); sized for 2 CPU cores",
         backbone="tiny-owl",
     ),
     "full": BenchPreset(
