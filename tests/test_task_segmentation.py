@@ -12,19 +12,24 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
+from videoadapt.commands.score import score_files
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.records import ObjectTrack, TaskData, TrackingItem, VideoRef
 from videoadapt.data.sampling import UniformSegments, sampler_from_spec
 from videoadapt.foundation.loading import load_backbone
+from videoadapt.metrics.video_segmentation import VideoInstance, vis_metrics
 from videoadapt.model.batches import BatchBuilder
 from videoadapt.model.config import TASK_DEFAULTS
 from videoadapt.model.task_model import TaskModel
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import Request, TextEncoder, build_task, feature_widths, task_class, task_names
 from videoadapt.tasks.segmentation import (
+    _QueryDecoder,
+    class_text,
     encode_masks,
     frame_geometry,
     ground_truth_frames,
+    mask_quality,
     nearest_sampled,
     sampled_frames,
 )
@@ -83,6 +88,20 @@ def test_mask_decoder_outputs_finer_masks_than_its_patches():
     # The sub-patch cells of one patch differ: the pixel decoder reads detail inside a patch.
     pixels = decoder.pixel_features(decoder.token_in(torch.randn(1, 16, 24)))
     assert pixels[0, :, 0:4, 0:4].std() > 0
+    # With context layers a patch's cells depend on the other patches; without, only on its own token (the 3x3
+    # refinement reaches the neighbours only).
+    tokens = torch.randn(1, 16, 24)
+    changed = tokens.clone()
+    changed[0, 15] = torch.randn(24)  # the last patch, far from the first
+    for context in (0, 1):
+        torch.manual_seed(0)
+        deeper = MaskQueryDecoder(
+            24, 16, (4, 4), hidden=32, queries=5, layers=1, context_layers=context, fine_hidden=64
+        )
+        with torch.no_grad():
+            first = [deeper.pixel_features(deeper.project(t))[0, :, 0:4, 0:4] for t in (tokens, changed)]
+        assert bool((first[0] - first[1]).abs().max() > 1e-6) is bool(context)
+    assert deeper(tokens)["masks"].shape == (1, 5, 16, 16)
 
 
 def test_costs_are_the_hand_derived_values():
@@ -145,6 +164,38 @@ def test_frames_and_geometry():
     assert dataclasses.astuple(frame_geometry(256, 128, processor)) == (0, 64, 128, 128)
 
 
+def test_instances_are_the_best_query_category_pairs_scored_with_mask_quality():
+    logits = torch.full((2, 3, 4, 4), -5.0)  # [T,Q,h,w]
+    logits[:, 0, :2, :2] = 5.0  # a confident mask
+    logits[:, 1, :2, :2] = 0.5  # an unsure one
+    quality = mask_quality(logits)
+    assert float(quality[0]) == pytest.approx(1 / (1 + math.exp(-5.0)), abs=1e-5)
+    assert float(quality[1]) == pytest.approx(1 / (1 + math.exp(-0.5)), abs=1e-5)
+    assert quality[2] == 0  # empty on every frame
+    scores = torch.tensor([[0.6, 0.3, 0.1], [0.5, 0.45, 0.05], [0.2, 0.1, 0.7]])  # [Q,C]
+    item = TrackingItem(VideoRef("v"), 2, 8.0, 16, 16, ())
+    processor = {"image_size": 16, "resize": "shortest_edge", "crop": "center"}
+    one = _QueryDecoder(scores, 1, logits, processor)(item, 10)
+    assert [(c, round(s, 2)) for c, s, _ in one] == [(2, 0.7), (0, 0.6), (0, 0.5)]
+    two = _QueryDecoder(scores, 2, logits, processor)(item, 4)
+    assert [(c, round(s, 2)) for c, s, _ in two] == [(2, 0.7), (0, 0.6), (0, 0.5), (1, 0.45)]
+    assert two[2][2] is not two[0][2] and two[2][2][0] == two[3][2][0]  # one query's masks, two categories
+    assert abs(int(mask_utils.area(two[1][2][0])) - 64) <= 8  # query 0: 2x2 of 4x4 cells -> about 8x8 pixels
+
+
+def test_names_are_ensembled_with_their_synonyms():
+    class Text:
+        table = {"circle": [1.0, 0.0], "disc": [0.0, 2.0], "star": [3.0, 4.0]}
+
+        def embeds(self, texts):
+            return torch.tensor([self.table[t] for t in texts])
+
+    plain = class_text(Text(), ["circle", "star"], {})
+    assert plain.flatten().tolist() == pytest.approx([1.0, 0.0, 0.6, 0.8])
+    mixed = class_text(Text(), ["circle", "star"], {"circle": ["disc"]})
+    assert mixed[0].tolist() == pytest.approx([2**-0.5, 2**-0.5]) and mixed[1].tolist() == pytest.approx([0.6, 0.8])
+
+
 def _item(masks: list[np.ndarray], size: int = 16, frames: int = 2, category: str = "circle") -> TrackingItem:
     tracks = []
     for k, m in enumerate(masks):
@@ -202,7 +253,6 @@ def test_loss_goes_down(paradigm, train_data):
 
 
 def test_predictions_are_video_instances_on_every_frame(train_data, test_data):
-    pytest.importorskip("videoadapt.metrics.video_segmentation")
     model = model_for("post_network", {**SMALL_HEAD, "top_k": 4}, train_data)
     model.eval()
     batch = batch_of(model, test_data, [0, 1], train=False)
@@ -227,8 +277,70 @@ def test_predictions_are_video_instances_on_every_frame(train_data, test_data):
     assert {"ap", "ap_base", "ap_novel"} <= set(metrics)
 
 
+def _scored_predictions(data: TaskData) -> list[list[VideoInstance]]:
+    """Per video: each object's own masks (category right or wrong, score by index), a shifted copy, a miss."""
+    rng = np.random.default_rng(0)
+    out = []
+    for item in data.items:
+        instances = []
+        for track in item.tracks:
+            category = track.category if rng.random() < 0.7 else data.classes[int(rng.integers(len(data.classes)))]
+            instances.append(
+                VideoInstance(category, float(rng.random()), dict(zip(track.frames, track.masks, strict=True)))
+            )
+            m = mask_utils.decode(list(track.masks)).transpose(2, 0, 1)
+            shifted = np.roll(m, int(rng.integers(1, 6)), axis=2).astype(bool)
+            instances.append(
+                VideoInstance(
+                    track.category, float(rng.random()), dict(zip(track.frames, encode_masks(shifted), strict=True))
+                )
+            )
+        instances.append(
+            VideoInstance(data.classes[0], 0.05, {0: encode_masks(np.ones((1, item.height, item.width), bool))[0]})
+        )
+        out.append(instances)
+    return out
+
+
+def test_metrics_are_the_real_vis_metrics_and_the_bootstrap_sums_agree(test_data):
+    task = build_task("segmentation")
+    predictions = _scored_predictions(test_data)
+    metrics = task.evaluate(predictions, test_data)
+    by_video = {i.video.video_id: p for i, p in zip(test_data.items, predictions, strict=True)}
+    novel = test_data.extra["novel_categories"]
+    assert metrics == pytest.approx(vis_metrics(test_data.items, by_video, test_data.classes, novel), nan_ok=True)
+    assert 20 < metrics["ap"] < 95 and metrics["ap_novel"] > 0
+    stats = task.item_statistics(predictions, test_data)
+    assert all(v.shape[0] == len(test_data.items) for v in stats.values())
+    from_sums = task.metrics_from_sums({k: v.sum(0) for k, v in stats.items()})
+    for key in ("ap", "ap50", "ap75", "ar1", "ar10", "ap_base", "ap_novel"):
+        assert float(from_sums[key]) == pytest.approx(metrics[key], abs=1e-6), key
+    # A resample repeating the first video is a different data set: its sums give that set's metrics.
+    rows = [0, *range(len(test_data.items))]
+    repeated = test_data.subset(rows)
+    repeated = dataclasses.replace(
+        repeated, items=[dataclasses.replace(item, video=VideoRef(f"r{k}")) for k, item in enumerate(repeated.items)]
+    )
+    expected = task.evaluate([predictions[r] for r in rows], repeated)
+    resampled = task.metrics_from_sums({k: v[rows].sum(0) for k, v in stats.items()})
+    assert float(resampled["ar10"]) == pytest.approx(expected["ar10"], abs=1e-6)
+    assert float(resampled["ap"]) == pytest.approx(expected["ap"], abs=0.5)
+
+
+def test_saved_predictions_scored_by_the_score_command_give_evaluate(test_data, tmp_path):
+    task = build_task("segmentation")
+    data = test_data.subset(list(range(min(20, len(test_data.items)))))
+    predictions = _scored_predictions(data)
+    for name, text in task.score_documents(predictions, data).items():
+        (tmp_path / name).write_text(text)
+    truth = json.loads((tmp_path / "ground_truth.json").read_text())
+    assert {c["name"] for c in truth["categories"] if c["partition"] == "novel"} == set(data.extra["novel_categories"])
+    scored = score_files("segmentation", tmp_path / "predictions.json", tmp_path / "ground_truth.json")
+    assert scored["counts"]["predictions"] == sum(len(p) for p in predictions)
+    assert scored["metrics"] == pytest.approx(task.evaluate(predictions, data), nan_ok=True)
+
+
 def test_zero_shot_masks_are_the_grounding_ilfms_boxes_linked_by_overlap(test_data):
-    pytest.importorskip("videoadapt.metrics.video_segmentation")
     data = load_task_data("synth", "test", "segmentation", videos=40, size=64, frames=FRAMES)
     model = model_for("post_network", {"head": "detection", "detection_threshold": 0.0}, data, backbone="tiny-owl")
     assert not list(model.head.parameters())
@@ -246,7 +358,7 @@ def test_zero_shot_masks_are_the_grounding_ilfms_boxes_linked_by_overlap(test_da
     expected = np.zeros((64, 64), dtype=np.uint8)
     expected[max(0, math.floor(y1)) : math.ceil(y2), max(0, math.floor(x1)) : math.ceil(x2)] = 1
     assert any(np.array_equal(m, expected) for m in masks0)
-    assert 0 <= top.score <= 1 and len(predictions[0]) <= 10
+    assert 0 <= top.score <= 1 and len(predictions[0]) <= model.head.spec["top_k"]
     with pytest.raises(Exception, match="needs a grounding ILFM"):
         model_for("post_network", {"head": "detection"}, data)
 
@@ -273,3 +385,12 @@ def test_a_users_video_gets_the_named_categories(train_data):
     instance = described["instances"][0]
     assert instance["boxes_xyxy"] == {3: [5.0, 10.0, 15.0, 20.0]}
     assert instance["start_s"] == pytest.approx(3 / 8) and instance["category"] == "star"
+
+
+def test_the_tracking_bench_preset_holds_the_segmentation_table():
+    from videoadapt.bench.matrix import BENCH_PRESETS, build_matrix
+
+    tables, cells = build_matrix(BENCH_PRESETS["tracking"])
+    assert [t.name for t in tables] == ["tracking", "segmentation"]
+    arms = {c.arm for c in cells if c.task == "segmentation"}
+    assert {"zero_shot", "post_network", "lora"} <= arms

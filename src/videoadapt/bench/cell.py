@@ -117,6 +117,9 @@ def gflops_per_view(model: Any, frames: int) -> float | None:
     try:
         with torch.no_grad():
             text = encoder.ilfm.encode_text(["a video"]) if encoder.head.needs_text else None
+        if getattr(encoder.head, "pixel_route", None) is not None:
+            # A video MLLM: the tower, the projector and the LM's prefill of the visual tokens and a short prompt.
+            return count_flops(lambda: encoder(video).generative.prefill("What happens in the video?"), [encoder]) / 1e9
         return count_flops(lambda: encoder(video, text=text), [encoder]) / 1e9
     except Exception:  # noqa: BLE001 - a cost the counter cannot follow is reported as missing, not fatal
         return None

@@ -43,6 +43,13 @@ DEFAULTS: dict[str, float] = {
     "lora": 1e-3,
     "prompt_tuning": 3e-3,
     "random_init": 1e-3,
+    # Video-MLLM rows (bench --mllm): the language model is tuned as LLaVA-1.5 tunes it (LoRA 2e-4, full 2e-5); the
+    # projector, a new module, always trains at the head rate.
+    "mllm:lora": 2e-4,
+    "mllm:full_finetune": 2e-5,
+    "mllm:partial_tuning": 1e-3,
+    "mllm:adapter": 1e-3,
+    "mllm:prompt_tuning": 3e-3,
 }
 DEFAULT_BACKBONE_LR = 1e-3
 

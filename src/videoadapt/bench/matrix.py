@@ -156,7 +156,7 @@ BENCH_PRESETS: dict[str, BenchPreset] = {
     ),
     "tracking": BenchPreset(
         "tracking",
-        ("tracking",),
+        ("tracking", "segmentation"),
         Budget(
             steps=200,
             batch_size=8,
@@ -168,9 +168,10 @@ BENCH_PRESETS: dict[str, BenchPreset] = {
             split_fractions=(0.7, 0.1, 0.2),
             curve_points=2,
         ),
-        description="Table II's open-vocabulary multi-object tracking on SynthWorld's tracking scenes (all 16 frames, "
-        "200 test videos, held-out shapes as novel categories), one seed, on TinyOWL (its region heads are the "
-        "detector; the zero-shot row is its per-frame detections associated by IoU); sized for 2 CPU cores",
+        description="Table II's open-vocabulary multi-object tracking and video instance segmentation on SynthWorld's "
+        "tracking scenes (all 16 frames, 200 test videos, held-out shapes as novel categories), one seed, on TinyOWL "
+        "(its region heads are the detector; the zero-shot rows are its per-frame detections, boxes filled as masks "
+        "for segmentation, associated by IoU); sized for 2 CPU cores",
         backbone="tiny-owl",
     ),
     "full": BenchPreset(
@@ -211,6 +212,7 @@ class Table:
     head: dict[str, Any] = field(default_factory=dict)  # the task head every trained arm gets
     arm_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per paradigm, on top of the arm's
     arm_notes: dict[str, str] = field(default_factory=dict)  # per arm: what the row is in this table
+    mllm_head: dict[str, Any] | None = None  # the task head of the video-MLLM rows (--mllm); None: no such rows
 
     @property
     def primary_metric(self) -> str:
@@ -229,6 +231,7 @@ class Arm:
     random_backbone: bool = False
     zero_shot_head: bool = False  # scored with the table's zero-shot head options, untrained
     teacher: str | None = None  # the arm whose trained run (same table and seed) is the distillation teacher
+    mllm: bool = False  # a row on the video MLLM (--mllm SPEC) with the table's mllm_head
 
     @property
     def trains(self) -> bool:
@@ -310,6 +313,7 @@ def task_tables() -> list[Table]:
                         monitor,
                         dict(getattr(t, "head", {}) or {}),
                         *(_query_arms() if _hands_a_query(task) else ({}, {})),
+                        mllm_head=None if t.mllm_head is None else dict(t.mllm_head),
                     )
                 )
         else:
@@ -466,6 +470,43 @@ def bench_arms(paradigms: list[str] | None, video_head: dict[str, Any], baseline
     return arms
 
 
+MLLM_PREFIX = "mllm:"  # the MLLM rows' arm names: mllm:zero_shot, mllm:post_network, mllm:lora, ...
+MLLM_CHANGES = {
+    "post_network": "the projector (LLaVA's first stage); tower and language model frozen",
+    "lora": "rank-8 LoRA on every linear layer of the language model, and the projector",
+    "adapter": "ST-Adapters in the image tower, and the projector",
+    "prompt_tuning": "8 learnable prompt tokens before every block of the image tower (VPT-deep), and the projector",
+    "partial_tuning": "the image tower's biases and LayerNorms, and the projector",
+    "full_finetune": "everything: image tower, projector and language model",
+}
+
+
+def mllm_arms(paradigms: list[str] | None) -> list[Arm]:
+    """The video-MLLM rows of a table (``videoadapt bench --mllm SPEC``): the zero-shot MLLM (no visual training:
+    the language model answers from the prompt alone), then each paradigm that applies to a video MLLM, whose
+    head is always the MLLM's projector (paradigms/generative_head.py)."""
+    from videoadapt.paradigms.generative_head import GENERATIVE_PARADIGMS
+
+    arms = [
+        Arm(
+            f"{MLLM_PREFIX}{ZERO_SHOT}",
+            "post_network",
+            {},
+            "none",
+            "the video MLLM without visual training: its language model answers from the prompt alone",
+            mllm=True,
+        )
+    ]
+    for name in paradigms_in_order(paradigms):
+        if name not in GENERATIVE_PARADIGMS:
+            continue
+        options = {name: dict(BACKBONE_OPTIONS[name])} if BACKBONE_OPTIONS.get(name) else {}
+        role = "frozen" if name == "post_network" else "backbone"
+        what = MLLM_CHANGES.get(name, f"{name} on the video MLLM")
+        arms.append(Arm(f"{MLLM_PREFIX}{name}", name, options, role, f"video MLLM: {what}", mllm=True))
+    return arms
+
+
 def random_counterpart(backbone: str) -> str:
     """The backbone spec of the same architecture with a random image tower (videoadapt.foundation.loading)."""
     if backbone.startswith(("random:", "hf-config:")) or backbone == "tiny-random":
@@ -495,10 +536,12 @@ def build_matrix(
     baselines: bool = True,
     rates: Any = None,
     first_seed: int = 0,
+    mllm: str | None = None,
 ) -> tuple[list[Table], list[Cell]]:
     """The tables and cells of a bench, in report order: per table, the baselines, then every paradigm; per arm,
     every seed. ``rates`` (:class:`videoadapt.bench.learning_rates.LearningRates`) gives each (table, arm) its
-    learning rates; None: the published defaults."""
+    learning rates; None: the published defaults. ``mllm``: the backbone spec of a video MLLM (``mllm``): tables
+    that declare an ``mllm_head`` get its rows (:func:`mllm_arms`) after the others."""
     from videoadapt.bench.learning_rates import LearningRates
 
     every = select_tables(preset, tables)
@@ -510,14 +553,18 @@ def build_matrix(
         raise VideoadaptError(f"--seed must be >= 0, got {first_seed}")
     rates = rates if rates is not None else LearningRates.defaults()
     arms = bench_arms(paradigms, preset.budget.video_head, baselines)
+    generative = mllm_arms(paradigms) if mllm else []
     cells: list[Cell] = []
     for table in every:
-        for arm in arms:
+        for arm in arms + (generative if table.mllm_head is not None else []):
             lr, backbone_lr = rates.for_arm(table.name, arm)
             head = dict(table.zero_shot_head or {}) if arm.zero_shot_head else dict(table.head)
             if arm.zero_shot_head and table.zero_shot_head is None:
                 continue  # the task has no zero-shot predictor (the report says why)
             spec = random_counterpart(backbone) if arm.random_backbone else backbone
+            if arm.mllm:
+                spec = str(mllm)
+                head = {**(table.mllm_head or {}), **({"video": False} if not arm.trains else {})}
             # Zero-shot has nothing random to vary, but each seed has its own data: one cell per seed all the same.
             for seed in range(first_seed, first_seed + count):
                 teacher = f"{table.name}/{arm.teacher}/seed{seed}" if arm.teacher else None

@@ -28,6 +28,7 @@ from videoadapt.bench.matrix import (
     bench_arms,
     cell_dir,
     composition,
+    mllm_arms,
 )
 from videoadapt.utils.safe_io import atomic_write_bytes, load_json, save_json
 
@@ -450,6 +451,7 @@ def changes_section(
     """What each row changes relative to the zero-shot row (same data, frames, steps and task head for all)."""
     budget = settings["budget"]
     arms = {a.name: a for a in bench_arms(settings.get("paradigms"), budget["video_head"], True)}
+    arms.update({a.name: a for a in mllm_arms(settings.get("paradigms"))})  # rows of bench --mllm, when run
     seen: list[str] = []
     for entries in entries_by_table.values():
         for entry in entries:

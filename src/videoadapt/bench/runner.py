@@ -107,17 +107,19 @@ def run_bench(
     progress: bool = True,
     on_cell: Callable[[Cell, dict[str, Any]], None] | None = None,
     command: str | None = None,
+    mllm: str | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the bench in ``out`` and write its report. ``command`` is the command line that
     continues it (said when a signal or a full disk stops it). Returns the summary with ``ran`` (cells run now)
     and ``reused`` (cells finished before). ``max_cells`` stops after that many cells were run (then the report
     covers what is done). ``splits`` are the (train, validation, test) split names: validation feeds the learning
     curves (and ``--validate``), never the test split; the test split may differ per table or task
-    (``{"": default, "recognition": "val"}``)."""
+    (``{"": default, "recognition": "val"}``). ``mllm``: a video MLLM's backbone spec; the captioning and QA tables
+    then get its rows (each paradigm on it and its zero-shot row)."""
     out = Path(out)
     data_options = data_options or {}
     rates = rates if rates is not None else LearningRates.defaults()
-    every, cells = build_matrix(preset, backbone, seeds, paradigms, tables, baselines, rates, first_seed)
+    every, cells = build_matrix(preset, backbone, seeds, paradigms, tables, baselines, rates, first_seed, mllm)
     tests = {t.name: test_split_of(splits[2], t) for t in every}
     for table in every:
         _check_splits((splits[0], splits[1], tests[table.name]), table.name)

@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="first seed (default 0); on SynthWorld each seed is also the data seed"
     )
+    parser.add_argument(
+        "--mllm",
+        metavar="SPEC",
+        help="also run the video-MLLM rows of the captioning and QA tables on this backbone (mllm, hf-mllm:ID): "
+        "each paradigm on the MLLM and its zero-shot row",
+    )
     parser.add_argument("--paradigms", help="comma-separated paradigms (default: every registered one)")
     parser.add_argument("--tables", help="comma-separated task tables, e.g. recognition,qa-mc (default: preset's)")
     parser.add_argument(
@@ -231,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     rates = _rates(args, preset, tables, paradigms)
     if args.list:
         every, cells = build_matrix(
-            preset, args.backbone, args.seeds, paradigms, tables, not args.no_baselines, rates, args.seed
+            preset, args.backbone, args.seeds, paradigms, tables, not args.no_baselines, rates, args.seed, args.mllm
         )
         listing = {
             "preset": preset.name,
@@ -251,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         preset,
         command=_command_line(),
+        mllm=args.mllm,
         backbone=args.backbone,
         seeds=args.seeds,
         first_seed=args.seed,

@@ -32,6 +32,8 @@ def count(backbone: str, spec: str, frames: int, classes: int, flops: bool = Tru
     load_paradigms()
     ilfm = load_backbone(backbone)
     encoder = registry.get("preset", spec).build(ilfm) if preset else build_video_encoder(ilfm, spec)
+    if hasattr(ilfm, "parameter_groups"):
+        return _count_generative(backbone, spec, ilfm, encoder, frames, flops, preset)
     width = getattr(encoder.head, "width", ilfm.dims.embed_dim)
     classifier = nn.Linear(width, classes)
     trainable_body = count_parameters(encoder, trainable_only=True)
@@ -57,6 +59,44 @@ def count(backbone: str, spec: str, frames: int, classes: int, flops: bool = Tru
             count_flops(lambda: classifier(encoder(video, text=text).video), modules=[encoder, classifier]) / 1e9
         )
         result["flop_convention"] = "fvcore: one multiply-add = one FLOP; one view = one clip of --frames frames"
+    return result
+
+
+PROMPT = "What happens in the video?"
+
+
+def _count_generative(
+    backbone: str, spec: str, ilfm: object, encoder: object, frames: int, flops: bool, preset: bool
+) -> dict:
+    """A video MLLM: trainable parameters per group (vision tower, projector, language model) and GFLOPs per
+    sample = the tower on every frame + the projector + the language model's prefill of the visual tokens and a
+    short prompt (generation then costs about 2 x LM parameters FLOPs per new token, KV cache on)."""
+    import torch
+
+    from videoadapt.bench.cost import count_flops, count_parameters
+
+    groups = ilfm.parameter_groups()  # type: ignore[attr-defined]
+    result: dict = {
+        "backbone": backbone,
+        "preset" if preset else "paradigm": spec,
+        "frames": frames,
+        "visual_tokens": int(ilfm.tokens_for(frames)),  # type: ignore[attr-defined]
+        "trainable": count_parameters(encoder, trainable_only=True),  # type: ignore[arg-type]
+        **{f"trainable_{name}": sum(p.numel() for p in params if p.requires_grad) for name, params in groups.items()},
+        "total": sum(sum(p.numel() for p in params) for params in groups.values()),
+    }
+    if flops:
+        size = ilfm.processor.image_size  # type: ignore[attr-defined]
+        video = torch.randn(1, frames, 3, size, size)
+        encoder.eval()  # type: ignore[attr-defined]
+        with torch.no_grad():
+            result["gflops_per_sample"] = (
+                count_flops(lambda: encoder(video).generative.prefill(PROMPT), modules=[encoder]) / 1e9  # type: ignore
+            )
+        result["flop_convention"] = (
+            f"fvcore: one multiply-add = one FLOP; one sample = a clip of --frames frames through the tower, the "
+            f"projector and the LM prefill with the prompt {PROMPT!r}"
+        )
     return result
 
 

@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--choice", action="append", default=[], metavar="TEXT", help="multiple-choice QA: a candidate answer (repeat)"
     )
+    parser.add_argument(
+        "--prompt",
+        help="a run on a video MLLM (head mllm, any task): ask it anything about the video, e.g. 'What happens?'",
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="with --prompt: the answer's length bound (the run's)"
+    )
     parser.add_argument("--top-k", type=int, default=5, help="recognition: classes shown, grounding: moments (5)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
     parser.add_argument(
@@ -51,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     videos = video_files(args.videos)  # every path checked before the model loads
     predictor = Predictor(args.run, device="cpu" if args.cpu else None)
-    results = predictor.predict_many(
-        videos, texts=args.text, question=args.question, choices=args.choice or None, top_k=args.top_k
-    )
+    if args.prompt is not None:
+        results = predictor.predict_many(videos, prompt=args.prompt, max_new_tokens=args.max_new_tokens)
+    else:
+        results = predictor.predict_many(
+            videos, texts=args.text, question=args.question, choices=args.choice or None, top_k=args.top_k
+        )
     output: dict[str, Any] = {"run": str(args.run), "task": predictor.task_name, "videos": results}
     ranking = video_ranking(results)
     if ranking:
@@ -72,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 def video_ranking(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Text-to-video retrieval over the videos given: for each text, the videos by similarity (retrieval runs with
     several videos only)."""
-    scored = [r for r in results if "error" not in r and r["predictions"] and "texts" in r["predictions"][0]]
+    scored = [r for r in results if r.get("predictions") and "texts" in r["predictions"][0]]
     if len(scored) < 2:
         return {}
     by_text: dict[str, list[dict[str, Any]]] = {}
@@ -87,6 +97,9 @@ def render(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"{result['video']}: error: {result['error']}"
     lines = [f"{result['video']}  ({result['seconds']:.2f} s)"]
+    if "prompt" in result:  # --prompt: a free question to a video MLLM
+        cut = " [cut at the length bound]" if result["cut_at_length_bound"] else ""
+        return "\n".join([*lines, f"  > {result['prompt']}", f"  {result['answer']}{cut}"])
     for prediction in result["predictions"]:
         if "top_k" in prediction:
             lines += [f"  {p['probability']:6.1%}  {p['label']}" for p in prediction["top_k"]]

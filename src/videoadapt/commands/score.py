@@ -15,20 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from videoadapt.commands import Command
+from videoadapt.data.records import TASKS  # every task has a prediction file that `score` reads
 from videoadapt.errors import VideoadaptError
 from videoadapt.metrics import prediction_files as pf
 from videoadapt.registry import registry
-
-TASKS = (
-    "recognition",
-    "retrieval",
-    "qa",
-    "captioning",
-    "temporal_grounding",
-    "st_grounding",
-    "tracking",
-    "segmentation",
-)
 
 
 def score_recognition(pred: Path, gt: Path, items: pf.Items, topk: tuple[int, ...] = (1, 5)) -> dict[str, Any]:

@@ -153,12 +153,60 @@ class Predictor:
             "seconds": round(time.perf_counter() - start, 3),
         }
 
+    @torch.no_grad()
+    def chat(
+        self,
+        video: str | Path | np.ndarray,
+        prompt: str,
+        *,
+        max_new_tokens: int | None = None,
+        fps: float | None = None,
+        clip: Clip | None = None,
+    ) -> dict[str, Any]:
+        """Ask a run on a video MLLM (task head ``mllm``, any task) anything about one video: ``{"video", "task",
+        "frames", "prompt", "answer", "frames_seen", "cut_at_length_bound", "seconds"}``. The run's prompt template
+        and beam size apply; ``max_new_tokens`` defaults to the run's (and bounds the answer whatever the model
+        does)."""
+        from videoadapt.data.transforms import preprocess
+
+        spec = self.spec
+        if spec.get("head") != "mllm":
+            raise VideoadaptError(
+                f"{self.run}: a free prompt needs a run on a video MLLM with head 'mllm' (this {self.task_name} run "
+                "answers in its own terms; drop --prompt)"
+            )
+        if not prompt.strip():
+            raise VideoadaptError("give the prompt to answer (--prompt)")
+        start = time.perf_counter()
+        name = "<array>" if isinstance(video, np.ndarray) else str(video)
+        clip = clip if clip is not None else self.sample(video, fps)
+        frames = preprocess(clip.frames, self.model.encoder.ilfm.processor).unsqueeze(0).to(self.device)
+        features = self.model.encoder(frames)
+        bound = int(max_new_tokens if max_new_tokens is not None else spec["max_new_tokens"])
+        seen = features.generative if spec.get("video", True) else features.generative.blind()
+        out = seen.generate(prompt, bound, int(spec["beam_size"]), template=spec.get("template"))
+        return {
+            "video": name,
+            "task": self.task_name,
+            "frames": [int(i) for i in clip.indices],
+            "prompt": prompt,
+            "answer": out.texts[0],
+            "frames_seen": out.frames_used,
+            "cut_at_length_bound": bool(out.hit_length_bound[0]),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+
     def predict_many(self, videos: Iterable[str | Path], **request: Any) -> list[dict[str, Any]]:
         """:meth:`predict` on each video of ``videos`` (files, or folders whose video files are taken in name
         order). A video that cannot be read gives ``{"video", "error"}`` in its place and the others go on."""
         results = []
+        prompt = request.pop("prompt", None)
         for path in video_files(videos):
             try:
+                if prompt is not None:
+                    results.append(self.chat(path, prompt, max_new_tokens=request.get("max_new_tokens")))
+                    continue
+                request.pop("max_new_tokens", None)
                 results.append(self.predict(path, **request))
             except (VideoadaptError, OSError, ValueError) as error:
                 results.append({"video": str(path), "error": str(error)})

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from videoadapt.data.formats.common import Problems, parse_json, read_text_file
-from videoadapt.data.masks import check_rle
+from videoadapt.data.masks import check_rle, rle_area
 from videoadapt.data.records import TaskData, TrackingItem
 from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.metrics.video_segmentation import VideoInstance
@@ -129,6 +129,63 @@ def vis_results(
                 }
             )
     return out
+
+
+def vis_ground_truth(items: Sequence[TrackingItem], categories: Sequence[str], novel: Collection[str] = ()) -> dict:
+    """The YouTube-VIS / LV-VIS ground-truth json of ``items`` (what :func:`read_vis_ground_truth` reads back to the
+    same items' objects): video ``id`` ``k`` (1-based, data order; ``name`` our video id), category ids ``1..C``
+    in ``categories`` order with LV-VIS's ``partition`` (``novel`` for ``novel``, else ``base``), one annotation per
+    track with a mask (or null) on every frame and its ``bboxes`` (``[x, y, w, h]``) and ``areas``. Result files to
+    score against it use the same ids: ``vis_results(..., category_ids={name: k + 1}, video_ids={id: k + 1})``.
+
+    Videos scored on only some frames (``annotated_frames``) have no place in the format and are refused."""
+    ids = {c: k + 1 for k, c in enumerate(categories)}
+    held_out = set(novel)
+    videos, annotations = [], []
+    for number, item in enumerate(items, start=1):
+        vid = item.video.video_id
+        if item.annotated_frames is not None:
+            raise VideoadaptError(
+                f"video {vid!r}: scored on some frames only (annotated_frames); YouTube-VIS json has every frame"
+            )
+        videos.append(
+            {
+                "id": number,
+                "name": vid,
+                "width": item.width,
+                "height": item.height,
+                "length": item.num_frames,
+                "file_names": [f"{number}/{f:05d}.jpg" for f in range(item.num_frames)],
+            }
+        )
+        for track in item.tracks:
+            if track.category not in ids:
+                raise VideoadaptError(f"video {vid!r}, track {track.track_id}: category {track.category!r} has no id")
+            if track.masks is None:
+                raise VideoadaptError(f"video {vid!r}, track {track.track_id}: no masks")
+            masks = dict(zip(track.frames, track.masks, strict=True))
+            boxes = dict(zip(track.frames, track.boxes, strict=True))
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "video_id": number,
+                    "category_id": ids[track.category],
+                    "iscrowd": int(track.iscrowd),
+                    "segmentations": [dict(masks[f]) if f in masks else None for f in range(item.num_frames)],
+                    "bboxes": [
+                        None
+                        if f not in boxes
+                        else [boxes[f][0], boxes[f][1], boxes[f][2] - boxes[f][0], boxes[f][3] - boxes[f][1]]
+                        for f in range(item.num_frames)
+                    ],
+                    "areas": [None if f not in masks else float(rle_area(masks[f])) for f in range(item.num_frames)],
+                }
+            )
+    return {
+        "videos": videos,
+        "categories": [{"id": k, "name": c, "partition": "novel" if c in held_out else "base"} for c, k in ids.items()],
+        "annotations": annotations,
+    }
 
 
 def write_vis_results(path: str | Path, results: list[dict]) -> None:

@@ -176,6 +176,21 @@ class BatchBuilder:
         targets = self.task.targets(items, self.data, rngs, train=self.train) if items else {}
         return Batch(kept, rows, video, cached, targets, skipped)
 
+    def each_item(self, batch: Batch, epoch: int = 0) -> list[Batch]:
+        """``batch`` (built by :meth:`build`) as one batch per item, in order: the item's own clip and cached
+        features (copied into fresh tensors) and its targets collated alone. Evaluation runs the model on these, so
+        that an item's prediction never depends on the other items of its batch (see
+        :func:`videoadapt.model.evaluation.evaluate_data`); nothing is decoded or read again."""
+        singles = []
+        for j, index in enumerate(batch.indices):
+            row = int(batch.rows[j])
+            video = None if batch.video is None else batch.video[row : row + 1].clone()
+            cached = None if batch.cached is None else _row_of(batch.cached, row)
+            rngs = [item_rng(self.seed + 1, epoch, index)] if self.train else None
+            targets = self.task.targets([self.data.items[index]], self.data, rngs, train=self.train)
+            singles.append(Batch([index], torch.zeros(1, dtype=torch.long), video, cached, targets))
+        return singles
+
     def _resample(self, cached: FrameFeatures, indices: Sequence[int], epoch: int) -> FrameFeatures:
         """Row ``r`` of ``cached`` keeps the frames that ``cache_sampler`` picks among its ``T`` cached frames, with
         the random generator of item ``indices[r]`` (the same draw as a decoded clip of that item would get)."""
@@ -206,6 +221,17 @@ def _time_reversed(item: Item) -> bool:
 
 def _clip_key(item: Item) -> tuple[str, bool]:
     return item.video.video_id, _time_reversed(item)
+
+
+def _row_of(cached: FrameFeatures, row: int) -> FrameFeatures:
+    """Row ``row`` of ``cached`` as a batch of one, in fresh (aligned) tensors: some BLAS kernels round differently
+    on an input that starts elsewhere in memory."""
+
+    def take(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x[row : row + 1].clone()
+
+    layers = None if cached.layers is None else [take(t) for t in cached.layers]
+    return FrameFeatures(cls=take(cached.cls), patches=take(cached.patches), embeds=take(cached.embeds), layers=layers)
 
 
 def _reverse_rows(cached: FrameFeatures, reverse: Sequence[bool]) -> FrameFeatures:

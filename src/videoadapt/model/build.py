@@ -35,6 +35,12 @@ def build_encoder(config: Any, ilfm: ImageLanguageModel | None = None) -> VideoE
     from videoadapt.registry import registry
 
     ilfm = ilfm if ilfm is not None else load_backbone(str(config.model.backbone))
+    mllm = config.model.get("mllm")
+    mllm = to_plain(mllm) if mllm is not None else {}
+    if mllm:
+        if not hasattr(ilfm, "reconfigure"):
+            raise VideoadaptError(f"model.mllm is set but {ilfm.name} is not the embedded video MLLM (--backbone mllm)")
+        ilfm.reconfigure(**mllm)
     if config.model.preset:
         load_paradigms()
         return registry.get("preset", str(config.model.preset)).build(ilfm)

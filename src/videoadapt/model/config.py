@@ -29,6 +29,11 @@ SETTINGS: tuple[tuple[str, Any, str], ...] = (
     ("model.preset", None, "a registered published design instead (--preset; videoadapt params --list)"),
     ("model.options", {}, "per-paradigm options {paradigm: {key: value}}, e.g. model.options.lora.r=8"),
     ("model.head", {}, "task head options (classifier, temperature, text_adapter, beam_size, ...)"),
+    (
+        "model.mllm",
+        {},
+        "video MLLM settings (--backbone mllm): pooling, pool_output, feature_layer, max_context, template, chat",
+    ),
     ("model.teacher_run", None, "a trained run folder whose video encoder teaches distillation (teacher: run)"),
     (
         "data.source",
@@ -146,7 +151,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "segmentation": {
         "model": {"head": {"head": "queries"}},
         "data": {"frames": 8},
-        "run": {"epochs": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
+        "run": {"epochs": 12, "batch_size": 8, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
     },
 }
 
@@ -222,7 +227,7 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 PRECISIONS = ("no", "bf16", "auto")
-FREE_FORM = (("model", "options"), ("model", "head"), ("data", "options"))
+FREE_FORM = (("model", "options"), ("model", "head"), ("model", "mllm"), ("data", "options"))
 
 # What a setting may hold where its default does not say (null defaults) or says too little: "int" a whole number,
 # "float" any number, "bool" true/false, "list" a list of numbers as long as the default's; "|null" allows null.

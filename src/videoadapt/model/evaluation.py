@@ -32,6 +32,8 @@ def evaluate_data(
     keep: list[tuple[int, Any]] | None = None,
 ) -> dict[str, float]:
     """The task's metrics of ``model`` on ``data``; items are split across processes and predictions gathered.
+    ``batch_size`` items are decoded (or read from the feature cache) together, then each goes through the model
+    on its own, so that predictions and metrics are the same, bit for bit, at any batch size and process count.
     ``precision`` ``"bf16"`` runs the model under bf16 autocast, ``"no"`` in fp32; None: as ``accelerator`` says.
     ``keep``: a list that receives ``(item index, prediction)`` of every scored item, in order (per-item analysis:
     the bench's bootstrap and prediction records)."""
@@ -62,8 +64,12 @@ def evaluate_data(
         batches = list(_shards(len(data), batch_size, rank, world))
         with mixed:
             for indices in track(batches, len(batches), f"eval {data.split}", enabled=progress):
-                batch = builder.build(indices).to(device)
-                indexed.extend(zip(batch.indices, model.predict(batch), strict=True))
+                # Decoded (or read from the cache) a batch at a time, predicted an item at a time: in a batch, an
+                # item's numbers move by ~1e-6 with its neighbours (BLAS picks its kernel by the row count), so
+                # metrics and predictions would depend on the batch size and on the process count.
+                for single in builder.each_item(builder.build(indices)):
+                    single = single.to(device)
+                    indexed.extend(zip(single.indices, model.predict(single), strict=True))
     finally:
         model.train(was_training)
     if world > 1:

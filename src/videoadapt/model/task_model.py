@@ -35,7 +35,8 @@ def select_rows(features: VideoFeatures, rows: torch.Tensor) -> VideoFeatures:
 
     outputs = {k: pick(v) for k, v in features.outputs.items()}
     frames, video, patches, cls = (pick(x) for x in (features.frames, features.video, features.patches, features.cls))
-    return VideoFeatures(frames, video, patches, outputs, features.losses, cls)
+    generative = None if features.generative is None else features.generative.select(rows)
+    return VideoFeatures(frames, video, patches, outputs, features.losses, cls, generative)
 
 
 class TaskModel(nn.Module):

@@ -56,6 +56,9 @@ class VideoFeatures:
     # The backbone's pooled CLS tokens ``[B,T,D]`` when a head passes them on (post-network heads do): with the
     # patch tokens they are what a grounding ILFM's region heads read (TinyOWL), e.g. for zero-shot detection.
     cls: torch.Tensor | None = None
+    # On a video MLLM (paradigms/generative_head.py): what it has seen of these videos, a
+    # videoadapt.foundation.mllm.SeenVideos that generates, scores candidate answers and computes the answer loss.
+    generative: Any = None
 
 
 class TemporalContext:

@@ -7,6 +7,7 @@ from typing import Any
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import TemporalContext, VideoEncoder
+from videoadapt.paradigms.generative_head import GenerativeHead, check_generative_composition, is_generative
 from videoadapt.paradigms.temporal_head import TemporalHead
 
 
@@ -36,6 +37,9 @@ def build_video_encoder(
     unknown_options = set(options) - set(names)
     if unknown_options:
         raise VideoadaptError(f"{spec}: options given for paradigms not in the composition: {sorted(unknown_options)}")
+    generative = is_generative(ilfm)
+    if generative:
+        check_generative_composition(spec, names, ilfm)
     paradigms = [paradigm_class(n)(**options.get(n, {})) for n in names]
     resources = resources or {}
     used = {name for p in paradigms for name in p.resources_used()}
@@ -56,6 +60,16 @@ def build_video_encoder(
     context = TemporalContext()
     for paradigm in adapting:
         paradigm.adapt(ilfm, context)
+    if generative:
+        # The MLLM's projector is the post-network of every composition (paradigms/generative_head.py).
+        given = [(p.name, p.head_options_given()) for p in paradigms if p.head_options_given()]
+        if given:
+            name, keys = given[0]
+            raise VideoadaptError(
+                f"{spec}: {name}'s options {list(keys)} set a temporal head, but on the video MLLM {ilfm.name} the "
+                "head is its projector and token pooling (set those with model.mllm)"
+            )
+        return VideoEncoder(ilfm, GenerativeHead(ilfm), context, paradigms, resource_names=tuple(sorted(resources)))
     heads = [(p, h) for p in paradigms if (h := p.head(ilfm)) is not None]
     if len(heads) > 1:
         raise VideoadaptError(

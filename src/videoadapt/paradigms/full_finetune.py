@@ -5,6 +5,8 @@ initialisation).
 
 Options (:class:`FullFinetuneConfig`): ``text`` (False), and the default head's ``temporal`` ("mean"), ``space`` and
 module options (see :class:`~videoadapt.paradigms.options.TemporalHeadConfig`).
+
+On a video MLLM everything on the video's path trains: image tower, projector and language model.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import ClassVar
 
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
+from videoadapt.paradigms.generative_head import is_generative
 from videoadapt.paradigms.options import TemporalHeadConfig
 from videoadapt.paradigms.temporal_head import head_from_config
 from videoadapt.registry import registry
@@ -35,6 +38,9 @@ class FullFinetune(Paradigm):
 
     def adapt(self, ilfm: ImageLanguageModel, context: TemporalContext) -> None:
         modules = ilfm.vision_modules() + (ilfm.text_modules() if self.config.text else [])
+        if is_generative(ilfm):
+            # A video MLLM's whole video path: tower, projector (its head unfreezes it) and language model.
+            modules = ilfm.vision_modules() + ilfm.language_modules()  # type: ignore[attr-defined]
         for module in modules:
             for parameter in module.parameters():
                 parameter.requires_grad_(True)

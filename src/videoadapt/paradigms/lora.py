@@ -7,6 +7,9 @@ Options (:class:`LoRAConfig`): ``r`` (rank, 8), ``alpha`` (default 2r), ``dropou
 (projections, default ``["q_proj", "v_proj"]`` as in Hu et al. 2021), ``text`` (False); the default head's
 ``temporal`` ("transformer"), ``space``, and module options (``temporal_layers`` = the transformer's ``layers``,
 1 by default).
+
+On a video MLLM (``--backbone mllm``) LoRA goes on the language model instead (``lm_targets``, default every linear
+layer of its blocks), the image tower stays frozen, and the projector trains with it (its head).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from torch import nn
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
+from videoadapt.foundation.mllm.model import LM_LORA_TARGETS
 from videoadapt.paradigms.base import Paradigm, TemporalContext, VideoHead
+from videoadapt.paradigms.generative_head import is_generative
 from videoadapt.paradigms.options import TemporalHeadConfig
 from videoadapt.paradigms.temporal_head import head_from_config
 from videoadapt.registry import registry
@@ -39,6 +44,8 @@ class LoRAConfig(TemporalHeadConfig):
     dropout: float = 0.0
     targets: tuple[Projection, ...] = ("q_proj", "v_proj")
     text: bool = False
+    # On a video MLLM: the language model's linear layers that get LoRA (None: every one, LM_LORA_TARGETS).
+    lm_targets: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         self.require("r", self.r >= 1, "at least 1")
@@ -76,6 +83,9 @@ class LoRA(Paradigm):
     adapts_backbone = True
 
     def adapt(self, ilfm: ImageLanguageModel, context: TemporalContext) -> None:
+        if is_generative(ilfm):
+            self._adapt_language_model(ilfm)
+            return
         targets = list(self.config.targets)
         pattern = rf".*self_attn\.({'|'.join(map(re.escape, targets))})"
         # PEFT marks its LoRA matrices trainable; everything else stays as the composition froze it.
@@ -83,6 +93,14 @@ class LoRA(Paradigm):
             raise VideoadaptError(f"lora: no attention projection {targets} in the vision tower of {ilfm.name}")
         if self.config.text and not any([_inject(m, pattern, self.config) for m in ilfm.text_modules()]):
             raise VideoadaptError(f"lora: the text tower of {ilfm.name} has no CLIP-style attention projections")
+
+    def _adapt_language_model(self, ilfm: ImageLanguageModel) -> None:
+        """On a video MLLM LoRA goes on its language model: ``lm_targets`` (default every linear layer of the
+        decoder blocks, as LLaVA-1.5's LoRA and QLoRA) through PEFT; the tower stays frozen."""
+        targets = list(self.config.lm_targets or LM_LORA_TARGETS)
+        pattern = rf".*\.({'|'.join(map(re.escape, targets))})"
+        if not any([_inject(m, pattern, self.config) for m in ilfm.language_modules()]):  # type: ignore[attr-defined]
+            raise VideoadaptError(f"lora: no linear layer {targets} in the language model of {ilfm.name}")
 
     def default_head(self, ilfm: ImageLanguageModel) -> VideoHead:
         return head_from_config(ilfm, self.config)

@@ -151,7 +151,8 @@ class SurveyTable:
     otherwise); ``zero_shot_head`` are the ``model.head`` options under which the *untrained* head, on mean-pooled
     frame embeddings, is the ILFM's zero-shot predictor (None: no zero-shot baseline, ``zero_shot_note`` says why);
     ``head`` are the ``model.head`` options of every *trained* row (one task head for all, so that the paradigm is
-    the only thing that varies; best one that starts at the zero-shot answer).
+    the only thing that varies; best one that starts at the zero-shot answer); ``mllm_head`` those of the rows on a
+    video MLLM.
     """
 
     name: str
@@ -162,6 +163,9 @@ class SurveyTable:
     zero_shot_note: str = ""
     primary: str | None = None
     head: dict[str, Any] = field(default_factory=dict)
+    # The ``model.head`` options of the table's video-MLLM rows (``videoadapt bench --mllm SPEC``): each paradigm on
+    # the MLLM and its zero-shot row (the LM from the prompt alone); None: the table has no MLLM rows.
+    mllm_head: dict[str, Any] | None = None
 
     @property
     def primary_metric(self) -> str:

@@ -6,6 +6,9 @@ vocabulary, built from the training captions (words seen at least ``min_count`` 
 ``vocabulary.json``). Training is teacher forcing with cross-entropy (one caption per video per step, drawn anew
 each epoch, as in SwinBERT and CLIP4Caption); decoding is greedy or beam search (``beam_size``), at most
 ``max_length`` words, with the length normalisation of GNMT (``length_penalty``).
+
+On a video MLLM, ``head: mllm`` generates the caption with its language model instead (trained with the LM loss
+on a reference caption; prompt, template, ``max_new_tokens``, ``beam_size``: :mod:`videoadapt.tasks.generative`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from videoadapt.tasks.base import (
     feature_widths,
     percent,
 )
+from videoadapt.tasks.generative import MLLMHead, build_mllm_head, generate, seen, wants_mllm
 
 if TYPE_CHECKING:
     from videoadapt.metrics.captioning import CaptionScores
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+CAPTION_PROMPT = "Describe what happens in the video in one sentence."
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
@@ -177,6 +182,7 @@ class Captioning(CaptionTask):
             (("BLEU-4", "BLEU-4"), ("ROUGE-L", "ROUGE-L"), ("METEOR", "METEOR"), ("CIDEr", "CIDEr")),
             zero_shot_note="an ILFM has no text decoder, so captioning has no zero-shot baseline",
             primary="CIDEr",
+            mllm_head={"head": "mllm", "max_new_tokens": 20},
         ),
     )
     references_key = "references"
@@ -188,7 +194,9 @@ class Captioning(CaptionTask):
         encoder: VideoEncoder,
         data: TaskData,
         spec: dict[str, Any] | None = None,
-    ) -> CaptionHead:
+    ) -> CaptionHead | MLLMHead:
+        if wants_mllm(self, spec):
+            return build_mllm_head(self, encoder, spec, CAPTION_PROMPT, 24)
         frame_width, _ = feature_widths(encoder)
         if spec is None:
             captions = [c for item in data.items for c in getattr(item, "captions", ())]
@@ -206,6 +214,8 @@ class Captioning(CaptionTask):
         return CaptionHead(spec, frame_width)
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        if isinstance(head, MLLMHead):
+            return seen(head, features).loss(head.prompt, targets["texts"], template=head.template)
         tokenizer: WordTokenizer = head.tokenizer  # type: ignore[assignment]
         encoded = [tokenizer.encode(t, head.max_length) for t in targets["texts"]]  # type: ignore[arg-type]
         longest = max(len(e) for e in encoded)
@@ -216,6 +226,8 @@ class Captioning(CaptionTask):
         return F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten(), ignore_index=tokenizer.pad)
 
     def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        if isinstance(head, MLLMHead):
+            return generate(head, features, [head.prompt] * len(features.generative))
         beam = int(self.option("beam_size", 1))
         penalty = float(self.option("length_penalty", 0.6))
         ids = head.generate(features.frames, beam_size=beam, length_penalty=penalty)  # type: ignore[operator]

@@ -12,6 +12,9 @@ multiple choice).
 
 With a frozen text tower, ``text_adapter: true`` passes the question (+ candidate) texts through a zero-initialised
 residual MLP (:class:`~videoadapt.tasks.base.TextAdapter`) first.
+
+On a video MLLM, ``head: mllm`` answers with its language model instead: open-ended answers are generated,
+multiple-choice ones are the candidate of highest likelihood (:mod:`videoadapt.tasks.generative`).
 """
 
 from __future__ import annotations
@@ -48,8 +51,11 @@ from videoadapt.tasks.base import (
     projection,
     text_adapter_spec,
 )
+from videoadapt.tasks.generative import MLLMHead, build_mllm_head, generate, seen, wants_mllm
 
 MODES = ("multiple_choice", "open_ended")
+OPEN_PROMPT = "{question} Answer in a few words."
+MC_PROMPT = "{question} Choose one: {choices}."
 
 
 class QAHead(TaskHead):
@@ -92,6 +98,7 @@ class QuestionAnswering(Task):
             (("MC acc.", "accuracy"),),
             data={"qa": "multiple_choice"},
             zero_shot_head={},  # "question candidate" texts against mean-pooled frame embeddings
+            mllm_head={"head": "mllm"},
         ),
         SurveyTable(
             "qa-open",
@@ -100,6 +107,7 @@ class QuestionAnswering(Task):
             data={"qa": "open_ended"},
             zero_shot_note="the open-ended head classifies over a learnt answer vocabulary; an ILFM has no "
             "zero-shot answer",
+            mllm_head={"head": "mllm", "max_new_tokens": 8},
         ),
     )
 
@@ -127,6 +135,7 @@ class QuestionAnswering(Task):
         else:
             index = {a: i for i, a in enumerate(data.answers or [])}
             out["labels"] = torch.tensor([index.get(q.answer, -100) for q in qa], dtype=torch.long)
+        out["answers"] = [q.answer for q in qa]  # the texts, for a head that generates answers (mllm)
         return out
 
     def build_head(
@@ -135,7 +144,9 @@ class QuestionAnswering(Task):
         encoder: VideoEncoder,
         data: TaskData,
         spec: dict[str, Any] | None = None,
-    ) -> QAHead:
+    ) -> QAHead | MLLMHead:
+        if wants_mllm(self, spec):
+            return self._build_mllm_head(encoder, data, spec)
         _, width = feature_widths(encoder)
         if spec is None:
             first = data.items[0]
@@ -153,6 +164,47 @@ class QuestionAnswering(Task):
                 spec["template"] = str(self.option("template", "{question} {candidate}"))
         check_spec(spec, self.name, ("mode", "logit_scale"))
         return QAHead(spec, width, ilfm.dims.embed_dim, build_text_adapter(spec, ilfm.dims))
+
+    def _build_mllm_head(self, encoder: VideoEncoder, data: TaskData, spec: dict[str, Any] | None) -> MLLMHead:
+        if spec is not None:
+            return build_mllm_head(self, encoder, spec, "", 0)
+        first = data.items[0] if data.items else None
+        mode = "multiple_choice" if isinstance(first, QAItem) and first.multiple_choice else "open_ended"
+        loss = str(self.option("mc_loss", "answer"))
+        if loss not in ("answer", "choice"):
+            raise VideoadaptError(f"qa: mc_loss must be 'answer' or 'choice', got {loss!r}")
+        prompt = MC_PROMPT if mode == "multiple_choice" else OPEN_PROMPT
+        return build_mllm_head(self, encoder, None, prompt, 8, {"mode": mode, "mc_loss": loss})
+
+    def _mllm_prompts(self, head: MLLMHead, targets: dict) -> list[str]:
+        candidates = targets.get("candidates") or [[] for _ in targets["questions"]]
+        return [
+            head.prompt.format(question=q, choices=", ".join(c))
+            for q, c in zip(targets["questions"], candidates, strict=True)
+        ]
+
+    def _mllm_check_mode(self, head: MLLMHead, targets: dict) -> None:
+        if (head.spec["mode"] == "multiple_choice") != ("candidates" in targets):
+            kind = "multiple-choice" if "candidates" in targets else "open-ended"
+            raise VideoadaptError(f"qa: this head answers {head.spec['mode']} questions but the items are {kind}")
+
+    def _mllm_loss(self, head: MLLMHead, features: VideoFeatures, targets: dict) -> torch.Tensor:
+        self._mllm_check_mode(head, targets)
+        asked = seen(head, features)
+        prompts = self._mllm_prompts(head, targets)
+        if head.spec["mode"] == "multiple_choice" and head.spec.get("mc_loss") == "choice":
+            scores = asked.score(prompts, targets["candidates"], template=head.template)
+            labels = targets["labels"].to(scores[0].device)
+            return F.cross_entropy(torch.stack(scores), labels)
+        return asked.loss(prompts, targets["answers"], template=head.template)
+
+    def _mllm_predict(self, head: MLLMHead, features: VideoFeatures, targets: dict) -> list[Any]:
+        self._mllm_check_mode(head, targets)
+        prompts = self._mllm_prompts(head, targets)
+        if head.spec["mode"] == "multiple_choice":
+            scores = seen(head, features).score(prompts, targets["candidates"], template=head.template)
+            return [int(s.argmax()) for s in scores]
+        return generate(head, features, prompts)
 
     def _candidate_embeds(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor:
         """``[B, K, E]``: each question written with each of its candidates, through the text side."""
@@ -177,10 +229,14 @@ class QuestionAnswering(Task):
         return head(features.video, adapted_text(head, text, targets["questions"]))
 
     def loss(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> torch.Tensor:
+        if isinstance(head, MLLMHead):
+            return self._mllm_loss(head, features, targets)
         logits = self._logits(head, features, targets, text)
         return F.cross_entropy(logits, targets["labels"].to(logits.device), ignore_index=-100)
 
     def predict(self, head: TaskHead, features: VideoFeatures, targets: dict, text: TextEncoder) -> list[Any]:
+        if isinstance(head, MLLMHead):
+            return self._mllm_predict(head, features, targets)
         best = self._logits(head, features, targets, text).argmax(dim=-1).tolist()
         if head.spec["mode"] == "multiple_choice":
             return best
@@ -206,7 +262,7 @@ class QuestionAnswering(Task):
     def anchor_texts(self, head: TaskHead, targets: dict, text: TextEncoder) -> torch.Tensor | None:
         """Multiple choice: the batch's candidate texts (``"{question} {candidate}"``) ``[B*K, E]``; open-ended:
         None (its answers are classes of a learnt classifier, not texts in the joint space)."""
-        if head.spec["mode"] != "multiple_choice":
+        if head.spec["mode"] != "multiple_choice" or isinstance(head, MLLMHead):
             return None
         embeds = self._candidate_embeds(head, targets, text).flatten(0, 1)
         return F.normalize(embeds.float().to(head_device(head)), dim=-1)

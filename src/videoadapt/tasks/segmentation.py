@@ -5,8 +5,9 @@ The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P
 
 1. per frame, learnt queries read the patch tokens in a small transformer decoder (``temporal/mask_decoder.py``);
    each query's mask is its mask embedding · per-pixel features that a pixel-shuffle decoder makes of the patch
-   tokens themselves (each token expanded into its ``upsample`` × ``upsample`` sub-patch cells, then one 3×3
-   convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame), bilinearly
+   tokens themselves (the tokens first attend to each other in ``context_layers`` (1) encoder layers, then each is
+   expanded into its ``upsample`` × ``upsample`` sub-patch cells by an MLP of ``fine_hidden`` (256) units, then
+   one 3×3 convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame), bilinearly
    upsampled to the frame at prediction;
 2. each query is classified by the cosine similarity of its class embedding to the category names' text
    embeddings (scaled by a learnt temperature), plus a no-object logit: any list of names is a vocabulary;
@@ -18,8 +19,10 @@ The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P
 4. training is per frame: Hungarian matching and Mask2Former's losses (``temporal/mask_criterion.py``); the text
    vocabulary of training is the training split's categories minus ``extra["novel_categories"]``;
 5. identities are kept by matching queries across frames (``temporal/query_association.py``, MinVIS): a video
-   instance is one chain of matched queries, its score the mean over frames of its class probabilities' maximum
-   category, its category that arg-max; the ``top_k`` (10) best instances of a video are its prediction.
+   instance is one chain of matched queries: its class probabilities the mean over frames, times its mask
+   quality (Mask2Former's mask score: the mean foreground probability inside the mask) to the power ``mask_score``
+   (2); each query gives its ``classes_per_query`` (3) best categories, and the ``top_k`` (30) best (query,
+   category) pairs of a video are its prediction (choices made on SynthWorld validation).
 
 The zero-shot row (``head: detection``) is the grounding ILFM's per-frame detection: its region boxes scored
 against the names, kept above ``detection_threshold`` after class-agnostic NMS, a box filled as the mask, linked
@@ -136,6 +139,8 @@ class QueryMaskHead(TaskHead):
             layers=int(spec["layers"]),
             pixel_dim=int(spec["pixel_dim"]),
             upsample=int(spec["upsample"]),
+            context_layers=int(spec.get("context_layers", 0)),
+            fine_hidden=int(spec.get("fine_hidden", 0)),
         )
         self.log_scale = nn.Parameter(torch.tensor(math.log(20.0)))
         self.criterion = MaskSetCriterion()
@@ -243,7 +248,7 @@ class Segmentation(Task):
         processor = ilfm.processor
         common = {
             "processor": {"image_size": processor.image_size, "resize": processor.resize, "crop": processor.crop},
-            "top_k": int(self.option("top_k", 10)),
+            "top_k": int(self.option("top_k", 30)),
         }
         if kind == "detection":
             if spec is None:
@@ -268,13 +273,19 @@ class Segmentation(Task):
                 "layers": int(self.option("layers", 2)),
                 "pixel_dim": int(self.option("pixel_dim", 32)),
                 "upsample": int(self.option("upsample", 4)),
+                "context_layers": int(self.option("context_layers", 1)),
+                "fine_hidden": int(self.option("fine_hidden", 256)),
                 "grid": list(ilfm.dims.patch_grid),
                 "width": int(ilfm.dims.width),
                 "embed_dim": int(ilfm.dims.embed_dim),
                 "open_vocab": bool(self.option("open_vocab", True)),
                 "alpha": float(self.option("alpha", 0.35)),
                 "beta": float(self.option("beta", 0.65)),
+                "classes_per_query": int(self.option("classes_per_query", 3)),
+                "mask_score": float(self.option("mask_score", 2.0)),
             }
+            synonyms = data.extra.get("category_synonyms") or {} if self.option("synonyms", False) else {}
+            spec["category_synonyms"] = {str(k): [str(n) for n in v] for k, v in dict(synonyms).items()}  # type: ignore[call-overload]
         check_spec(
             spec, self.name, ("classes", "hidden", "queries", "layers", "pixel_dim", "upsample", "grid", "width")
         )
@@ -312,7 +323,7 @@ class Segmentation(Task):
         classes = list(targets["classes"])
         if not classes:
             raise VideoadaptError("segmentation: no category names to look for (the data's classes, or --text)")
-        embeds = text.embeds([PROMPT.format(c) for c in classes])
+        embeds = class_text(text, classes, head.spec.get("category_synonyms") or {})
         if isinstance(head, DetectionMaskHead):
             tracks = detection_tracks(head, features, embeds, targets["items"])
         else:
@@ -341,20 +352,16 @@ class Segmentation(Task):
         return {k: float(v) for k, v in vis_metrics(items, by_video, classes, novel).items()}
 
     def item_statistics(self, predictions: Sequence[Any], data: TaskData) -> dict[str, np.ndarray]:
+        """One row per video in data order (``vis_statistics``: every video at once, as the ranking is global)."""
         from videoadapt.metrics.video_segmentation import vis_statistics
 
         items, by_video, classes, novel = self._metric_inputs(predictions, data)
-        self._vocabulary = (classes, novel)
-        rows = [vis_statistics(item, by_video[item.video.video_id], classes) for item in items]  # type: ignore[union-attr]
-        return {k: np.stack([np.asarray(r[k], dtype=np.float64) for r in rows]) for k in rows[0]}
+        return vis_statistics(items, by_video, classes, novel)
 
     def metrics_from_sums(self, sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from videoadapt.metrics.video_segmentation import vis_metrics_from_sums
 
-        classes, novel = getattr(self, "_vocabulary", (None, None))
-        if classes is None:
-            raise VideoadaptError("segmentation: metrics_from_sums needs item_statistics to be called first")
-        return vis_metrics_from_sums(sums, classes, novel)
+        return vis_metrics_from_sums(sums)
 
     def item_records(self, predictions: Sequence[Any], data: TaskData) -> list[dict[str, Any]]:
         """Per video: ``id``, the predicted instances (category, score, frames with a mask) and the ground-truth
@@ -375,10 +382,21 @@ class Segmentation(Task):
         return records
 
     def score_documents(self, predictions: Sequence[Any], data: TaskData) -> dict[str, str]:
-        """YouTube-VIS json both ways: the result list (``video_id``, ``category_id``, ``score``, ``segmentations``:
-        one RLE or null per frame) and the ground truth (``videos``, ``categories``, ``annotations``)."""
-        items, by_video, classes, _ = self._metric_inputs(predictions, data)
-        return youtube_vis_documents(items, by_video, classes)  # type: ignore[arg-type]
+        """YouTube-VIS json both ways (``metrics/segmentation_files.py``): the result list and the ground truth
+        (videos numbered 1.. in data order, categories 1.. in ``data.classes`` order, LV-VIS's base/novel
+        ``partition``), which ``videoadapt score --task segmentation --gt ground_truth.json`` reads back."""
+        from videoadapt.metrics import segmentation_files as sf
+        from videoadapt.metrics.prediction_files import documents
+
+        items, by_video, classes, novel = self._metric_inputs(predictions, data)
+        truth = sf.vis_ground_truth(items, classes, novel)
+        results = sf.vis_results(
+            by_video,
+            items,
+            {c: k + 1 for k, c in enumerate(classes)},
+            {item.video.video_id: k + 1 for k, item in enumerate(items)},
+        )
+        return documents(json.dumps(results), json.dumps(truth))
 
     # --- a user's video -------------------------------------------------------------------------------------------
 
@@ -467,6 +485,17 @@ def to_frame(logits: torch.Tensor, item: TrackingItem, processor: dict[str, Any]
     return out
 
 
+def class_text(text: TextEncoder, classes: Sequence[str], synonyms: dict[str, list[str]]) -> torch.Tensor:
+    """``[C,E]`` unit text embeddings a prediction names its instances by: per category, the mean of the unit
+    embeddings of its name and its ``synonyms`` (CLIP's prompt ensembling over names; the data's
+    ``extra["category_synonyms"]``, kept in the head's spec), renormalised."""
+    rows = []
+    for category in classes:
+        names = [category, *synonyms.get(category, [])]
+        rows.append(F.normalize(text.embeds([PROMPT.format(n) for n in names]).float(), dim=-1).mean(0))
+    return F.normalize(torch.stack(rows), dim=-1)
+
+
 # --- decoding ------------------------------------------------------------------------------------------------
 
 
@@ -495,35 +524,55 @@ def query_tracks(
     probs = combined_probabilities(head, out, features, embeds, classes).reshape(b, t, *out["masks"].shape[1:2], -1)
     masks = out["masks"].reshape(b, t, *out["masks"].shape[1:])
     states = out["states"].reshape(b, t, *out["states"].shape[1:])
+    per_query = max(1, int(head.spec.get("classes_per_query", 1)))
+    power = float(head.spec.get("mask_score", 0.0))
     decoders = []
     for i in range(b):
         order = associate_queries(states[i]).to(probs.device)  # [T,Q]
         chained = probs[i].gather(1, order[..., None].expand(-1, -1, probs.shape[-1]))  # [T,Q,C]
         chained_masks = masks[i][torch.arange(t, device=masks.device)[:, None], order.to(masks.device)]  # [T,Q,h,w]
-        mean = chained.mean(0)  # [Q,C]
-        scores, categories = mean.max(-1)
-        decoders.append(_QueryDecoder(scores, categories, chained_masks, head.spec["processor"]))
+        scores = chained.mean(0)  # [Q,C]
+        if power:
+            scores = scores * mask_quality(chained_masks).to(scores.device)[:, None] ** power
+        decoders.append(_QueryDecoder(scores, per_query, chained_masks, head.spec["processor"]))
     return decoders
 
 
-class _QueryDecoder:
-    """Turns one video's query chains into its top-k instances once its item is known."""
+def mask_quality(logits: torch.Tensor) -> torch.Tensor:
+    """``[Q]`` from mask logits ``[T,Q,h,w]``: Mask2Former's mask score (the mean foreground probability inside the
+    predicted mask) averaged over the frames where the mask is not empty; 0 for a query that is empty throughout."""
+    p = logits.float().sigmoid()
+    inside = (logits > 0).float()
+    area = inside.sum((-2, -1))  # [T,Q]
+    per_frame = (p * inside).sum((-2, -1)) / area.clamp(min=1)
+    shown = (area > 0).float()
+    return (per_frame * shown).sum(0) / shown.sum(0).clamp(min=1)
 
-    def __init__(self, scores: torch.Tensor, categories: torch.Tensor, masks: torch.Tensor, processor: dict) -> None:
-        self.scores, self.categories, self.masks, self.processor = scores, categories, masks, processor
+
+class _QueryDecoder:
+    """Turns one video's query chains into its top-k instances once its item is known: the best ``top_k`` (query,
+    category) pairs by score, each query giving at most ``per_query`` categories (1: its arg-max only; more is
+    Mask2Former's instance inference, a second guess of an unsure class at a lower score)."""
+
+    def __init__(self, scores: torch.Tensor, per_query: int, masks: torch.Tensor, processor: dict) -> None:
+        self.scores, self.per_query, self.masks, self.processor = scores, per_query, masks, processor
 
     def __call__(self, item: TrackingItem, top_k: int) -> list[tuple[int, float, dict]]:
-        t = self.masks.shape[0]
-        ranked = self.scores.argsort(descending=True)[:top_k].tolist()
+        t, c = self.masks.shape[0], self.scores.shape[-1]
+        best, categories = self.scores.topk(min(self.per_query, c), dim=-1)  # [Q,k]
+        order = best.flatten().argsort(descending=True)[:top_k].tolist()
         nearest = nearest_sampled(item.num_frames, t)
+        encoded: dict[int, list[dict]] = {}
         out = []
-        for q in ranked:
-            frames = to_frame(self.masks[:, q], item, self.processor)  # [T,H,W]
-            rles = encode_masks(frames)
+        for flat in order:
+            q, j = divmod(flat, best.shape[1])
+            if q not in encoded:
+                encoded[q] = encode_masks(to_frame(self.masks[:, q], item, self.processor))  # [T] RLEs
+            rles = encoded[q]
             out.append(
                 (
-                    int(self.categories[q]),
-                    float(self.scores[q]),
+                    int(categories[q, j]),
+                    float(best[q, j]),
                     {f: rles[int(nearest[f])] for f in range(item.num_frames)},
                 )
             )
@@ -602,59 +651,3 @@ class _DetectionDecoder:
             rles = encode_masks(masks)
             out.append((category, score, {f: rles[int(nearest[f])] for f in range(item.num_frames)}))
         return out
-
-
-# --- files -------------------------------------------------------------------------------------------------------
-
-
-def youtube_vis_documents(items: list[TrackingItem], by_video: dict[str, list], classes: list[str]) -> dict[str, str]:
-    category_ids = {c: i + 1 for i, c in enumerate(classes)}
-    videos, annotations, results = [], [], []
-    for number, item in enumerate(items, start=1):
-        videos.append(
-            {
-                "id": number,
-                "name": item.video.video_id,
-                "width": item.width,
-                "height": item.height,
-                "length": item.num_frames,
-                "file_names": [f"{item.video.video_id}/{f:05d}.jpg" for f in range(item.num_frames)],
-            }
-        )
-        for track in item.tracks:
-            by_frame = dict(zip(track.frames, track.masks or (), strict=False))
-            boxes = dict(zip(track.frames, track.boxes, strict=True))
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "video_id": number,
-                    "category_id": category_ids[track.category],
-                    "iscrowd": 0,
-                    "segmentations": [by_frame.get(f) for f in range(item.num_frames)],
-                    "bboxes": [
-                        None
-                        if f not in boxes
-                        else [boxes[f][0], boxes[f][1], boxes[f][2] - boxes[f][0], boxes[f][3] - boxes[f][1]]
-                        for f in range(item.num_frames)
-                    ],
-                    "areas": [
-                        None if f not in by_frame else float(mask_utils.area(by_frame[f]))
-                        for f in range(item.num_frames)
-                    ],
-                }
-            )
-        for p in by_video[item.video.video_id]:
-            results.append(
-                {
-                    "video_id": number,
-                    "category_id": category_ids[p.category],
-                    "score": float(p.score),
-                    "segmentations": [p.masks.get(f) for f in range(item.num_frames)],
-                }
-            )
-    truth = {
-        "videos": videos,
-        "categories": [{"id": i, "name": c} for c, i in category_ids.items()],
-        "annotations": annotations,
-    }
-    return {"predictions.json": json.dumps(results), "ground_truth.json": json.dumps(truth)}

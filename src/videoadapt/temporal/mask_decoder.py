@@ -12,6 +12,9 @@ queries, cross-attention to the tokens); each query then gives
   cosine similarity (open vocabulary: any name is a class), plus a **no-object** logit;
 * an **identity embedding** (the normalised query state) that matches queries across frames (MinVIS).
 
+Options: ``context_layers`` transformer encoder layers over the tokens before both (0: none) and ``fine_hidden``
+units of an MLP for the sub-patch map (0: linear).
+
 Input ``tokens [N,P,D]`` (N frames, P = rows × cols patches); outputs (dict): ``states [N,Q,H]``, ``class_embeds
 [N,Q,E]``, ``no_object [N,Q]``, ``masks [N,Q,rows*u,cols*u]`` (logits).
 """
@@ -34,6 +37,8 @@ class MaskQueryDecoder(nn.Module):
         layers: int = 2,
         pixel_dim: int = 32,
         upsample: int = 4,
+        context_layers: int = 0,
+        fine_hidden: int = 0,
     ) -> None:
         super().__init__()
         self.rows, self.cols = int(grid[0]), int(grid[1])
@@ -49,10 +54,35 @@ class MaskQueryDecoder(nn.Module):
             hidden, max(1, hidden // 64), 4 * hidden, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
         )
         self.decoder = nn.TransformerDecoder(layer, int(layers))
+        # Optional context for the pixel decoder: the tokens attend to each other first (Mask2Former's pixel decoder
+        # does this with deformable attention), so a cell can know where its object's other patches are.
+        self.context = (
+            nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(
+                    hidden,
+                    max(1, hidden // 64),
+                    4 * hidden,
+                    dropout=0.0,
+                    activation="gelu",
+                    batch_first=True,
+                    norm_first=True,
+                ),
+                int(context_layers),
+            )
+            if int(context_layers) > 0
+            else None
+        )
         self.norm = nn.LayerNorm(hidden)
         # Pixel decoder: coarse (the token itself) + fine (its sub-patch cells), then a 3x3 refinement.
         self.coarse = nn.Linear(hidden, pixel_dim)
-        self.fine = nn.Linear(hidden, pixel_dim * self.upsample * self.upsample)
+        cells = pixel_dim * self.upsample * self.upsample
+        # The sub-patch cells from the token: linear, or through an MLP of ``fine_hidden`` units (a cell's content
+        # is no linear function of a token made for classification).
+        self.fine = (
+            nn.Sequential(nn.Linear(hidden, int(fine_hidden)), nn.GELU(), nn.Linear(int(fine_hidden), cells))
+            if int(fine_hidden) > 0
+            else nn.Linear(hidden, cells)
+        )
         self.refine = nn.Sequential(
             nn.Conv2d(pixel_dim, pixel_dim, 3, padding=1), nn.GELU(), nn.Conv2d(pixel_dim, pixel_dim, 1)
         )
@@ -76,8 +106,13 @@ class MaskQueryDecoder(nn.Module):
         pixels = coarse + fine
         return pixels + self.refine(pixels)
 
-    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[N,P,D]`` patch tokens -> ``[N,P,H]``: projected, positioned, and through the context layers if any."""
         x = self.token_in(tokens.float()) + self.space
+        return x if self.context is None else self.context(x)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.project(tokens)
         n = x.shape[0]
         queries = self.query_content.expand(n, -1, -1) + self.query_position
         states = self.norm(self.decoder(queries, x))

@@ -30,6 +30,11 @@ def split_trainable(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]
     ``encoder`` holding the ILFM as ``encoder.ilfm`` and the video head as ``encoder.head``), each once."""
     encoder = model.encoder
     backbone = {id(p) for p in encoder.ilfm.parameters() if p.requires_grad}
+    # A video MLLM's projector is a new module inside the ILFM: trained at the head rate, as LLaVA's first stage
+    # trains it at 1e-3 while its LoRA or LM tuning runs at the backbone's gentler rate.
+    added = getattr(encoder.ilfm, "projector_modules", None)
+    if added is not None:
+        backbone -= {id(p) for m in added() for p in m.parameters()}
     # Declared by the paradigms' heads; absent on heads that have no copy of the backbone.
     declared = getattr(encoder.head, "backbone_parameters", None)
     if declared is not None:

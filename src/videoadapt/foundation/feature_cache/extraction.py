@@ -248,9 +248,8 @@ def _encode_rows(
         count = len(batch_refs)
         if not count:
             return 0
-        video = torch.stack(batch_clips).to(device)
         with torch.no_grad():
-            features = ilfm.encode_frames(video, all_layers=all_layers)
+            features = _encode_each(ilfm, batch_clips, device, all_layers)
         # A video the backbone turns into NaN or infinity (a broken frame, an overflow in float16) is refused
         # here, before anything is written, so a cache never holds a row that would poison training.
         # Checked where the features are (on the GPU, no extra copy to the host).
@@ -318,3 +317,23 @@ def _prefetch(
                 position += 1
             item, future = pending.popleft()
             yield item, future.result()
+
+
+def _encode_each(
+    ilfm: ImageLanguageModel, clips: list[torch.Tensor], device: torch.device, all_layers: bool
+) -> FrameFeatures:
+    """``clips`` encoded one at a time, as one batch of features. Batched, a clip's features move by ~1e-6 with its
+    neighbours (BLAS picks its kernel by the row count), so a cache resumed after a kill between the rows of a batch
+    would hold other numbers than an uninterrupted extraction, and the cache other numbers than evaluation, which
+    encodes each clip alone. One at a time is no slower on a CPU (benchmarks/eval_per_item.py: TinyCLIP, 8-frame
+    clips of 64 px, one thread: 0.86x the time of batches of 8)."""
+    parts = [ilfm.encode_frames(clip.unsqueeze(0).to(device), all_layers=all_layers) for clip in clips]
+    layers = None
+    if parts[0].layers is not None:
+        layers = [torch.cat([p.layers[k] for p in parts]) for k in range(len(parts[0].layers))]  # type: ignore[index]
+    return FrameFeatures(
+        cls=torch.cat([p.cls for p in parts]),
+        patches=torch.cat([p.patches for p in parts]),
+        embeds=torch.cat([p.embeds for p in parts]),
+        layers=layers,
+    )

@@ -5,12 +5,14 @@ from videoadapt.foundation.mllm.generation import Generation
 from videoadapt.foundation.mllm.loading import load_language_model, load_video_mllm
 from videoadapt.foundation.mllm.model import LM_LORA_TARGETS, MLLMConfig, VideoMLLM
 from videoadapt.foundation.mllm.prompt import PromptTemplate
+from videoadapt.foundation.mllm.seen import SeenVideos
 
 __all__ = [
     "LM_LORA_TARGETS",
     "Generation",
     "MLLMConfig",
     "PromptTemplate",
+    "SeenVideos",
     "VideoMLLM",
     "load_language_model",
     "load_video_mllm",

@@ -117,8 +117,11 @@ class HFVideoMLLM(ImageLanguageModel):
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _prompt_ids(self, prompts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-        return [tuple(self._ids(part) for part in self.template.render(p, self.tokenizer)) for p in prompts]
+    def _prompt_ids(self, prompts: Sequence[str], template: str | None = None) -> list[tuple[list[int], list[int]]]:
+        chosen = (
+            self.template if template is None else PromptTemplate(template, self.template.chat, self.template.system)
+        )
+        return [tuple(self._ids(part) for part in chosen.render(p, self.tokenizer)) for p in prompts]
 
     def _fit(
         self, video: torch.Tensor | None, prompts: list[tuple[list[int], list[int]]], reserve: int
@@ -189,12 +192,18 @@ class HFVideoMLLM(ImageLanguageModel):
 
     # -- the generative interface ---------------------------------------------------------------------------------
     def generate(
-        self, video: torch.Tensor | None, prompts: str | Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
+        self,
+        video: torch.Tensor | None,
+        prompts: str | Sequence[str],
+        max_new_tokens: int = 32,
+        num_beams: int = 1,
+        *,
+        template: str | None = None,
     ) -> Generation:
         """As :meth:`VideoMLLM.generate`: greedy or beam search with the KV cache, a hard length bound, frames
         sampled down (with a warning) when the video does not fit the context; ``video`` None: the prompts alone."""
         check_generation_options(max_new_tokens, num_beams)
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, self._count(video, prompts)))
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, self._count(video, prompts)), template)
         given = 0 if video is None else video.shape[1]
         video = self._fit(video, prompt_ids, reserve=int(max_new_tokens))
         inputs, _ = self._inputs(video, prompt_ids)
@@ -207,6 +216,8 @@ class HFVideoMLLM(ImageLanguageModel):
         prompts: str | Sequence[str],
         candidates: Sequence[str] | Sequence[Sequence[str]],
         reduction: str = "mean",
+        *,
+        template: str | None = None,
     ) -> list[torch.Tensor]:
         """As :meth:`VideoMLLM.score_candidates`: each candidate's log-likelihood, one tensor per video (per prompt
         when ``video`` is None)."""
@@ -214,7 +225,7 @@ class HFVideoMLLM(ImageLanguageModel):
         per_video = [list(candidates)] * b if candidates and isinstance(candidates[0], str) else list(candidates)
         if len(per_video) != b or any(len(c) == 0 for c in per_video):
             raise VideoadaptError(f"score_candidates needs a non-empty candidate list for each of the {b} videos")
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, b))
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, b), template)
         answer_ids = [[self._answer_ids(c, end=False) for c in cands] for cands in per_video]
         video = self._fit(video, prompt_ids, reserve=max(len(a) for answers in answer_ids for a in answers))
         scores = []
@@ -228,12 +239,19 @@ class HFVideoMLLM(ImageLanguageModel):
                 scores.append(answer_log_likelihoods(logits, labels, reduction))
         return scores
 
-    def loss(self, video: torch.Tensor | None, prompts: str | Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+    def loss(
+        self,
+        video: torch.Tensor | None,
+        prompts: str | Sequence[str],
+        answers: Sequence[str],
+        *,
+        template: str | None = None,
+    ) -> torch.Tensor:
         """Mean cross-entropy of the answer tokens (each followed by the end token)."""
         b = len(answers) if video is None else video.shape[0]
         if len(answers) != b:
             raise VideoadaptError(f"{len(answers)} answers for {b} videos")
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, b))
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, b), template)
         answer_ids = [self._answer_ids(a, end=True) for a in answers]
         video = self._fit(video, prompt_ids, reserve=max(len(a) for a in answer_ids))
         inputs, labels = self._inputs(video, prompt_ids, answer_ids)

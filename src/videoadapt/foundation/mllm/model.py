@@ -159,11 +159,20 @@ class VideoMLLM(ImageLanguageModel):
         """How many visual tokens a video of ``frames`` frames becomes."""
         return self.pooling.tokens_for(frames, self.dims.patch_grid)
 
+    @property
+    def needs_layers(self) -> bool:
+        """Whether the projector reads a block other than the last (every block's tokens must then be kept)."""
+        return self.config.feature_layer != -1
+
     def frame_tokens(self, video: torch.Tensor) -> torch.Tensor:
         """The tower's patch tokens of ``config.feature_layer`` ``[B,T,P,D]``."""
-        if self.config.feature_layer == -1:
-            return self.encode_frames(video).patches
-        features = self.encode_frames(video, all_layers=True)
+        return self.tokens_of(self.encode_frames(video, all_layers=self.needs_layers))
+
+    def tokens_of(self, features: FrameFeatures) -> torch.Tensor:
+        """The patch tokens of ``config.feature_layer`` ``[B,T,P,D]`` out of the tower's frame features (which must
+        hold every block's tokens when :attr:`needs_layers`): what a video encoder, or a feature cache, hands on."""
+        if not self.needs_layers:
+            return features.patches
         layers = features.layers or []
         try:
             tokens = layers[self.config.feature_layer]
@@ -171,18 +180,58 @@ class VideoMLLM(ImageLanguageModel):
             raise VideoadaptError(
                 f"{self.name}: feature_layer {self.config.feature_layer} but the tower has {len(layers)} blocks"
             ) from None
-        return tokens[:, :, 1:] if self.dims.has_cls else tokens
+        # The last rows x cols tokens are the patches: before them come the CLS token and any prompts that prompt
+        # tuning inserted (VPT keeps them up to the last block).
+        rows, cols = self.dims.patch_grid
+        return tokens[:, :, -rows * cols :]
 
     def visual_tokens(self, video: torch.Tensor) -> torch.Tensor:
         """``[B,T,3,S,S]`` → the LM-width visual tokens ``[B,N,H]`` that replace ``<video>``."""
-        return self.pooling(self.projector(self.frame_tokens(video)), self.dims.patch_grid)
+        return self.pool(self.project(self.frame_tokens(video)))
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Frame patch tokens ``[B,T,P,D]`` → LM-width tokens ``[B,T,P,H]`` (the projector works token by token, so
+        frames can still be sampled afterwards)."""
+        return self.projector(tokens)
+
+    def pool(self, projected: torch.Tensor) -> torch.Tensor:
+        """Projected frame tokens ``[B,T,P,H]`` → the visual tokens ``[B,N,H]`` (the temporal pooling)."""
+        return self.pooling(projected, self.dims.patch_grid)
+
+    def reconfigure(self, **changes: Any) -> VideoMLLM:
+        """Change the visual-token and prompt settings of :class:`MLLMConfig` in place (``pooling``, ``pool_output``,
+        ``feature_layer``, ``max_context``, ``template``, ``chat``, ``system``); the projector is kept, the pooling
+        rebuilt (seeded as at construction). Returns ``self``. Unknown keys are a :class:`VideoadaptError`."""
+        allowed = {"pooling", "pool_output", "feature_layer", "max_context", "template", "chat", "system"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise VideoadaptError(f"{self.name}: unknown MLLM options {unknown}; known: {', '.join(sorted(allowed))}")
+        if "pool_output" in changes and changes["pool_output"] is not None:
+            changes["pool_output"] = tuple(None if v is None else int(v) for v in changes["pool_output"])
+        self.config = MLLMConfig(**{**self.config.to_dict(), **changes})
+        self.template = PromptTemplate(self.config.template, self.config.chat, self.config.system)
+        device = self.projector.linear_1.weight.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.pooling = build_pooling(self.config.pooling, self.lm_width, self.config.pool_output)
+        self.pooling.to(device)
+        return self
 
     # -- sequences ------------------------------------------------------------------------------------------------
     def _ids(self, text: str) -> torch.Tensor:
         return torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
 
-    def _prompt_ids(self, prompts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [tuple(self._ids(part) for part in self.template.render(p, self.tokenizer)) for p in prompts]
+    def prompt_template(self, template: str | None = None) -> PromptTemplate:
+        """The model's own template, or ``template`` (a text with ``<video>``) in the model's chat settings."""
+        if template is None:
+            return self.template
+        return PromptTemplate(template, self.config.chat, self.config.system)
+
+    def _prompt_ids(
+        self, prompts: Sequence[str], template: str | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        chosen = self.prompt_template(template)
+        return [tuple(self._ids(part) for part in chosen.render(p, self.tokenizer)) for p in prompts]
 
     def _answer_ids(self, answer: str, end: bool) -> torch.Tensor:
         ids = self._ids(answer)
@@ -203,15 +252,25 @@ class VideoMLLM(ImageLanguageModel):
                     f"{self.name}: the prompt and answer exceed the {self.context_length}-token context"
                 )
             return None
-        if video.ndim != 5:
-            raise VideoadaptError(f"{self.name}: videos must be [B,T,3,H,W], got shape {tuple(video.shape)}")
+        if video.ndim not in (4, 5):
+            raise VideoadaptError(
+                f"{self.name}: videos must be [B,T,3,H,W] (or projected tokens [B,T,P,H]), got {tuple(video.shape)}"
+            )
         words = max(len(a) + len(b) for a, b in prompts)
         room = self.context_length - words - reserve
         fit = frames_that_fit(video.shape[1], self.tokens_for, room, self.name)
         return sample_frames(video, fit, self.name)
 
-    def _visual(self, video: torch.Tensor | None) -> torch.Tensor | None:
-        return None if video is None else self.visual_tokens(video)
+    def _visual(self, video: torch.Tensor | None, projected: bool = False) -> torch.Tensor | None:
+        if video is None:
+            return None
+        return self.pool(video) if projected else self.visual_tokens(video)
+
+    @staticmethod
+    def _source(video: torch.Tensor | None, projected: torch.Tensor | None) -> torch.Tensor | None:
+        if video is not None and projected is not None:
+            raise VideoadaptError("give the video or its projected tokens, not both")
+        return projected if projected is not None else video
 
     def _sequences(
         self,
@@ -254,18 +313,28 @@ class VideoMLLM(ImageLanguageModel):
 
     # -- the generative interface -------------------------------------------------------------------------------
     def generate(
-        self, video: torch.Tensor | None, prompts: str | Sequence[str], max_new_tokens: int = 32, num_beams: int = 1
+        self,
+        video: torch.Tensor | None,
+        prompts: str | Sequence[str],
+        max_new_tokens: int = 32,
+        num_beams: int = 1,
+        *,
+        projected: torch.Tensor | None = None,
+        template: str | None = None,
     ) -> Generation:
         """Answer each video's prompt: greedy (``num_beams`` 1) or beam search with the KV cache, never more than
         ``max_new_tokens`` tokens. A video with more frames than the context holds is sampled down (a warning;
         ``Generation.frames_used`` says how many were seen). ``video`` None: the prompts alone, what the language
-        model answers without seeing anything (the zero-shot baseline)."""
+        model answers without seeing anything (the zero-shot baseline). ``projected``: instead of ``video``, its
+        projected frame tokens ``[B,T,P,H]`` (:meth:`project`; what a video encoder's head hands on).
+        ``template``: a prompt template (with ``<video>``) instead of the model's own."""
         check_generation_options(max_new_tokens, num_beams)
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, self._count(video, prompts)))
-        given = 0 if video is None else video.shape[1]
-        video = self._fit(video, prompt_ids, reserve=int(max_new_tokens))
+        source = self._source(video, projected)
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, self._count(source, prompts)), template)
+        given = 0 if source is None else source.shape[1]
+        source = self._fit(source, prompt_ids, reserve=int(max_new_tokens))
         with torch.no_grad():
-            embeds, mask, _ = self._sequences(self._visual(video), prompt_ids)
+            embeds, mask, _ = self._sequences(self._visual(source, projected is not None), prompt_ids)
         return run_generate(
             self.language_model,
             {"inputs_embeds": embeds, "attention_mask": mask},
@@ -273,7 +342,7 @@ class VideoMLLM(ImageLanguageModel):
             self.stop_ids,
             max_new_tokens,
             num_beams,
-            0 if video is None else video.shape[1],
+            0 if source is None else source.shape[1],
             given,
         )
 
@@ -283,40 +352,64 @@ class VideoMLLM(ImageLanguageModel):
         prompts: str | Sequence[str],
         candidates: Sequence[str] | Sequence[Sequence[str]],
         reduction: str = "mean",
+        *,
+        projected: torch.Tensor | None = None,
+        template: str | None = None,
     ) -> list[torch.Tensor]:
         """The log-likelihood of each candidate answer given the video and prompt (``reduction`` ``"mean"`` per
         token, or ``"sum"``): one tensor ``[C_i]`` per video. ``candidates``: one list for every video, or a list of
-        lists. The argmax is the multiple-choice answer. ``video`` None: the prompts alone."""
-        b = self._count(video, prompts)
+        lists. The argmax is the multiple-choice answer. ``video`` None: the prompts alone. Gradients flow when
+        enabled (a multiple-choice loss over candidates); ``projected``, ``template``: as :meth:`generate`."""
+        source = self._source(video, projected)
+        b = self._count(source, prompts)
         per_video = [list(candidates)] * b if candidates and isinstance(candidates[0], str) else list(candidates)
         if len(per_video) != b or any(len(c) == 0 for c in per_video):
             raise VideoadaptError(f"score_candidates needs a non-empty candidate list for each of the {b} videos")
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, b))
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, b), template)
         answer_ids = [[self._answer_ids(c, end=False) for c in cands] for cands in per_video]
         longest = max(len(a) for answers in answer_ids for a in answers)
-        video = self._fit(video, prompt_ids, reserve=longest)
+        source = self._fit(source, prompt_ids, reserve=longest)
         scores = []
-        with torch.no_grad():
-            visual = self._visual(video)
-            for i, answers in enumerate(answer_ids):
-                n = len(answers)
-                seen = None if visual is None else visual[i : i + 1].expand(n, -1, -1)
-                embeds, mask, labels = self._sequences(seen, [prompt_ids[i]] * n, answers)
-                keep = max(len(a) for a in answers) + 1
-                logits = self.language_model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
-                scores.append(answer_log_likelihoods(logits, labels, reduction))
+        visual = self._visual(source, projected is not None)
+        for i, answers in enumerate(answer_ids):
+            n = len(answers)
+            seen = None if visual is None else visual[i : i + 1].expand(n, -1, -1)
+            embeds, mask, labels = self._sequences(seen, [prompt_ids[i]] * n, answers)
+            keep = max(len(a) for a in answers) + 1
+            logits = self.language_model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+            scores.append(answer_log_likelihoods(logits, labels, reduction))
         return scores
 
-    def loss(self, video: torch.Tensor | None, prompts: str | Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+    def loss(
+        self,
+        video: torch.Tensor | None,
+        prompts: str | Sequence[str],
+        answers: Sequence[str],
+        *,
+        projected: torch.Tensor | None = None,
+        template: str | None = None,
+    ) -> torch.Tensor:
         """Mean cross-entropy of the answer tokens (each answer followed by the end token, so that the model learns
-        to stop); prompt and visual positions carry no loss, as in LLaVA's instruction tuning."""
-        b = len(answers) if video is None else video.shape[0]
+        to stop); prompt and visual positions carry no loss, as in LLaVA's instruction tuning. ``projected``,
+        ``template``: as :meth:`generate`."""
+        source = self._source(video, projected)
+        b = len(answers) if source is None else source.shape[0]
         if len(answers) != b:
             raise VideoadaptError(f"{len(answers)} answers for {b} videos")
-        prompt_ids = self._prompt_ids(self._broadcast(prompts, b))
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, b), template)
         answer_ids = [self._answer_ids(a, end=True) for a in answers]
-        video = self._fit(video, prompt_ids, reserve=max(len(a) for a in answer_ids))
-        embeds, mask, labels = self._sequences(self._visual(video), prompt_ids, answer_ids)
+        source = self._fit(source, prompt_ids, reserve=max(len(a) for a in answer_ids))
+        embeds, mask, labels = self._sequences(self._visual(source, projected is not None), prompt_ids, answer_ids)
         keep = max(len(a) for a in answer_ids) + 1
         logits = self.language_model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
         return answer_loss(logits, labels)
+
+    def prefill(
+        self, projected: torch.Tensor | None, prompts: str | Sequence[str], template: str | None = None
+    ) -> torch.Tensor:
+        """One forward pass of the LM over the prompts with the visual tokens (the prefill of generation), returning
+        the last position's logits ``[B,V]``: what ``params`` counts as the LM's cost per sample."""
+        prompt_ids = self._prompt_ids(self._broadcast(prompts, self._count(projected, prompts)), template)
+        source = self._fit(projected, prompt_ids, reserve=1)
+        embeds, mask, _ = self._sequences(self._visual(source, projected is not None), prompt_ids)
+        return self.language_model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=1).logits[:, -1]
