@@ -25,7 +25,7 @@ def bisoftmax(detections: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
 def hungarian_match(scores: torch.Tensor | np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """One-to-one pairs ``(row, column)`` maximising the total score (``scipy.optimize.linear_sum_assignment``),
     keeping only pairs whose score is at least ``threshold``; rows in increasing order."""
-    matrix = scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    matrix = scores.detach().float().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
     if matrix.size == 0:
         return []
     rows, cols = linear_sum_assignment(matrix, maximize=True)

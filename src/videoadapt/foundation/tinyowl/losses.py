@@ -69,7 +69,7 @@ def match(
         cost_l1 = torch.cdist(boxes.float(), targets.boxes.float(), p=1)
         _, giou = pairwise_giou(cxcywh_to_xyxy(boxes.float()), cxcywh_to_xyxy(targets.boxes.float()))
         cost = weights.cls * cost_class + weights.l1 * cost_l1 - weights.giou * giou
-        rows, cols = linear_sum_assignment(cost.numpy())
+        rows, cols = linear_sum_assignment(cost.float().cpu().numpy())  # autocast may leave it bf16
     return rows.astype(np.int64), cols.astype(np.int64)
 
 
