@@ -184,3 +184,20 @@ def test_a_run_folder_from_another_version_is_named_or_loads(runs, tmp_path):
     shutil.copy(runs["retrieval"] / "model.safetensors", old / "model.safetensors")
     with pytest.raises(Exception, match=r"model\.safetensors: .*weights of another run"):
         Predictor(old)
+
+
+def test_tracks_and_instances_read_as_lines_and_an_empty_answer_says_so():
+    from videoadapt.commands.predict import render
+
+    tracks = {"tracks": [{"track_id": 3, "category": "star", "start_s": 0.25, "end_s": 1.0, "boxes": {2: [], 3: []}}]}
+    instances = {
+        "instances": [{"category": "heart", "score": 0.5, "start_s": 0.0, "end_s": 0.5, "masks": {0: {}, 1: {}}}]
+    }
+    base = {"video": "a.mp4", "seconds": 0.1}
+    line = render({**base, "predictions": [tracks]}).splitlines()[1]
+    assert line == "  track 3: star, 0.25-1.00 s, a box on 2 frames"
+    assert render({**base, "predictions": [instances]}).splitlines()[1] == (
+        "  heart (score 0.500): a mask on 2 frames, 0.00-0.50 s"
+    )
+    assert "no track" in render({**base, "predictions": [{"tracks": []}]})
+    assert "no instance" in render({**base, "predictions": [{"instances": []}]})

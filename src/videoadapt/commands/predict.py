@@ -114,6 +114,22 @@ def render(result: dict[str, Any]) -> str:
             lines += [
                 f"    {m['start_s']:7.2f}-{m['end_s']:7.2f} s  score {m['score']:.3f}" for m in prediction["moments"]
             ]
+        elif "tracks" in prediction:  # tracking: one line per track
+            if not prediction["tracks"]:
+                lines.append("  no track: nothing of the named categories was detected (--json for the frames)")
+            lines += [
+                f"  track {t['track_id']}: {t['category']}, {t['start_s']:.2f}-{t['end_s']:.2f} s, "
+                f"a box on {len(t['boxes'])} frames"
+                for t in prediction["tracks"]
+            ]
+        elif "instances" in prediction:  # video instance segmentation: one line per instance
+            if not prediction["instances"]:
+                lines.append("  no instance: nothing of the named categories was segmented")
+            lines += [
+                f"  {i['category']} (score {i['score']:.3f}): a mask on {len(i['masks'])} frames"
+                + (f", {i['start_s']:.2f}-{i['end_s']:.2f} s" if i["start_s"] is not None else "")
+                for i in prediction["instances"]
+            ]
         elif "boxes_xyxy" in prediction:
             frames = len(prediction["boxes_xyxy"])
             lines.append(
@@ -130,6 +146,7 @@ registry.register("command", "predict")(
         run=run,
         description="Load run folder RUN once and answer on each video: recognition's top classes, retrieval's "
         "ranked texts (and, with several videos, the videos ranked for each text), QA's answer, a caption, "
-        "grounding's moments or boxes. A video that cannot be read is reported and the others go on.",
+        "grounding's moments or boxes, tracks or instance masks of the categories named with --text. A video "
+        "that cannot be read is reported and the others go on.",
     )
 )
