@@ -10,29 +10,12 @@ import math
 import torch
 from torch import nn
 
-from videoadapt.data.transforms import ProcessorSettings
 from videoadapt.foundation.base import ModelDims
 from videoadapt.foundation.mllm.hf_family import VideoFamily
-
-SIGLIP_HALF = (0.5, 0.5, 0.5)
 
 
 class OneVisionFamily(VideoFamily):
     model_types = ("llava_onevision",)
-
-    @property
-    def _vision(self) -> object:
-        return self.model.config.vision_config
-
-    @property
-    def settings(self) -> ProcessorSettings:
-        return ProcessorSettings(
-            image_size=int(self._vision.image_size),
-            mean=tuple(self.preprocessor.get("image_mean", SIGLIP_HALF)),
-            std=tuple(self.preprocessor.get("image_std", SIGLIP_HALF)),
-            resize="squash",
-            crop="none",
-        )
 
     @property
     def grid(self) -> int:

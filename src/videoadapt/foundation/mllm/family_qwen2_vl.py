@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from videoadapt.data.transforms import CLIP_MEAN, CLIP_STD, ProcessorSettings
+from videoadapt.data.transforms import CLIP_MEAN, CLIP_STD
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ModelDims
 from videoadapt.foundation.mllm.hf_family import VideoFamily
@@ -32,11 +32,8 @@ def patchify(video: torch.Tensor, patch: int, merge: int, temporal: int) -> tupl
 
 class Qwen2VLFamily(VideoFamily):
     model_types = ("qwen2_vl", "qwen2_5_vl")
+    default_mean, default_std = CLIP_MEAN, CLIP_STD  # Qwen2-VL's processor normalises as CLIP
     fps = 2.0  # frames per second of the sampled clip that Qwen2.5-VL's time positions assume (its processor's default)
-
-    @property
-    def _vision(self) -> object:
-        return self.model.config.vision_config
 
     @property
     def _factor(self) -> int:
@@ -48,16 +45,6 @@ class Qwen2VLFamily(VideoFamily):
         if side % self._factor:
             raise VideoadaptError(f"Qwen2-VL frames need a side that is a multiple of {self._factor}, got {side}")
         return side
-
-    @property
-    def settings(self) -> ProcessorSettings:
-        return ProcessorSettings(
-            image_size=self.side,
-            mean=tuple(self.preprocessor.get("image_mean", CLIP_MEAN)),
-            std=tuple(self.preprocessor.get("image_std", CLIP_STD)),
-            resize="squash",
-            crop="none",
-        )
 
     @property
     def dims(self) -> ModelDims:

@@ -12,33 +12,17 @@ from datetime import timedelta
 import torch
 from torch import nn
 
-from videoadapt.data.transforms import ProcessorSettings
 from videoadapt.foundation.base import ModelDims
 from videoadapt.foundation.mllm.hf_family import VideoFamily
 
 INTRO = "You are provided the following series of {count} frames from a {duration} [H:MM:SS] video.\n"
 FRAME = "\nFrame from {minutes:02d}:{seconds:02d}:"
 OUTRO = "\n\n"
-HALF = (0.5, 0.5, 0.5)
 
 
 class SmolVLMFamily(VideoFamily):
     model_types = ("smolvlm",)
     fps = 1.0
-
-    @property
-    def _vision(self) -> object:
-        return self.model.config.vision_config
-
-    @property
-    def settings(self) -> ProcessorSettings:
-        return ProcessorSettings(
-            image_size=int(self._vision.image_size),
-            mean=tuple(self.preprocessor.get("image_mean", HALF)),
-            std=tuple(self.preprocessor.get("image_std", HALF)),
-            resize="squash",
-            crop="none",
-        )
 
     @property
     def image_seq_len(self) -> int:

@@ -23,6 +23,9 @@ class VideoFamily(ABC):
     square side frames are resized to where the family allows it."""
 
     model_types: tuple[str, ...] = ()
+    # Normalisation when the checkpoint's preprocessor config names none (SigLIP towers: 0.5 everywhere).
+    default_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    default_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     def __init__(self, model: nn.Module, tokenizer: Any, preprocessor: dict[str, Any], frame_size: int | None) -> None:
         self.model = model
@@ -31,9 +34,25 @@ class VideoFamily(ABC):
         self.frame_size = frame_size
 
     @property
-    @abstractmethod
+    def _vision(self) -> Any:
+        return self.model.config.vision_config
+
+    @property
+    def side(self) -> int:
+        """The square side frames are resized to: the tower's own input size unless the family allows others."""
+        return int(self._vision.image_size)
+
+    @property
     def settings(self) -> ProcessorSettings:
-        """How frames must be resized and normalised (the square side included)."""
+        """How frames must be resized and normalised: squashed to a square of ``side`` (no crop), normalised by the
+        checkpoint's preprocessor config."""
+        return ProcessorSettings(
+            image_size=self.side,
+            mean=tuple(self.preprocessor.get("image_mean", self.default_mean)),
+            std=tuple(self.preprocessor.get("image_std", self.default_std)),
+            resize="squash",
+            crop="none",
+        )
 
     @property
     @abstractmethod
