@@ -165,3 +165,21 @@ def test_train_eval_and_chat_predict_on_a_run(tmp_path, monkeypatch, capsys) -> 
         from videoadapt.inference.predictor import Predictor
 
         Predictor(run).chat(clip, "   ")
+
+
+def test_a_template_or_prompt_that_yaml_read_as_a_mapping_is_refused_with_the_way_out() -> None:
+    # An unquoted "<video> {prompt}\nCaption:" reads as {"<video> {prompt}\nCaption": None}: it used to reach the
+    # template as a dict (AttributeError in the model config, or str(dict) silently taken as the head's template).
+    items = [CaptionItem(VideoRef("v0"), ("a",))]
+    mapping = {"<video> {prompt}\nCaption": None}
+    with pytest.raises(VideoadaptError, match="prompt template must be a text.*quote"):
+        _setup("captioning", items, template=mapping)
+    with pytest.raises(VideoadaptError, match="prompt must be a text"):
+        _setup("captioning", items, prompt={"Describe": "it"})
+    from videoadapt.foundation.mllm.model import MLLMConfig
+
+    with pytest.raises(VideoadaptError, match="prompt template must be a text"):
+        MLLMConfig(template=mapping)  # type: ignore[arg-type]
+    # quoted, the same text is a template and works
+    model, encoder, task, head, _ = _setup("captioning", items, template="<video> {prompt}\nCaption:")
+    assert head.template == "<video> {prompt}\nCaption:"

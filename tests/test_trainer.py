@@ -407,10 +407,19 @@ def test_config_precedence_and_unknown_keys(tmp_path):
 def test_shipped_configs_load(path, tiny_backbone):
     config = load_config(path)
     assert config.run.task in set(task_names())
-    assert config.model.backbone in ("tiny", "tiny-owl")  # TinyOWL is TinyCLIP with detection heads
+    if config.model.backbone == "mllm":
+        from mllm_helpers import make_mllm
+
+        ilfm = make_mllm()  # the embedded MLLM's structure on a tiny random LM: model.mllm must apply to it
+    else:
+        assert config.model.backbone in ("tiny", "tiny-owl")  # TinyOWL is TinyCLIP with detection heads
+        ilfm = copy.deepcopy(tiny_backbone)  # adapters go into the backbone in place
     # The paradigm options are the registered paradigms' own (an unknown option or stream is refused here).
-    encoder = build_encoder(config, ilfm=copy.deepcopy(tiny_backbone))  # adapters go into the backbone in place
+    encoder = build_encoder(config, ilfm=ilfm)
     assert "+".join(encoder.paradigm_names) == str(config.model.paradigm)
+    if config.model.backbone == "mllm":  # the settings reached the model (a template is a text with <video>)
+        assert ilfm.config.template == config.model.mllm.template and "<video>" in ilfm.config.template
+        assert ilfm.config.pool_output == tuple(config.model.mllm.pool_output)
     # Head options with a fixed set of values are known ones (an unknown text adapter or caption mode is refused).
     task = build_task(str(config.run.task), **OmegaConf.to_container(config.model.head))
     text_adapter_spec(task)

@@ -40,6 +40,7 @@ from typing import Any
 
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.mllm import PromptTemplate, SeenVideos
+from videoadapt.foundation.mllm.prompt import check_text
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.paradigms.generative_head import GenerativeHead
 from videoadapt.tasks.base import Task, TaskHead
@@ -82,10 +83,14 @@ def build_mllm_head(
         )
     if spec is None:
         template = task.option("template", None)
+        asked = task.option("prompt", prompt)
+        check_text(f"{task.name} head's prompt", asked)
+        if template is not None:
+            check_text(f"{task.name} head's prompt template", template)
         spec = {
             "head": HEAD,
-            "prompt": str(task.option("prompt", prompt)),
-            "template": None if template is None else str(template),
+            "prompt": asked,
+            "template": template,
             "max_new_tokens": int(task.option("max_new_tokens", max_new_tokens)),
             "beam_size": int(task.option("beam_size", 1)),
             "video": bool(task.option("video", True)),

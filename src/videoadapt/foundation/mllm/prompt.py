@@ -11,6 +11,17 @@ VIDEO = "<video>"
 PROMPT = "{prompt}"
 
 
+def check_text(what: str, value: Any) -> None:
+    """Refuse a ``what`` that is not a text. A YAML value with a colon followed by a space or the end (a template
+    ending in ``Answer:``) reads as a mapping unless it is quoted, and a mapping would otherwise fail deep inside
+    with an ``AttributeError``, or, turned into a string, silently become a template of its braces."""
+    if not isinstance(value, str):
+        raise VideoadaptError(
+            f"the {what} must be a text, got {type(value).__name__} {value!r}; in YAML or a KEY=VALUE override, quote "
+            "a value that holds ': ' or ends with ':' (e.g. 'model.mllm.template=\"<video> {prompt}\\nAnswer:\"')"
+        )
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """``text`` holds the placeholder ``<video>`` exactly once (where the visual tokens go) and, optionally,
@@ -23,6 +34,7 @@ class PromptTemplate:
     system: str | None = None
 
     def __post_init__(self) -> None:
+        check_text("prompt template", self.text)
         count = self.text.count(VIDEO)
         if count != 1:
             raise VideoadaptError(
