@@ -81,10 +81,19 @@ def rle_area(rle: Mapping) -> int:
 
 def encode_mask(mask: np.ndarray) -> dict:
     """A boolean ``[height, width]`` mask as ``{"size": [height, width], "counts": str}`` (pycocotools)."""
+    return encode_masks(np.asarray(mask)[None])[0]
+
+
+def encode_masks(masks: np.ndarray) -> list[dict]:
+    """Boolean masks ``[K, height, width]`` as RLEs ``{"size": [height, width], "counts": str}``, in one
+    pycocotools call."""
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    masks = np.asarray(masks)
+    if not len(masks):
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
 
 
 def decode_mask(rle: Mapping) -> np.ndarray:

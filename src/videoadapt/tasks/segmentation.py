@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 from torch import nn
 
+from videoadapt.data.masks import encode_masks
 from videoadapt.data.records import Item, TaskData, TrackingItem, VideoRef
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import GroundingModel, ImageLanguageModel
@@ -65,7 +66,8 @@ from videoadapt.tasks.base import (
     check_spec,
     head_device,
 )
-from videoadapt.temporal.iou_linking import box_iou, link_by_iou
+from videoadapt.temporal.association import nms
+from videoadapt.temporal.iou_linking import link_by_iou
 from videoadapt.temporal.mask_criterion import MaskSetCriterion
 from videoadapt.temporal.mask_decoder import MaskQueryDecoder
 from videoadapt.temporal.query_association import associate_queries
@@ -117,14 +119,6 @@ def nearest_sampled(num_frames: int, t: int) -> np.ndarray:
     """For each video frame, the index (0..t-1) of the nearest sampled frame."""
     picks = sampled_frames(num_frames, t)
     return np.abs(np.arange(num_frames)[:, None] - picks[None, :]).argmin(1)
-
-
-def encode_masks(masks: np.ndarray) -> list[dict]:
-    """bool ``[K,H,W]`` -> COCO RLEs ``{"size": [H, W], "counts": str}``."""
-    if not len(masks):
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")} for r in rles]
 
 
 class QueryMaskHead(TaskHead):
@@ -599,14 +593,9 @@ def detection_tracks(
 
 
 def frame_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5, keep: int = 10) -> np.ndarray:
-    """Indices of the boxes kept by greedy class-agnostic non-maximum suppression, best first."""
-    chosen: list[int] = []
-    for index in np.argsort(-scores):
-        if len(chosen) >= keep:
-            break
-        if not chosen or box_iou(boxes[index : index + 1], boxes[chosen]).max() < iou:
-            chosen.append(int(index))
-    return np.asarray(chosen, dtype=np.int64)
+    """Indices of the ``keep`` best boxes left by greedy class-agnostic non-maximum suppression, best first."""
+    kept = nms(torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(scores, dtype=torch.float32), iou)
+    return kept[:keep].numpy().astype(np.int64)
 
 
 class _DetectionDecoder:

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from videoadapt.data.formats.common import Problems, check_split, check_task, finish, join_inside, read_json
+from videoadapt.data.masks import encode_mask
 from videoadapt.data.records import (
     TASKS,
     CaptionItem,
@@ -190,8 +191,6 @@ def _tracking_item(ref: VideoRef, ann: dict[str, Any], categories: list[str]) ->
     """One :class:`TrackingItem`: every track on the frames where it is visible (a box and a mask there); a track
     hidden or absent throughout is left out. Masks become compressed COCO RLEs. Raises :class:`_BadGrounding`
     for a category outside the vocabulary or a box without a mask."""
-    from pycocotools import mask as mask_utils
-
     frames, fps = int(ann["num_frames"]), float(ann["fps"])
     width, height = int(ann["width"]), int(ann["height"])
     tracks = []
@@ -206,8 +205,7 @@ def _tracking_item(ref: VideoRef, ann: dict[str, Any], categories: list[str]) ->
             mask = rle.decode(track["masks"][i])
             if mask.shape != (height, width) or not mask.any():
                 raise _BadGrounding(f"track {track['track_id']}: frame {i} has a box but no {width}x{height} mask")
-            encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            masks.append({"size": [height, width], "counts": encoded["counts"].decode("ascii")})
+            masks.append(encode_mask(mask))
         tracks.append(
             ObjectTrack(
                 track_id=int(track["track_id"]),
