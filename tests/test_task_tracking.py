@@ -149,6 +149,8 @@ def test_iou_tracker_follows_boxes_and_suppresses_a_second_box_on_a_followed_obj
 def test_frames_prompts_and_pixels():
     assert sampled_video_frames(16, 16) == list(range(16))
     assert sampled_video_frames(16, 4) == [2, 6, 10, 14]
+    # The frames the sampler uniform:8 really decodes of 16 (a rounded formula once said 0, 2, 4, ...).
+    assert sampled_video_frames(16, 8) == [1, 3, 5, 7, 9, 11, 13, 15]
     assert category_prompt("ellipse", "auto") == "an ellipse" and category_prompt("star", "auto") == "a star"
     assert category_prompt("star", "a photo of a {}") == "a photo of a star"
     with pytest.raises(Exception, match="needs a"):

@@ -97,12 +97,26 @@ def decode_short_side(settings: ProcessorSettings) -> int:
 def resized_size(height: int, width: int, settings: ProcessorSettings) -> tuple[int, int]:
     """``(height, width)`` after the resize step, before cropping; the long side is truncated, as in
     transformers."""
-    size = settings.image_size
     if settings.resize == "squash":
-        return size, size
-    if height <= width:
-        return size, int(size * width / height)
-    return int(size * height / width), size
+        return settings.image_size, settings.image_size
+    return _shortest_edge(height, width, settings.image_size)
+
+
+def _shortest_edge(height: int, width: int, size: int) -> tuple[int, int]:
+    return (size, int(size * width / height)) if height <= width else (int(size * height / width), size)
+
+
+def crop_in_frame(
+    height: int, width: int, image_size: int, resize: str = "shortest_edge", crop: str = "center"
+) -> tuple[float, float, float, float]:
+    """Where the model's square input lies in a ``height`` × ``width`` frame: ``(top, left, crop height, crop
+    width)`` in the frame's own pixels, after :func:`resized_size` and the centre crop (the whole frame when the
+    processor squashes or does not crop). What maps a model's boxes or masks back onto the user's frame."""
+    if resize == "squash" or crop != "center":
+        return 0.0, 0.0, float(height), float(width)
+    new_h, new_w = _shortest_edge(height, width, image_size)
+    top, left = (new_h - image_size) // 2, (new_w - image_size) // 2
+    return top * height / new_h, left * width / new_w, image_size * height / new_h, image_size * width / new_w
 
 
 def preprocess(frames: np.ndarray | torch.Tensor, settings: ProcessorSettings) -> torch.Tensor:

@@ -210,7 +210,7 @@ class GroundingModel(ImageLanguageModel):
         """uint8 frames ``[N,H,W,3]`` of any size (a decoded clip) → regions with ``logits`` for ``texts``, boxes
         normalised to the *original* frames: the model's own resize and centre crop are undone, so a region can
         only lie in the part of the frame the model saw. Models with their own pre-processing override it."""
-        from videoadapt.data.transforms import preprocess, resized_size
+        from videoadapt.data.transforms import crop_in_frame, preprocess
 
         height, width = int(frames.shape[1]), int(frames.shape[2])
         settings = self.processor
@@ -218,12 +218,9 @@ class GroundingModel(ImageLanguageModel):
         device = next(self.parameters()).device
         with torch.no_grad():
             regions = self.detect(pixels.to(device), texts)
-        new_h, new_w = resized_size(height, width, settings)
-        size = settings.image_size if settings.crop == "center" else None
-        crop_h, crop_w = (size, size) if size is not None else (new_h, new_w)
-        top, left = ((new_h - size) // 2, (new_w - size) // 2) if size is not None else (0, 0)
-        scale = regions.boxes.new_tensor([crop_w / new_w, crop_h / new_h, crop_w / new_w, crop_h / new_h])
-        shift = regions.boxes.new_tensor([left / new_w, top / new_h, left / new_w, top / new_h])
+        top, left, crop_h, crop_w = crop_in_frame(height, width, settings.image_size, settings.resize, settings.crop)
+        scale = regions.boxes.new_tensor([crop_w / width, crop_h / height, crop_w / width, crop_h / height])
+        shift = regions.boxes.new_tensor([left / width, top / height, left / width, top / height])
         regions.boxes = clip_boxes(regions.boxes * scale + shift)
         return regions
 

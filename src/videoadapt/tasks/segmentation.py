@@ -52,6 +52,8 @@ from torch import nn
 
 from videoadapt.data.masks import encode_masks
 from videoadapt.data.records import Item, TaskData, TrackingItem, VideoRef
+from videoadapt.data.sampling import UniformSegments
+from videoadapt.data.transforms import crop_in_frame
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import GroundingModel, ImageLanguageModel
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
@@ -95,24 +97,19 @@ class Geometry:
 
 
 def frame_geometry(width: int, height: int, processor: dict[str, Any]) -> Geometry:
-    size = int(processor["image_size"])
-    if processor.get("resize") == "squash" or processor.get("crop") != "center":
-        return Geometry(0, 0, height, width)
-    # resize the shortest edge to ``size`` (the long side truncated, as transformers does), then crop the centre
-    new_h, new_w = (size, int(size * width / height)) if height <= width else (int(size * height / width), size)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    return Geometry(
-        int(round(top * height / new_h)),
-        int(round(left * width / new_w)),
-        max(1, int(round(size * height / new_h))),
-        max(1, int(round(size * width / new_w))),
+    top, left, crop_h, crop_w = crop_in_frame(
+        height,
+        width,
+        int(processor["image_size"]),
+        str(processor.get("resize", "shortest_edge")),
+        str(processor.get("crop", "center")),
     )
+    return Geometry(int(round(top)), int(round(left)), max(1, int(round(crop_h))), max(1, int(round(crop_w))))
 
 
 def sampled_frames(num_frames: int, t: int) -> np.ndarray:
     """The video frames the evaluation sampler ``uniform:t`` picks (the middle of each of ``t`` segments)."""
-    k = np.arange(t, dtype=np.int64)
-    return ((2 * k + 1) * num_frames) // (2 * t)
+    return np.asarray(UniformSegments(t).indices(num_frames, 1.0), dtype=np.int64)
 
 
 def nearest_sampled(num_frames: int, t: int) -> np.ndarray:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videoadapt.data.records import Item, TaskData, TrackingItem, VideoRef
+from videoadapt.data.sampling import UniformSegments
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import GroundingModel, ImageLanguageModel, RegionFeatures, clip_boxes, cxcywh_to_xyxy
 from videoadapt.foundation.tinyowl.losses import Targets, set_loss
@@ -115,8 +116,9 @@ def category_prompt(category: str, template: str) -> str:
 
 
 def sampled_video_frames(num_frames: int, t: int) -> list[int]:
-    """The video frame each of ``t`` uniformly sampled frames stands for (the middle of its segment)."""
-    return [min(num_frames - 1, max(0, int(round((k + 0.5) * num_frames / t - 0.5)))) for k in range(t)]
+    """The video frame each of ``t`` uniformly sampled frames stands for: the frames the evaluation sampler
+    ``uniform:t`` decodes (the middle of each segment; its own arithmetic, so the two never disagree)."""
+    return [int(i) for i in UniformSegments(t).indices(num_frames, 1.0)]
 
 
 def _grounding_ilfm(ilfm: ImageLanguageModel) -> GroundingModel:
@@ -621,14 +623,11 @@ class Tracking(Task):
 def uncropped_pixels(boxes: torch.Tensor, width: int, height: int, processor: Any) -> torch.Tensor:
     """Normalised xyxy boxes of the ILFM's input (after its resize and centre crop) as pixels of the original
     ``width`` × ``height`` frame (as ``GroundingModel.detect_frames`` undoes them), clipped to the frame."""
-    from videoadapt.data.transforms import resized_size
+    from videoadapt.data.transforms import crop_in_frame
 
-    new_h, new_w = resized_size(height, width, processor)
-    size = processor.image_size if processor.crop == "center" else None
-    crop_h, crop_w = (size, size) if size is not None else (new_h, new_w)
-    top, left = ((new_h - size) // 2, (new_w - size) // 2) if size is not None else (0, 0)
-    x = (boxes[:, 0::2] * crop_w + left) / new_w * width
-    y = (boxes[:, 1::2] * crop_h + top) / new_h * height
+    top, left, crop_h, crop_w = crop_in_frame(height, width, processor.image_size, processor.resize, processor.crop)
+    x = boxes[:, 0::2] * crop_w + left
+    y = boxes[:, 1::2] * crop_h + top
     out = torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), -1)
     limit = out.new_tensor([width, height, width, height])
     return torch.minimum(out.clamp(min=0), limit)
