@@ -126,6 +126,52 @@ def test_a_stopped_bench_keeps_its_cells_and_resumes_the_interrupted_one(tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_second_sigterm_while_the_stop_is_recorded_is_noted_not_raised(tmp_path, monkeypatch):
+    """IN-PROCESS (about 10 s): a cell usually gets SIGTERM twice (forwarded by the bench, and from its fork server
+    dying with the process group), and on a loaded machine the second can come a training step after the first,
+    while the cell is recording where it stopped. The trainer stops on the first; the second, arriving in the
+    middle of that bookkeeping, must not cut it short: the cell's result is written (interrupted, its step and
+    checkpoint named) and the bench stops naming it. (Before the fix the second raised out of the cell and left
+    no result, as seen once in a full run.)"""
+    from videoadapt.train.trainer import Trainer
+
+    out = tmp_path / "bench"
+    preset = with_budget(BENCH_PRESETS["micro"], steps=40)
+    real_setup, real_disk_full = Trainer.setup, cell_module._disk_full
+    late: list[str] = []
+
+    def setup_then_sigterm(self, *args, **kwargs):
+        done = real_setup(self, *args, **kwargs)
+        signal.raise_signal(signal.SIGTERM)  # the first: the trainer stops after its step in progress
+        return done
+
+    def sigterm_while_recording(error):
+        late.append(type(error).__name__)
+        signal.raise_signal(signal.SIGTERM)  # the second, while the cell records the stop
+        return real_disk_full(error)
+
+    monkeypatch.setattr(Trainer, "setup", setup_then_sigterm)
+    monkeypatch.setattr(cell_module, "_disk_full", sigterm_while_recording)
+    with pytest.raises(BenchInterrupted, match=r"bench stopped by SIGTERM: cell recognition/"):
+        run_bench(
+            out,
+            preset,
+            paradigms=["post_network"],
+            tables=["recognition"],
+            backbone=TINY,
+            baselines=False,
+            isolate=False,
+            progress=False,
+            command="videoadapt bench (again)",
+        )
+    assert late == ["TrainingInterrupted"]
+    (stopped,) = [c for c in cells(out) if (c / cell_module.RESULT).is_file()]
+    result = json.loads((stopped / cell_module.RESULT).read_text())
+    assert result["status"] == cell_module.INTERRUPTED and result["stopped_by"] == "SIGTERM"
+    assert result["step"] >= 1 and (stopped / "run" / "checkpoints" / "last").is_dir()
+    assert not (stopped / cell_module.DONE).exists()
+
+
 # --- a full disk ------------------------------------------------------------------------------------------------
 
 

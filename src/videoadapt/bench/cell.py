@@ -188,20 +188,28 @@ class CellStopped(BaseException):
 
 class _StopOnSignals:
     """SIGTERM and Ctrl-C stop the cell: inside ``Trainer.fit`` the trainer's own handlers take over (the step in
-    progress finishes and is checkpointed); elsewhere :class:`CellStopped` is raised at once. After :meth:`defer`
-    a signal is only noted, and raised again (to the handlers from before) on exit, so that the process running
-    the cell (the bench, in-process) learns of it too. Only the main thread takes signals; elsewhere nothing
-    changes."""
+    progress finishes and is checkpointed); elsewhere :class:`CellStopped` is raised at once. Only the first stop
+    raises: a signal arriving once the cell is already stopping (a cell often gets SIGTERM twice, forwarded by the
+    bench and from its dying fork server, milliseconds or, on a loaded machine, a training step apart) is only
+    noted, as is any signal after :meth:`defer`; a noted signal is raised again (to the handlers from before) on
+    exit, so that the process running the cell (the bench, in-process) learns of it too. Only the main thread
+    takes signals; elsewhere nothing changes."""
 
     def __init__(self) -> None:
         self.deferred: int | None = None
+        self.trainer: Any = None  # the cell's trainer, once built: whether it already stopped on a signal
         self._defer = False
+        self._raised = False
         self._previous: dict[int, Any] = {}
 
+    def _stopping(self) -> bool:
+        return self._defer or self._raised or getattr(self.trainer, "_stop_signal", None) is not None
+
     def _handle(self, number: int, frame: Any) -> None:
-        if self._defer:
+        if self._stopping():
             self.deferred = self.deferred or number
             return
+        self._raised = True
         raise CellStopped(signal.Signals(number).name)
 
     def defer(self) -> None:
@@ -261,12 +269,12 @@ def run_cell(directory: str | Path) -> dict[str, Any]:
     as ``interrupted`` (see the module's docstring); one arriving while the result is written is passed on after."""
     directory = Path(directory)
     with _stop_on_signals() as stops:
-        result = _run_cell(directory)
+        result = _run_cell(directory, stops)
         stops.defer()  # the bookkeeping is written whole: a signal now waits until it is done
         return _finish(directory, result)
 
 
-def _run_cell(directory: Path) -> dict[str, Any]:
+def _run_cell(directory: Path, stops: _StopOnSignals) -> dict[str, Any]:
     import torch
 
     from videoadapt.bench.memory import PeakMemory
@@ -345,6 +353,7 @@ def _run_cell(directory: Path) -> dict[str, Any]:
                     return super()._cache(data, sampler)
 
             trainer = MeasuredTrainer(config, directory / RUN, ilfm=ilfm, resume=resume)
+            stops.trainer = trainer
             if resume:
                 result["resumed"] = True
             try:
