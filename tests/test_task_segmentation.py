@@ -31,7 +31,6 @@ from videoadapt.tasks.segmentation import (
     ground_truth_frames,
     mask_quality,
     nearest_sampled,
-    sampled_frames,
 )
 from videoadapt.temporal.iou_linking import link_by_iou
 from videoadapt.temporal.mask_criterion import MaskSetCriterion, bce_cost, dice_cost
@@ -154,9 +153,10 @@ def test_zero_shot_linking_follows_overlap_and_starts_new_tracks():
 
 
 def test_frames_and_geometry():
-    for n, t in [(16, 8), (8, 8), (10, 3)]:
-        assert sampled_frames(n, t).tolist() == UniformSegments(t).indices(n, 8.0).tolist()
-    assert nearest_sampled(16, 8).tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7]
+    uniform = UniformSegments(8).indices(16, 8.0).tolist()  # 1, 3, ..., 15
+    assert nearest_sampled(16, uniform).tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7]
+    # Frames a random-offset sampler drew: each video frame goes to the nearest of them.
+    assert nearest_sampled(8, [0, 5, 6]).tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
     processor = {"image_size": 64, "resize": "shortest_edge", "crop": "center"}
     assert dataclasses.astuple(frame_geometry(64, 64, processor)) == (0, 0, 64, 64)
     # 128x64 (wide): resized to 128x64 -> 64 high, centre crop of 64 wide = columns 32..96 of the original
@@ -175,9 +175,9 @@ def test_instances_are_the_best_query_category_pairs_scored_with_mask_quality():
     scores = torch.tensor([[0.6, 0.3, 0.1], [0.5, 0.45, 0.05], [0.2, 0.1, 0.7]])  # [Q,C]
     item = TrackingItem(VideoRef("v"), 2, 8.0, 16, 16, ())
     processor = {"image_size": 16, "resize": "shortest_edge", "crop": "center"}
-    one = _QueryDecoder(scores, 1, logits, processor)(item, 10)
+    one = _QueryDecoder(scores, 1, logits, processor)(item, 10, [0, 1])
     assert [(c, round(s, 2)) for c, s, _ in one] == [(2, 0.7), (0, 0.6), (0, 0.5)]
-    two = _QueryDecoder(scores, 2, logits, processor)(item, 4)
+    two = _QueryDecoder(scores, 2, logits, processor)(item, 4, [0, 1])
     assert [(c, round(s, 2)) for c, s, _ in two] == [(2, 0.7), (0, 0.6), (0, 0.5), (1, 0.45)]
     assert two[2][2] is not two[0][2] and two[2][2][0] == two[3][2][0]  # one query's masks, two categories
     assert abs(int(mask_utils.area(two[1][2][0])) - 64) <= 8  # query 0: 2x2 of 4x4 cells -> about 8x8 pixels
@@ -209,7 +209,7 @@ def test_ground_truth_is_area_downsampled_in_the_models_view():
     m = np.zeros((16, 16), dtype=bool)
     m[0:3, 0:4] = True  # 12 pixels: cell (0,0) of a 4x4 grid wholly, cell (1? no) -> rows 0..2 of cell (0,0)
     labels, masks = ground_truth_frames(
-        _item([m]), 2, (4, 4), {"image_size": 16, "resize": "shortest_edge", "crop": "center"}, {"circle": 3}
+        _item([m]), [0, 1], (4, 4), {"image_size": 16, "resize": "shortest_edge", "crop": "center"}, {"circle": 3}
     )
     assert [x.tolist() for x in labels] == [[3], [3]]
     assert masks[0].shape == (1, 4, 4)

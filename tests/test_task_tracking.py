@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,14 +16,16 @@ import torch
 from videoadapt.data.formats import load_task_data
 from videoadapt.data.records import ObjectTrack, TrackingItem, VideoRef
 from videoadapt.data.sampling import sampler_from_spec
-from videoadapt.data.transforms import ProcessorSettings
+from videoadapt.data.transforms import ProcessorSettings, preprocess
+from videoadapt.foundation.base import FrameFeatures
 from videoadapt.foundation.loading import load_backbone
-from videoadapt.model.batches import BatchBuilder
+from videoadapt.model.batches import BatchBuilder, item_rng
 from videoadapt.model.data import check_items
 from videoadapt.model.task_model import TaskModel
 from videoadapt.paradigms import build_video_encoder
 from videoadapt.tasks import Request, TextEncoder, build_task, feature_widths, task_names
-from videoadapt.tasks.tracking import category_prompt, sampled_video_frames, uncropped_pixels
+from videoadapt.tasks.base import SAMPLED_FRAMES, frames_of_samples
+from videoadapt.tasks.tracking import category_prompt, uncropped_pixels
 from videoadapt.temporal.appearance_embedding import cosine_l2_loss, multi_positive_cross_entropy, quasi_dense_loss
 from videoadapt.temporal.association import bisoftmax, box_iou_matrix, hungarian_match, nms
 from videoadapt.temporal.box_refinement import BoxRefinement, box_refinement_loss
@@ -54,6 +57,57 @@ def model_for(ilfm, paradigm: str, data, **head) -> TaskModel:
 def batch_of(model: TaskModel, data, indices: list[int], train: bool = True):
     sampler = sampler_from_spec(f"uniform:{FRAMES}")
     return BatchBuilder(data, model.task, model.encoder.ilfm.processor, sampler, train=train).build(indices)
+
+
+def test_targets_carry_the_frames_each_clip_was_decoded_at(owl, train_data):
+    """A random-offset sampler draws other frames each epoch: the targets name the frames decoded, not those of
+    the evaluation sampler (training on targets one frame off cost the LoRA recipe half its novel ClsA)."""
+    sampler = sampler_from_spec("uniform:4:random")
+    builder = BatchBuilder(train_data, build_task("tracking"), owl.processor, sampler, train=True, seed=3)
+    indices = list(range(6))
+    batch = builder.build(indices, epoch=1)
+    recorded = batch.targets[SAMPLED_FRAMES]
+    world = train_data.source
+    for j, index in enumerate(indices):
+        expected = sampler.indices(FRAMES, 8.0, item_rng(3, 1, index))
+        assert recorded[j].tolist() == expected.tolist()
+        fixed = sampler_from_spec(f"uniform:{FRAMES}")  # decode every frame, then take the recorded ones
+        every = world.frames(train_data.items[index].video, fixed)
+        assert torch.equal(batch.video[int(batch.rows[j])], preprocess(every[recorded[j]], owl.processor))
+    assert any(r.tolist() != frames_of_samples({}, 0, FRAMES, 4) for r in recorded)  # not the middle frames
+    single = builder.each_item(batch, epoch=1)[2]
+    assert single.targets[SAMPLED_FRAMES][0].tolist() == recorded[2].tolist()
+
+
+def test_cached_rows_name_their_video_frames(train_data):
+    """From a feature cache of ``uniform:8`` with ``cache_sampler`` picking 4 of its rows at random, the targets
+    name the video frames of the rows picked (and, time-reversed, in reverse)."""
+
+    class Cache:
+        key = SimpleNamespace(parts={"sampler_spec": f"uniform:{FRAMES}"})
+
+        def __contains__(self, video_id):
+            return True
+
+        def get(self, video_ids, patches=True):
+            frame = torch.arange(FRAMES, dtype=torch.float32)[None, :, None].expand(len(video_ids), FRAMES, 2)
+            return FrameFeatures(cls=frame.clone(), patches=frame[:, :, None].clone(), embeds=frame.clone())
+
+    builder = BatchBuilder(
+        train_data,
+        build_task("tracking"),
+        ProcessorSettings(image_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        sampler_from_spec(f"uniform:{FRAMES}"),
+        train=True,
+        cache=Cache(),
+        pixels=False,
+        cache_sampler=sampler_from_spec("uniform:4:random"),
+    )
+    batch = builder.build([0, 1, 2, 3])
+    base = sampler_from_spec(f"uniform:{FRAMES}").indices(FRAMES, 1.0)
+    for j, frames in enumerate(batch.targets[SAMPLED_FRAMES]):
+        rows_picked = batch.cached.cls[int(batch.rows[j]), :, 0].long()
+        assert frames.tolist() == base[rows_picked.numpy()].tolist()
 
 
 # --- building blocks against hand-derived values ------------------------------------------------------------------
@@ -147,10 +201,16 @@ def test_iou_tracker_follows_boxes_and_suppresses_a_second_box_on_a_followed_obj
 
 
 def test_frames_prompts_and_pixels():
-    assert sampled_video_frames(16, 16) == list(range(16))
-    assert sampled_video_frames(16, 4) == [2, 6, 10, 14]
+    # Without a record from the batch builder: the frames the evaluation sampler uniform:t decodes.
+    assert frames_of_samples({}, 0, 16, 16) == list(range(16))
+    assert frames_of_samples({}, 0, 16, 4) == [2, 6, 10, 14]
     # The frames the sampler uniform:8 really decodes of 16 (a rounded formula once said 0, 2, 4, ...).
-    assert sampled_video_frames(16, 8) == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert frames_of_samples({}, 0, 16, 8) == [1, 3, 5, 7, 9, 11, 13, 15]
+    recorded = {SAMPLED_FRAMES: [None, np.array([0, 5, 9, 12])]}
+    assert frames_of_samples(recorded, 1, 16, 4) == [0, 5, 9, 12]
+    assert frames_of_samples(recorded, 0, 16, 4) == [2, 6, 10, 14]
+    with pytest.raises(Exception, match="sampled at 4 frames but its features have 8"):
+        frames_of_samples(recorded, 1, 16, 8)
     assert category_prompt("ellipse", "auto") == "an ellipse" and category_prompt("star", "auto") == "a star"
     assert category_prompt("star", "a photo of a {}") == "a photo of a star"
     with pytest.raises(Exception, match="needs a"):

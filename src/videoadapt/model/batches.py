@@ -19,7 +19,7 @@ from videoadapt.data.sampling import Sampler, sample_by_time
 from videoadapt.data.transforms import ProcessorSettings, decode_short_side, preprocess
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures
-from videoadapt.tasks.base import Task
+from videoadapt.tasks.base import SAMPLED_FRAMES, Task
 
 READ_ERRORS = (VideoadaptError, OSError, ValueError, RuntimeError)
 
@@ -70,6 +70,22 @@ class _Seeded(Sampler):
         return sample_by_time(self.sampler, times, fps, self.rng)  # variable-rate videos (read_video)
 
 
+class _Recording(Sampler):
+    """Passes ``sampler``'s choices on and keeps the last ones: the video frames a clip was decoded at."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.picked: np.ndarray | None = None
+
+    def indices(self, num_frames: int, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        self.picked = np.asarray(self.sampler.indices(num_frames, fps, rng), dtype=np.int64).reshape(-1)
+        return self.picked
+
+    def indices_for_times(self, times: np.ndarray, fps: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        self.picked = np.asarray(sample_by_time(self.sampler, times, fps, rng), dtype=np.int64).reshape(-1)
+        return self.picked
+
+
 class BatchBuilder:
     """Turns item indices into a :class:`Batch`: decodes and preprocesses the clips (or reads the feature cache),
     and collates the task's targets. Bad clips raise an error naming the item, or are skipped with ``skip_bad``."""
@@ -109,21 +125,42 @@ class BatchBuilder:
         """``sampler`` with item ``index``'s random generator of ``epoch`` in training (as it is in evaluation)."""
         return _Seeded(sampler, item_rng(self.seed, epoch, index)) if self.train else sampler
 
-    def clip(self, index: int, epoch: int) -> torch.Tensor:
+    def clip(self, index: int, epoch: int) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Item ``index``'s clip, preprocessed, and the video frames it was decoded at (in the clip's order)."""
         item = self.data.items[index]
-        sampler = self._for_item(self.sampler, index, epoch)
+        sampler = _Recording(self._for_item(self.sampler, index, epoch))
         frames = source_frames(self.data.source, item.video, sampler, decode_short_side(self.processor))
         if frames.ndim != 4 or len(frames) == 0:
             raise VideoadaptError(f"decoded no frames (shape {tuple(frames.shape)})")
+        picked = sampler.picked if sampler.picked is not None and len(sampler.picked) == len(frames) else None
         if _time_reversed(item):
             frames = np.ascontiguousarray(frames[::-1])  # the sampled clip, played backwards
-        return preprocess(frames, self.processor)
+            picked = None if picked is None else picked[::-1].copy()
+        return preprocess(frames, self.processor), picked
+
+    def _cached_frames(self, index: int, pick: torch.Tensor | None) -> np.ndarray | None:
+        """The video frames of item ``index``'s cached rows (after ``pick``): the cache's deterministic sampler
+        over the item's frame count, when the item states it (tracking and segmentation items do)."""
+        num_frames = getattr(self.data.items[index], "num_frames", None)
+        spec = (getattr(getattr(self.cache, "key", None), "parts", None) or {}).get("sampler_spec")
+        if not num_frames or not spec:
+            return None
+        from videoadapt.data.sampling import Dense, UniformSegments, sampler_from_spec
+
+        sampler = sampler_from_spec(str(spec))
+        if not isinstance(sampler, UniformSegments | Dense):
+            return None  # a time-based cache needs the video's frame rate, which an item does not carry
+        frames = np.asarray(sampler.indices(int(num_frames), 1.0), dtype=np.int64)
+        if pick is not None:
+            frames = frames[pick.numpy()]
+        return frames[::-1].copy() if _time_reversed(self.data.items[index]) else frames
 
     def build(self, indices: Sequence[int], epoch: int = 0) -> Batch:
         kept: list[int] = []
         skipped: list[str] = []
         # A clip is a video and a direction: a time-reversed copy is a clip of its own, not its original's.
         clips: dict[tuple[str, bool], torch.Tensor] = {}
+        decoded_at: dict[tuple[str, bool], np.ndarray | None] = {}
         order: list[tuple[str, bool]] = []
         for index in indices:
             key = _clip_key(self.data.items[index])
@@ -144,7 +181,7 @@ class BatchBuilder:
                 if self.watch is not None:
                     self.watch(index)
                 try:
-                    clips[key] = self.clip(index, epoch)
+                    clips[key], decoded_at[key] = self.clip(index, epoch)
                 except READ_ERRORS as error:
                     message = f"{self.describe(index)}: cannot read its video: {error}"
                     if not self.skip_bad:
@@ -162,18 +199,27 @@ class BatchBuilder:
         if self.pixels and order:
             video = torch.stack([clips[k] for k in order])
         cached = None
+        first = {}
+        for index in kept:
+            first.setdefault(_clip_key(self.data.items[index]), index)
         if self.cache is not None and order:
             cached = self.cache.get([video_id for video_id, _ in order], patches=self.cache_patches)
+        picks = None
         if cached is not None and self.cache_sampler is not None:
-            first = {}
-            for index in kept:
-                first.setdefault(_clip_key(self.data.items[index]), index)
-            cached = self._resample(cached, [first[k] for k in order], epoch)
+            cached, picks = self._resample(cached, [first[k] for k in order], epoch)
         if cached is not None and any(backwards for _, backwards in order):
             cached = _reverse_rows(cached, [backwards for _, backwards in order])
+        if self.pixels and order:
+            frames_of = [decoded_at.get(k) for k in order]
+        else:
+            frames_of = [
+                self._cached_frames(first[k], None if picks is None else picks[r]) for r, k in enumerate(order)
+            ]
         items: list[Item] = [self.data.items[i] for i in kept]
         rngs = [item_rng(self.seed + 1, epoch, i) for i in kept] if self.train else None
         targets = self.task.targets(items, self.data, rngs, train=self.train) if items else {}
+        if items:
+            targets[SAMPLED_FRAMES] = [frames_of[int(r)] for r in rows]
         return Batch(kept, rows, video, cached, targets, skipped)
 
     def each_item(self, batch: Batch, epoch: int = 0) -> list[Batch]:
@@ -188,12 +234,17 @@ class BatchBuilder:
             cached = None if batch.cached is None else _row_of(batch.cached, row)
             rngs = [item_rng(self.seed + 1, epoch, index)] if self.train else None
             targets = self.task.targets([self.data.items[index]], self.data, rngs, train=self.train)
+            if SAMPLED_FRAMES in batch.targets:
+                targets[SAMPLED_FRAMES] = [batch.targets[SAMPLED_FRAMES][j]]
             singles.append(Batch([index], torch.zeros(1, dtype=torch.long), video, cached, targets))
         return singles
 
-    def _resample(self, cached: FrameFeatures, indices: Sequence[int], epoch: int) -> FrameFeatures:
+    def _resample(
+        self, cached: FrameFeatures, indices: Sequence[int], epoch: int
+    ) -> tuple[FrameFeatures, torch.Tensor]:
         """Row ``r`` of ``cached`` keeps the frames that ``cache_sampler`` picks among its ``T`` cached frames, with
-        the random generator of item ``indices[r]`` (the same draw as a decoded clip of that item would get)."""
+        the random generator of item ``indices[r]`` (the same draw as a decoded clip of that item would get);
+        returns them and the picks ``[V,T']``."""
         frames = cached.embeds.shape[1]
         picks = []
         for index in indices:
@@ -210,9 +261,10 @@ class BatchBuilder:
             return torch.gather(x, 1, index.to(x.device))
 
         layers = None if cached.layers is None else [take(t) for t in cached.layers]
-        return FrameFeatures(
+        features = FrameFeatures(
             cls=take(cached.cls), patches=take(cached.patches), embeds=take(cached.embeds), layers=layers
         )
+        return features, pick
 
 
 def _time_reversed(item: Item) -> bool:

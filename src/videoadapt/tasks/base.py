@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videoadapt.data.records import CaptionItem, Item, TaskData, VideoRef
+from videoadapt.data.sampling import UniformSegments
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel, ModelDims, TextFeatures
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
@@ -319,6 +320,24 @@ class CaptionTask(Task):
 
 
 # --- helpers shared by task heads ---------------------------------------------------------------------------
+
+# The targets' key under which the batch builder passes the video frames each item's clip was sampled at (an int
+# array per item, in the clip's order; None where unknown). Tasks whose targets depend on the frame (tracking,
+# segmentation) read it through :func:`frames_of_samples`.
+SAMPLED_FRAMES = "sampled_frames"
+
+
+def frames_of_samples(targets: dict, i: int, num_frames: int, t: int) -> list[int]:
+    """The video frames the ``t`` sampled frames of item ``i`` of a batch stand for: those its clip was decoded at
+    (a random-offset sampler draws new ones each epoch), or, where the batch does not say (a task called directly),
+    those the evaluation sampler ``uniform:t`` decodes."""
+    recorded = targets.get(SAMPLED_FRAMES)
+    frames = None if recorded is None else recorded[i]
+    if frames is None:
+        return [int(f) for f in UniformSegments(t).indices(num_frames, 1.0)]
+    if len(frames) != t:
+        raise VideoadaptError(f"the clip was sampled at {len(frames)} frames but its features have {t}")
+    return [int(f) for f in frames]
 
 
 def feature_widths(encoder: VideoEncoder, frames: int = 8) -> tuple[int, int]:

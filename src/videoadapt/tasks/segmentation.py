@@ -52,7 +52,6 @@ from torch import nn
 
 from videoadapt.data.masks import encode_masks
 from videoadapt.data.records import Item, TaskData, TrackingItem, VideoRef
-from videoadapt.data.sampling import UniformSegments
 from videoadapt.data.transforms import crop_in_frame
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import GroundingModel, ImageLanguageModel
@@ -66,6 +65,7 @@ from videoadapt.tasks.base import (
     TextEncoder,
     check_predictions,
     check_spec,
+    frames_of_samples,
     head_device,
 )
 from videoadapt.temporal.association import nms
@@ -107,14 +107,9 @@ def frame_geometry(width: int, height: int, processor: dict[str, Any]) -> Geomet
     return Geometry(int(round(top)), int(round(left)), max(1, int(round(crop_h))), max(1, int(round(crop_w))))
 
 
-def sampled_frames(num_frames: int, t: int) -> np.ndarray:
-    """The video frames the evaluation sampler ``uniform:t`` picks (the middle of each of ``t`` segments)."""
-    return np.asarray(UniformSegments(t).indices(num_frames, 1.0), dtype=np.int64)
-
-
-def nearest_sampled(num_frames: int, t: int) -> np.ndarray:
-    """For each video frame, the index (0..t-1) of the nearest sampled frame."""
-    picks = sampled_frames(num_frames, t)
+def nearest_sampled(num_frames: int, frames: Sequence[int]) -> np.ndarray:
+    """For each video frame, the index (into ``frames``, the sampled video frames) of the nearest sampled one."""
+    picks = np.asarray(frames, dtype=np.int64)
     return np.abs(np.arange(num_frames)[:, None] - picks[None, :]).argmin(1)
 
 
@@ -302,8 +297,9 @@ class Segmentation(Task):
         size = head.decoder.mask_size
         device = head_device(head)
         labels, masks = [], []
-        for item in targets["items"]:
-            frame_labels, frame_masks = ground_truth_frames(item, t, size, head.spec["processor"], index)
+        for i, item in enumerate(targets["items"]):
+            frames = frames_of_samples(targets, i, item.num_frames, t)
+            frame_labels, frame_masks = ground_truth_frames(item, frames, size, head.spec["processor"], index)
             labels += [x.to(device) for x in frame_labels]
             masks += [m.to(device) for m in frame_masks]
         return head.criterion(logits, out["masks"], labels, masks)["loss_total"]
@@ -320,10 +316,10 @@ class Segmentation(Task):
         else:
             tracks = query_tracks(head, self._patches(features), features, embeds, classes)  # type: ignore[arg-type]
         predictions = []
-        for item, item_tracks in zip(targets["items"], tracks, strict=True):
-            predictions.append(
-                [VideoInstance(classes[c], s, m) for c, s, m in item_tracks(item, int(head.spec["top_k"]))]
-            )
+        for i, (item, item_tracks) in enumerate(zip(targets["items"], tracks, strict=True)):
+            frames = frames_of_samples(targets, i, item.num_frames, item_tracks.sampled)
+            found = item_tracks(item, int(head.spec["top_k"]), frames)
+            predictions.append([VideoInstance(classes[c], s, m) for c, s, m in found])
         return predictions
 
     # --- metrics -------------------------------------------------------------------------------------------------
@@ -435,14 +431,14 @@ class Segmentation(Task):
 
 
 def ground_truth_frames(
-    item: TrackingItem, t: int, size: tuple[int, int], processor: dict[str, Any], index: dict[str, int]
+    item: TrackingItem, frames: Sequence[int], size: tuple[int, int], processor: dict[str, Any], index: dict[str, int]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The instances on each of the ``t`` sampled frames: per frame ``labels [G]`` (indices into the training
-    vocabulary ``index``; objects of other categories are left out) and ``masks [G,h,w]`` in the model's view of
-    the frame, area-downsampled to the mask head's cells (fractions in [0, 1])."""
-    picks = sampled_frames(item.num_frames, t)
+    """The instances on each sampled frame (``frames``: the video frames sampled): per frame ``labels [G]``
+    (indices into the training vocabulary ``index``; objects of other categories are left out) and ``masks
+    [G,h,w]`` in the model's view of the frame, area-downsampled to the mask head's cells (fractions in [0, 1])."""
+    picks = [int(f) for f in frames]
     where = frame_geometry(item.width, item.height, processor)
-    per_frame: list[list[tuple[int, dict]]] = [[] for _ in range(t)]
+    per_frame: list[list[tuple[int, dict]]] = [[] for _ in picks]
     for track in item.tracks:
         if track.category not in index or track.masks is None:
             continue
@@ -548,11 +544,17 @@ class _QueryDecoder:
     def __init__(self, scores: torch.Tensor, per_query: int, masks: torch.Tensor, processor: dict) -> None:
         self.scores, self.per_query, self.masks, self.processor = scores, per_query, masks, processor
 
-    def __call__(self, item: TrackingItem, top_k: int) -> list[tuple[int, float, dict]]:
-        t, c = self.masks.shape[0], self.scores.shape[-1]
+    @property
+    def sampled(self) -> int:
+        """How many sampled frames the video's masks are on."""
+        return int(self.masks.shape[0])
+
+    def __call__(self, item: TrackingItem, top_k: int, frames: Sequence[int]) -> list[tuple[int, float, dict]]:
+        """The best ``top_k`` instances of ``item``, whose sampled frames are the video frames ``frames``."""
+        c = self.scores.shape[-1]
         best, categories = self.scores.topk(min(self.per_query, c), dim=-1)  # [Q,k]
         order = best.flatten().argsort(descending=True)[:top_k].tolist()
-        nearest = nearest_sampled(item.num_frames, t)
+        nearest = nearest_sampled(item.num_frames, frames)
         encoded: dict[int, list[dict]] = {}
         out = []
         for flat in order:
@@ -601,7 +603,11 @@ class _DetectionDecoder:
     ) -> None:
         self.boxes, self.scores, self.threshold, self.link, self.processor = boxes, scores, threshold, link, processor
 
-    def __call__(self, item: TrackingItem, top_k: int) -> list[tuple[int, float, dict]]:
+    @property
+    def sampled(self) -> int:
+        return len(self.boxes)
+
+    def __call__(self, item: TrackingItem, top_k: int, frames: Sequence[int]) -> list[tuple[int, float, dict]]:
         t = len(self.boxes)
         where = frame_geometry(item.width, item.height, self.processor)
         scale = np.array([where.width, where.height, where.width, where.height], dtype=np.float64)
@@ -626,7 +632,7 @@ class _DetectionDecoder:
             category = int(mean.argmax())
             ranked.append((float(mean[category]), category, detections))
         ranked.sort(key=lambda r: -r[0])
-        nearest = nearest_sampled(item.num_frames, t)
+        nearest = nearest_sampled(item.num_frames, frames)
         out = []
         for score, category, detections in ranked[:top_k]:
             masks = np.zeros((t, item.height, item.width), dtype=bool)

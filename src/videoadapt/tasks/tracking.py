@@ -46,14 +46,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from videoadapt.data.records import Item, TaskData, TrackingItem, VideoRef
-from videoadapt.data.sampling import UniformSegments
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import GroundingModel, ImageLanguageModel, RegionFeatures, clip_boxes, cxcywh_to_xyxy
 from videoadapt.foundation.tinyowl.losses import Targets, set_loss
 from videoadapt.foundation.zeroshot_detection import category_phrase
 from videoadapt.paradigms.base import VideoEncoder, VideoFeatures
 from videoadapt.registry import registry
-from videoadapt.tasks.base import Request, SurveyTable, Task, TaskHead, TextEncoder, check_predictions, check_spec
+from videoadapt.tasks.base import (
+    Request,
+    SurveyTable,
+    Task,
+    TaskHead,
+    TextEncoder,
+    check_predictions,
+    check_spec,
+    frames_of_samples,
+)
 from videoadapt.temporal.appearance_embedding import (
     AUX_WEIGHT,
     EMBED_WEIGHT,
@@ -113,12 +121,6 @@ def category_prompt(category: str, template: str) -> str:
     if "{}" not in template:
         raise VideoadaptError(f"tracking: the prompt template {template!r} needs a {{}} where the category goes")
     return template.replace("{}", category)
-
-
-def sampled_video_frames(num_frames: int, t: int) -> list[int]:
-    """The video frame each of ``t`` uniformly sampled frames stands for: the frames the evaluation sampler
-    ``uniform:t`` decodes (the middle of each segment; its own arithmetic, so the two never disagree)."""
-    return [int(i) for i in UniformSegments(t).indices(num_frames, 1.0)]
 
 
 def _grounding_ilfm(ilfm: ImageLanguageModel) -> GroundingModel:
@@ -344,7 +346,7 @@ class Tracking(Task):
         p = regions.boxes.shape[1]
         boxes = regions.boxes.reshape(b, t, p, 4)
         embeds = out["embeds"].reshape(b, t, p, -1)
-        ids, gt, assigned = self._region_track_ids(targets["items"], boxes.detach(), t)
+        ids, gt, assigned = self._region_track_ids(targets, boxes.detach(), t)
         if head.training:
             self._update_prior(head, out["naming"], ids)
         contrastive, auxiliary, pairs = [], [], 0
@@ -375,19 +377,19 @@ class Tracking(Task):
         return loss
 
     def _region_track_ids(
-        self, items: Sequence[TrackingItem], boxes: torch.Tensor, t: int
+        self, targets: dict, boxes: torch.Tensor, t: int
     ) -> tuple[torch.Tensor, list[list[tuple[torch.Tensor, list[str]]]], torch.Tensor]:
-        """Each region's ground-truth track id ``[B,T,P]`` (-1: background), each sampled frame's ground truth
-        ``(boxes [M,4] normalised xyxy, categories)`` and each region's assigned ground-truth box ``[B,T,P,4]``
-        (normalised xyxy; zeros where the id is -1)."""
+        """For the items of ``targets``: each region's ground-truth track id ``[B,T,P]`` (-1: background), each
+        sampled frame's ground truth ``(boxes [M,4] normalised xyxy, categories)`` and each region's assigned
+        ground-truth box ``[B,T,P,4]`` (normalised xyxy; zeros where the id is -1)."""
         b, _, p, _ = boxes.shape
         ids = torch.full((b, t, p), -1, dtype=torch.long)
         assigned_boxes = torch.zeros(b, t, p, 4)
         truth: list[list[tuple[torch.Tensor, list[str]]]] = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(targets["items"]):
             scale = torch.tensor([item.width, item.height, item.width, item.height], dtype=torch.float32)
             per_frame = []
-            for k, frame in enumerate(sampled_video_frames(item.num_frames, t)):
+            for k, frame in enumerate(frames_of_samples(targets, i, item.num_frames, t)):
                 rows, track_ids, names = [], [], []
                 for track in item.tracks:
                     if frame in track.frames:
@@ -470,7 +472,7 @@ class Tracking(Task):
         predictions = []
         for i, item in enumerate(targets["items"]):
             tracker = Tracker(config)
-            frames = sampled_video_frames(item.num_frames, t)
+            frames = frames_of_samples(targets, i, item.num_frames, t)
             detections: list[tuple[int, list[float], float, int]] = []  # frame, box, score, track id
             for k, frame in enumerate(frames):
                 if k > 0 and frame == frames[k - 1]:
