@@ -139,8 +139,9 @@ def test_the_training_path_asks_for_the_models_size(tmp_path, monkeypatch):
     data = TaskData("recognition", "test", [item], FileSource(), "test", classes=["a", "b"])
     settings = ProcessorSettings(32, (0.5,) * 3, (0.25,) * 3)
     builder = BatchBuilder(data, build_task("recognition"), settings, UniformSegments(4), train=False)
-    clip = builder.clip(0, 0)
+    clip, frames = builder.clip(0, 0)
     assert asked == [decode_short_side(settings)] and tuple(clip.shape) == (4, 3, 32, 32)
+    assert frames.tolist() == UniformSegments(4).indices(20, 25.0).tolist()  # the frames decoded, recorded
 
 
 def test_sources_without_the_bound_still_work():
