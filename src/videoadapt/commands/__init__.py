@@ -44,6 +44,13 @@ def old_spelling(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: 
     parser.add_argument(old, dest=dest, action=_OldSpelling, new=new, help=argparse.SUPPRESS, **kwargs)
 
 
+def task_names_text(last: str = "or") -> str:
+    """Every task's name for a help text ("recognition, ..., tracking or segmentation"), from the one list."""
+    from videoadapt.data.records import TASKS
+
+    return f"{', '.join(TASKS[:-1])} {last} {TASKS[-1]}"
+
+
 def load_commands() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")

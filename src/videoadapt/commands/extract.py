@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from videoadapt.commands import Command, old_spelling
+from videoadapt.commands import Command, old_spelling, task_names_text
 from videoadapt.errors import VideoadaptError
 from videoadapt.registry import registry
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",
         default="recognition",
-        help="recognition, retrieval, qa, captioning, temporal_grounding or st_grounding (default recognition)",
+        help=f"{task_names_text()} (default recognition)",
     )
     parser.add_argument(
         "--data-option",

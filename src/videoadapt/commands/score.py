@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from videoadapt.commands import Command
+from videoadapt.commands import Command, task_names_text
 from videoadapt.data.records import TASKS  # every task has a prediction file that `score` reads
 from videoadapt.errors import VideoadaptError
 from videoadapt.metrics import prediction_files as pf
@@ -242,13 +242,12 @@ def run(args: argparse.Namespace) -> int:
 
 registry.register("command", "score")(
     Command(
-        help="score predictions from files (recognition, retrieval, QA, captioning, temporal and spatio-temporal "
-        "grounding, video instance segmentation)",
+        help=f"score predictions from files ({task_names_text('and')})",
         add_arguments=add_arguments,
         run=run,
         description="Score the predictions of any model, read from --pred, against --gt, with the metric "
         "conventions of the reference implementations (MMAction2, CLIP4Clip, VQA, pycocoevalcap, 2D-TAN and "
-        "Moment-DETR's standalone evaluator, TubeDETR, YouTube-VIS's ytvoseval). File formats: "
+        "Moment-DETR's standalone evaluator, TubeDETR, SysCV's TETA and TrackEval, YouTube-VIS's ytvoseval). File formats: "
         "docs/scoring.md. Ids that do not match between the files are an error (exit status 2) naming the "
         "first of them, unless --skip-bad drops them and reports the count.",
     )

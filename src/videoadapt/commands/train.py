@@ -7,15 +7,13 @@ import json
 import shutil
 import textwrap
 
-from videoadapt.commands import Command
+from videoadapt.commands import Command, task_names_text
 from videoadapt.registry import registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML with model / data / run sections (see configs/)")
-    parser.add_argument(
-        "--task", help="recognition, retrieval, qa, captioning, temporal_grounding, st_grounding or tracking (run.task)"
-    )
+    parser.add_argument("--task", help=f"{task_names_text()} (run.task)")
     parser.add_argument("--paradigm", help="paradigm composition, e.g. post_network or lora+post_network")
     parser.add_argument("--preset", help="a registered preset instead of --paradigm (videoadapt params --list)")
     parser.add_argument("--backbone", help="backbone spec: tiny, tiny-random, hf:ID, DIR, hf-config:NAME")
@@ -99,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 registry.register("command", "train")(
     Command(
-        help="train a task (recognition, retrieval, qa, captioning, temporal or spatio-temporal grounding) with a "
-        "transfer paradigm",
+        help=f"train a task ({task_names_text()}) with a transfer paradigm",
         add_arguments=add_arguments,
         run=run,
         description="Train TASK on DATA with BACKBONE adapted by PARADIGM (or PRESET) into the run folder OUT: "
