@@ -247,8 +247,8 @@ registry.register("command", "score")(
         run=run,
         description="Score the predictions of any model, read from --pred, against --gt, with the metric "
         "conventions of the reference implementations (MMAction2, CLIP4Clip, VQA, pycocoevalcap, 2D-TAN and "
-        "Moment-DETR's standalone evaluator, TubeDETR, SysCV's TETA and TrackEval, YouTube-VIS's ytvoseval). File formats: "
-        "docs/scoring.md. Ids that do not match between the files are an error (exit status 2) naming the "
+        "Moment-DETR's standalone evaluator, TubeDETR, SysCV's TETA and TrackEval, YouTube-VIS's ytvoseval). File "
+        "formats: docs/scoring.md. Ids that do not match between the files are an error (exit status 2) naming the "
         "first of them, unless --skip-bad drops them and reports the count.",
     )
 )
