@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--save-predictions",
         metavar="DIR",
-        help="also write the predictions and the ground truth there in `videoadapt score`'s formats "
-        "(recognition, qa, captioning, temporal_grounding), so the two commands chain",
+        help="also write the predictions and the ground truth there in `videoadapt score`'s formats (every task; "
+        "docs/scoring.md), so the two commands chain",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
