@@ -274,6 +274,28 @@ def test_tracks_are_named_by_their_mean_embedding_against_synonym_prompts_less_t
         build_task("tracking", classify="mode").build_head(owl, model.encoder, train_data)
 
 
+def test_seen_margin_is_taken_from_the_categories_the_head_was_adapted_on(owl, train_data):
+    """Calibrated stacking: the margin lowers only the names adapted on (the vocabulary less the data's held-out
+    categories), never a novel name or one asked at prediction time, and not at all for the zero-shot head; a
+    margin larger than any cosine gap names every track by a name never adapted on."""
+    model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64, seen_margin=0.04)
+    task, head = model.task, model.head
+    novel = set(head.spec["novel"])
+    assert novel == {"hourglass", "heart"}
+    names = [*head.spec["categories"], "teapot"]
+    margin = task._seen_margin(head, names).tolist()
+    assert margin == pytest.approx([0.0 if n in novel or n == "teapot" else 0.04 for n in names])
+    zero_shot = build_task("tracking", head="detection").build_head(owl, model.encoder, train_data)
+    assert task._seen_margin(zero_shot, names).tolist() == [0.0] * len(names)
+    batch = batch_of(model, train_data, [0, 1, 2], train=False)
+    head.spec["seen_margin"] = 0.0
+    plain = {box.category for video in model.predict(batch) for box in video}
+    head.spec["seen_margin"] = 10.0
+    stacked = {box.category for video in model.predict(batch) for box in video}
+    assert plain and not plain <= novel  # untrained, the head names some tracks by adapted names ...
+    assert stacked and stacked <= novel  # ... which a margin beyond any cosine gap leaves to the novel ones
+
+
 def test_tracks_are_named_from_the_ilfm_regions_not_the_refined_ones(owl, train_data):
     model = model_for(owl, "post_network", train_data, embed_dim=32, hidden=64, refine_hidden=64)
     head = model.head

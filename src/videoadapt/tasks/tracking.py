@@ -91,7 +91,13 @@ DECODE_DEFAULTS: dict[str, Any] = {
     "min_cosine": 0.3,
 }
 # How a finished track is named; absent from the specs of runs saved before them, which keep the box vote.
-CLASSIFY_DEFAULTS: dict[str, Any] = {"classify": "track", "synonyms": True, "prior": True, "name_from": "refined"}
+CLASSIFY_DEFAULTS: dict[str, Any] = {
+    "classify": "track",
+    "synonyms": True,
+    "prior": True,
+    "name_from": "refined",
+    "seen_margin": 0.0,
+}
 CLASSIFY = ("track", "vote")
 # Which region class embeddings name a track: the refined tokens' (default) or the ILFM's own (the unrefined patch
 # tokens). Validation, same weights after one epoch: ClsA 35.5 refined, 22.9 the ILFM's own (the refinement's set
@@ -322,6 +328,16 @@ class Tracking(Task):
         return class_embeds @ mean.float().to(class_embeds.device)
 
     @staticmethod
+    def _seen_margin(head: TrackingHead, categories: Sequence[str]) -> torch.Tensor:
+        """Calibrated stacking (Chao et al., ECCV 2016): ``seen_margin`` subtracted from the similarity of every
+        category the head was adapted on (the training vocabulary less the data's held-out categories), since
+        adapting on them alone inflates their scores against names it never saw. Zero for the zero-shot head."""
+        margin = float(head.spec.get("seen_margin", 0.0)) if head.trained else 0.0
+        novel = set(head.spec.get("novel") or [])
+        seen = [c in set(head.spec["categories"]) and c not in novel for c in categories]
+        return margin * torch.tensor(seen, dtype=torch.float32)
+
+    @staticmethod
     def _update_prior(head: TrackingHead, naming: torch.Tensor, ids: torch.Tensor) -> None:
         with torch.no_grad():
             matched = naming.reshape(*ids.shape, -1)[ids >= 0]
@@ -459,6 +475,7 @@ class Tracking(Task):
             if by_track:
                 class_text = self._class_embeds(head, text, categories).cpu()
                 prior = self._class_prior(head, class_text)
+                margin = self._seen_margin(head, categories)
         config = TrackerConfig(
             metric="bisoftmax" if head.trained else "iou",
             init_score=float(spec["init_score"]),
@@ -497,7 +514,7 @@ class Tracking(Task):
             names = {}
             for track in tracker.tracks:
                 if by_track and track.class_sum is not None:
-                    similarity = F.normalize(track.class_sum, dim=-1) @ class_text.T - prior
+                    similarity = F.normalize(track.class_sum, dim=-1) @ class_text.T - prior - margin
                     names[track.track_id] = categories[int(similarity.argmax())]
                 else:
                     names[track.track_id] = categories[track.category(len(categories))]
