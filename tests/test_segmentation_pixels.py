@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from videoadapt.data.formats import load_task_data
+from videoadapt.data.sampling import sampler_from_spec
 from videoadapt.errors import VideoadaptError
+from videoadapt.foundation.loading import load_backbone
 from videoadapt.inference.evaluate import evaluate_run
+from videoadapt.model.batches import BatchBuilder
 from videoadapt.model.config import load_config
+from videoadapt.model.task_model import TaskModel
+from videoadapt.paradigms import build_video_encoder
+from videoadapt.tasks import TextEncoder, build_task, feature_widths
 from videoadapt.temporal.mask_decoder import MaskQueryDecoder
 from videoadapt.train.trainer import train
 
@@ -57,6 +65,33 @@ def test_bad_strides_and_missing_pixels_are_refused():
         decoder(torch.randn(2, 16, 24), torch.randn(1, 3, 32, 32))
     # Without a stem the decoder is the token-only head: its masks are the patch cells.
     assert MaskQueryDecoder(**SMALL)(torch.randn(2, 16, 24))["masks"].shape == (2, 5, 8, 8)
+
+
+def test_the_model_hands_each_item_its_clip_and_asks_for_pixels_beside_the_cache():
+    data = load_task_data("synth", "train", "segmentation", videos=20, size=32, frames=8)
+    ilfm = load_backbone("hf-config:clip-tiny")
+    encoder = build_video_encoder(ilfm, "post_network", {"post_network": {"temporal": "mean"}})
+    feature_widths(encoder, 4)
+    models = {}
+    for stride in (0, 2):
+        task = build_task("segmentation", hidden=32, layers=1, queries=4, pixel_dim=8, pixel_stride=stride)
+        models[stride] = TaskModel(encoder, task.build_head(ilfm, encoder, data), task, TextEncoder(ilfm)).eval()
+    # The frozen backbone's features stay cacheable; only the pixel head needs the clips beside them.
+    assert encoder.cacheable and not encoder.cache_with_pixels
+    assert models[2].head.needs_pixels and models[2].cache_with_pixels
+    assert not models[0].head.needs_pixels and not models[0].cache_with_pixels
+    builder = BatchBuilder(data, models[2].task, ilfm.processor, sampler_from_spec("uniform:4"), train=False)
+    batch = builder.build([0, 1])
+    batch.rows = torch.tensor([1, 0, 1])  # items sharing clips, in another order
+    with torch.no_grad():
+        features = models[2].features(batch)
+        assert models[0].features(batch).pixels is None
+    assert features.pixels is not None and features.pixels.shape[0] == 3
+    torch.testing.assert_close(features.pixels[0], batch.video[1])
+    torch.testing.assert_close(features.pixels[1], batch.video[0])
+    cached = dataclasses.replace(batch, video=None, cached=ilfm.encode_frames(batch.video))
+    with pytest.raises(VideoadaptError, match="pixels"):
+        models[2].features(cached)
 
 
 def test_trains_and_evaluates_from_cached_tokens_with_decoded_pixels(tmp_path):

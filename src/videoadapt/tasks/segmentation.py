@@ -1,14 +1,17 @@
 """Open-vocabulary video instance segmentation (OV-VIS): every object of any named category, segmented and followed.
 
-The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P,D]`` (a task head reads only
-:class:`VideoFeatures`; it never sees the pixels):
+The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P,D]`` and, with a pixel stem, the
+clips' **pixels** (a task head reads only :class:`VideoFeatures`; this one sets ``needs_pixels``, and the model then
+passes the preprocessed clips in ``VideoFeatures.pixels``, decoded beside the cached tokens):
 
 1. per frame, learnt queries read the patch tokens in a small transformer decoder (``temporal/mask_decoder.py``);
    each query's mask is its mask embedding · per-pixel features that a pixel-shuffle decoder makes of the patch
    tokens themselves (the tokens first attend to each other in ``context_layers`` (1) encoder layers, then each is
    expanded into its ``upsample`` × ``upsample`` sub-patch cells by an MLP of ``fine_hidden`` (256) units, then
-   one 3×3 convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame), bilinearly
-   upsampled to the frame at prediction;
+   one 3×3 convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame); with
+   ``pixel_stride`` s > 0 a light convolutional stem (``stem_dim`` channels) reads the frame at stride s and is
+   fused with those features, masks then at the frame's size / s (edges of solid shapes are in the pixels, not
+   in tokens made for classification); bilinearly upsampled to the frame at prediction;
 2. each query is classified by the cosine similarity of its class embedding to the category names' text
    embeddings (scaled by a learnt temperature), plus a no-object logit: any list of names is a vocabulary;
 3. with a grounding ILFM whose region heads read the cached tokens (TinyOWL) and an encoder that passes the CLS
