@@ -9,7 +9,7 @@ passes the preprocessed clips in ``VideoFeatures.pixels``, decoded beside the ca
    tokens themselves (the tokens first attend to each other in ``context_layers`` (1) encoder layers, then each is
    expanded into its ``upsample`` × ``upsample`` sub-patch cells by an MLP of ``fine_hidden`` (256) units, then
    one 3×3 convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame); with
-   ``pixel_stride`` s > 0 (2; 0: tokens only) a light convolutional stem (``stem_dim`` 32 channels) reads the
+   ``pixel_stride`` s > 0 (1; 0: tokens only) a light convolutional stem (``stem_dim`` 32 channels) reads the
    frame at stride s and is fused with those features, masks then at the frame's size / s (edges of solid shapes
    are in the pixels, not in tokens made for classification); bilinearly upsampled to the frame at prediction;
 2. each query is classified by the cosine similarity of its class embedding to the category names' text
@@ -281,7 +281,7 @@ class Segmentation(Task):
                 "upsample": int(self.option("upsample", 4)),
                 "context_layers": int(self.option("context_layers", 1)),
                 "fine_hidden": int(self.option("fine_hidden", 256)),
-                "pixel_stride": int(self.option("pixel_stride", 2)),
+                "pixel_stride": int(self.option("pixel_stride", 1)),
                 "stem_dim": int(self.option("stem_dim", 32)),
                 "grid": list(ilfm.dims.patch_grid),
                 "width": int(ilfm.dims.width),
