@@ -48,7 +48,7 @@ def evaluate_data(
         sampler_from_spec(sampler_spec),
         train=False,
         cache=cache,
-        pixels=cache is None or encoder.cache_with_pixels,
+        pixels=cache is None or model.cache_with_pixels,
         skip_bad=skip_bad,
         cache_patches=bool(getattr(encoder.head, "needs_patches", True)) or model.task.needs_patches,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ def select_rows(features: VideoFeatures, rows: torch.Tensor) -> VideoFeatures:
     outputs = {k: pick(v) for k, v in features.outputs.items()}
     frames, video, patches, cls = (pick(x) for x in (features.frames, features.video, features.patches, features.cls))
     generative = None if features.generative is None else features.generative.select(rows)
-    return VideoFeatures(frames, video, patches, outputs, features.losses, cls, generative)
+    return VideoFeatures(frames, video, patches, outputs, features.losses, cls, generative, pick(features.pixels))
 
 
 class TaskModel(nn.Module):
@@ -50,7 +51,25 @@ class TaskModel(nn.Module):
         self.task = task
         self.text = text
 
+    @property
+    def cache_with_pixels(self) -> bool:
+        """True when frame features can come from the cache but batches must also carry the decoded clips: the
+        encoder's head reads pixels beside its frozen backbone, or the task head does (``TaskHead.needs_pixels``)."""
+        return self.encoder.cache_with_pixels or (self.encoder.cacheable and self.head.needs_pixels)
+
     def features(self, batch: Batch) -> VideoFeatures:
+        features = self._encoded(batch)
+        if not self.head.needs_pixels:
+            return features
+        if batch.video is None:
+            raise VideoadaptError(
+                f"task {self.task.name}: this head reads the clips' pixels beside the features; build batches with "
+                "pixels (BatchBuilder(pixels=True)) also when the features come from the cache"
+            )
+        # Per item, as every other field after select_rows (the clips are per distinct clip).
+        return dataclasses.replace(features, pixels=batch.video.index_select(0, batch.rows.to(batch.video.device)))
+
+    def _encoded(self, batch: Batch) -> VideoFeatures:
         # Cached features stand in for the backbone; a head that also reads pixels gets both.
         video = batch.video if (batch.cached is None or self.encoder.cache_with_pixels) else None
         if self.encoder.head.needs_text:

@@ -41,7 +41,8 @@ FORMAT_VERSION = 1
 @dataclass
 class VideoFeatures:
     """What tasks consume: frame embeddings ``[B,T,E]`` and a video embedding ``[B,E]`` in the joint space, plus
-    patch tokens ``[B,T,P,D]`` for fine-grained tasks when the encoder keeps them.
+    patch tokens ``[B,T,P,D]`` for fine-grained tasks when the encoder keeps them, and the clips' pixels for a task
+    head that asks for them.
 
     ``outputs`` holds what a head makes beyond these (e.g. Moment-DETR's decoder query states ``[B,Q,H]``), named;
     ``losses`` holds auxiliary training losses a paradigm adds to the task loss (distillation), named, scalar. A
@@ -59,6 +60,10 @@ class VideoFeatures:
     # On a video MLLM (paradigms/generative_head.py): what it has seen of these videos, a
     # videoadapt.foundation.mllm.SeenVideos that generates, scores candidate answers and computes the answer loss.
     generative: Any = None
+    # The clips themselves, preprocessed ``[B,T,3,S,S]`` (the ILFM's normalised input), for a task head that reads
+    # pixels beside the features (``TaskHead.needs_pixels``: segmentation's pixel stem); None otherwise. The model
+    # layer sets it from the batch, cached features or not; an encoder never does.
+    pixels: torch.Tensor | None = None
 
 
 class TemporalContext:

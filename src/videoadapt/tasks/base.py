@@ -137,6 +137,11 @@ class TaskHead(nn.Module):
     """A task's trainable module. ``spec`` is everything beyond tensors needed to rebuild it (class names, answer
     vocabulary, word list, mode): JSON, saved as the run's ``vocabulary.json``."""
 
+    # Reads VideoFeatures.pixels, the preprocessed clips (segmentation's pixel stem): the model then decodes the
+    # clips beside the cached frame features and passes them on. An attribute of the head, not of the task, because
+    # the head's spec decides it (a run restored from its spec reads pixels or not as it was trained).
+    needs_pixels: bool = False
+
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__()
         self.spec = spec

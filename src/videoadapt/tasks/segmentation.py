@@ -1,14 +1,17 @@
 """Open-vocabulary video instance segmentation (OV-VIS): every object of any named category, segmented and followed.
 
-The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P,D]`` (a task head reads only
-:class:`VideoFeatures`; it never sees the pixels):
+The head is MinVIS/OV2Seg's in shape, on the encoder's **patch tokens** ``[B,T,P,D]`` and, with a pixel stem, the
+clips' **pixels** (a task head reads only :class:`VideoFeatures`; this one sets ``needs_pixels``, and the model then
+passes the preprocessed clips in ``VideoFeatures.pixels``, decoded beside the cached tokens):
 
 1. per frame, learnt queries read the patch tokens in a small transformer decoder (``temporal/mask_decoder.py``);
    each query's mask is its mask embedding · per-pixel features that a pixel-shuffle decoder makes of the patch
    tokens themselves (the tokens first attend to each other in ``context_layers`` (1) encoder layers, then each is
    expanded into its ``upsample`` × ``upsample`` sub-patch cells by an MLP of ``fine_hidden`` (256) units, then
-   one 3×3 convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame), bilinearly
-   upsampled to the frame at prediction;
+   one 3×3 convolution), so masks are finer than the 8-pixel patches (32×32 cells for a 64-pixel frame); with
+   ``pixel_stride`` s > 0 (1; 0: tokens only) a light convolutional stem (``stem_dim`` 32 channels) reads the
+   frame at stride s and is fused with those features, masks then at the frame's size / s (edges of solid shapes
+   are in the pixels, not in tokens made for classification); bilinearly upsampled to the frame at prediction;
 2. each query is classified by the cosine similarity of its class embedding to the category names' text
    embeddings (scaled by a learnt temperature), plus a no-object logit: any list of names is a vocabulary;
 3. with a grounding ILFM whose region heads read the cached tokens (TinyOWL) and an encoder that passes the CLS
@@ -127,11 +130,28 @@ class QueryMaskHead(TaskHead):
             upsample=int(spec["upsample"]),
             context_layers=int(spec.get("context_layers", 0)),
             fine_hidden=int(spec.get("fine_hidden", 0)),
+            pixel_stride=int(spec.get("pixel_stride", 0)),
+            stem_dim=int(spec.get("stem_dim", 32)),
         )
+        # With a pixel stem the head reads the clips beside the patch tokens (VideoFeatures.pixels).
+        self.needs_pixels = self.decoder.stem is not None
         self.log_scale = nn.Parameter(torch.tensor(math.log(20.0)))
         self.criterion = MaskSetCriterion()
         # Used, not owned: the region heads are the backbone's (never trained here).
         self.__dict__["ilfm"] = ilfm if isinstance(ilfm, GroundingModel) else None
+
+    def decode(self, patches: torch.Tensor, features: VideoFeatures) -> dict[str, torch.Tensor]:
+        """The decoder's outputs for every frame of ``patches [B,T,P,D]``, frames flattened (``N = B*T``); with a
+        pixel stem it reads ``features.pixels [B,T,3,S,S]`` too."""
+        pixels = None
+        if self.needs_pixels:
+            if features.pixels is None:
+                raise VideoadaptError(
+                    "segmentation head with a pixel stem (pixel_stride > 0): VideoFeatures carry no pixels; the "
+                    "model passes them when the head says needs_pixels"
+                )
+            pixels = features.pixels.flatten(0, 1)
+        return self.decoder(patches.flatten(0, 1), pixels)
 
     def class_logits(self, out: dict[str, torch.Tensor], text_embeds: torch.Tensor) -> torch.Tensor:
         """``[N,Q,C+1]``: scaled cosine with each name, then the no-object logit."""
@@ -261,6 +281,8 @@ class Segmentation(Task):
                 "upsample": int(self.option("upsample", 4)),
                 "context_layers": int(self.option("context_layers", 1)),
                 "fine_hidden": int(self.option("fine_hidden", 256)),
+                "pixel_stride": int(self.option("pixel_stride", 1)),
+                "stem_dim": int(self.option("stem_dim", 32)),
                 "grid": list(ilfm.dims.patch_grid),
                 "width": int(ilfm.dims.width),
                 "embed_dim": int(ilfm.dims.embed_dim),
@@ -290,11 +312,11 @@ class Segmentation(Task):
             raise VideoadaptError("segmentation head 'detection' has nothing to train (it is the zero-shot row)")
         patches = self._patches(features)
         b, t = patches.shape[:2]
-        out = head.decoder(patches.flatten(0, 1))
+        out = head.decode(patches, features)
         vocabulary = list(head.spec["classes"])
         logits = head.class_logits(out, text.embeds([PROMPT.format(c) for c in vocabulary]))
         index = {c: i for i, c in enumerate(vocabulary)}
-        size = head.decoder.mask_size
+        size = (int(out["masks"].shape[-2]), int(out["masks"].shape[-1]))
         device = head_device(head)
         labels, masks = [], []
         for i, item in enumerate(targets["items"]):
@@ -507,7 +529,7 @@ def query_tracks(
     head: QueryMaskHead, patches: torch.Tensor, features: VideoFeatures, embeds: torch.Tensor, classes: list[str]
 ) -> list[Any]:
     b, t = patches.shape[:2]
-    out = head.decoder(patches.flatten(0, 1))
+    out = head.decode(patches, features)
     probs = combined_probabilities(head, out, features, embeds, classes).reshape(b, t, *out["masks"].shape[1:2], -1)
     masks = out["masks"].reshape(b, t, *out["masks"].shape[1:])
     states = out["states"].reshape(b, t, *out["states"].shape[1:])

@@ -259,6 +259,8 @@ class Trainer:
         # A frozen backbone's features come from the cache; a head that also reads pixels (a pixel student beside
         # its frozen teacher) gets both, decoded with the same sampler as the cached features.
         self.use_cache = bool(run.cache) and (encoder.cacheable or encoder.cache_with_pixels)
+        # The task head may read pixels too (segmentation's pixel stem): then batches carry both as well.
+        with_pixels = self.model.cache_with_pixels
         if bool(run.cache) and not self.use_cache and self.accelerator.is_main_process:
             print(
                 f"videoadapt train: run.cache ignored: {'+'.join(encoder.paradigm_names)} trains the backbone",
@@ -267,7 +269,7 @@ class Trainer:
         self.cache_root = Path(run.cache_dir) if run.cache_dir else self.out / "cache"
         processor = encoder.ilfm.processor
         cache_spec, cache_sampler = eval_spec, None
-        if self.use_cache and config.data.cache_sampler and encoder.cache_with_pixels:
+        if self.use_cache and config.data.cache_sampler and with_pixels:
             # A task's defaults set it for every paradigm; decoded clips cannot follow frames drawn from the cache.
             if self.accelerator.is_main_process:
                 print("videoadapt train: data.cache_sampler ignored: the head reads pixels beside it", file=sys.stderr)
@@ -289,7 +291,7 @@ class Trainer:
             train=True,
             seed=int(run.seed),
             cache=self._cache(self.train_data, cache_spec) if self.use_cache else None,
-            pixels=not self.use_cache or encoder.cache_with_pixels,
+            pixels=not self.use_cache or with_pixels,
             skip_bad=bool(config.data.skip_bad),
             cache_sampler=cache_sampler,
             cache_patches=bool(getattr(encoder.head, "needs_patches", True)) or self.task.needs_patches,
