@@ -82,6 +82,7 @@ class MaskQueryDecoder(nn.Module):
                     norm_first=True,
                 ),
                 int(context_layers),
+                enable_nested_tensor=False,  # no padding here; the fast path it names is off with norm_first anyway
             )
             if int(context_layers) > 0
             else None
