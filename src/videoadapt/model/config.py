@@ -151,7 +151,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "segmentation": {
         "model": {"head": {"head": "queries"}},
         "data": {"frames": 8},
-        "run": {"epochs": 12, "batch_size": 8, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
+        "run": {"epochs": 18, "batch_size": 8, "lr": 1e-3, "warmup_steps": 50, "cache": True, "patience": 3},
     },
 }
 
