@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from videoadapt.data.records import Item, TaskData, source_frames
-from videoadapt.data.sampling import Sampler, sample_by_time
+from videoadapt.data.sampling import Dense, Sampler, UniformSegments, sample_by_time, sampler_from_spec
 from videoadapt.data.transforms import ProcessorSettings, decode_short_side, preprocess
 from videoadapt.errors import VideoadaptError
 from videoadapt.foundation.base import FrameFeatures
@@ -145,8 +145,6 @@ class BatchBuilder:
         spec = (getattr(getattr(self.cache, "key", None), "parts", None) or {}).get("sampler_spec")
         if not num_frames or not spec:
             return None
-        from videoadapt.data.sampling import Dense, UniformSegments, sampler_from_spec
-
         sampler = sampler_from_spec(str(spec))
         if not isinstance(sampler, UniformSegments | Dense):
             return None  # a time-based cache needs the video's frame rate, which an item does not carry
