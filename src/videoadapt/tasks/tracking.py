@@ -335,8 +335,8 @@ class Tracking(Task):
         adapting on them alone inflates their scores against names it never saw. Zero for the zero-shot head."""
         # Runs saved before the setting have none in their spec and keep naming without it.
         margin = float(head.spec.get("seen_margin", 0.0)) if head.trained else 0.0
-        novel = set(head.spec.get("novel") or [])
-        seen = [c in set(head.spec["categories"]) and c not in novel for c in categories]
+        adapted = set(head.spec["categories"]) - set(head.spec.get("novel") or [])
+        seen = [c in adapted for c in categories]
         return margin * torch.tensor(seen, dtype=torch.float32)
 
     @staticmethod
