@@ -250,3 +250,29 @@ def test_without_a_video_the_language_model_answers_the_prompt_alone():
     scores = model.score_candidates(None, prompts, ["red", "blue"])
     assert len(scores) == 2 and not torch.allclose(scores[0], scores[1])
     assert model.loss(None, "what happens ?", ["red", "blue"]).ndim == 0
+
+
+def test_cls_tokens_put_each_frames_pooled_token_before_the_pooled_patches():
+    clip = video(1, 4)
+    plain = make_mllm(pooling="pllava", pool_output=(None, 2, 2))
+    with_cls = make_mllm(pooling="pllava", pool_output=(None, 2, 2), cls_tokens=True)
+    assert with_cls.tokens_for(4) == plain.tokens_for(4) + 4
+    features = with_cls.encode_frames(clip, all_layers=True)
+    expected_cls = with_cls.project(features.cls)  # [1,T,H]: the tower's pooled token of each frame, projected
+    out = with_cls.visual_tokens(clip)
+    assert out.shape == (1, 4 + 16, 32)
+    torch.testing.assert_close(out[:, :4], expected_cls)
+    torch.testing.assert_close(out[:, 4:], plain.visual_tokens(clip))  # the same seed: the same projector
+
+
+def test_projector_norm_normalises_the_tower_tokens_and_a_reconfigure_rebuilds_the_projector():
+    clip = video(1, 2)
+    model = make_mllm(pooling="pllava", pool_output=(None, 2, 2))
+    tokens = model.frame_tokens(clip) * 1000.0  # any scale: the projector sees unit-scale tokens
+    model.reconfigure(projector_norm=True)
+    assert isinstance(model.projector.norm, torch.nn.LayerNorm)
+    torch.testing.assert_close(model.project(tokens), model.project(tokens / 1000.0), atol=1e-4, rtol=1e-4)
+    model.reconfigure(projector_norm=False)
+    assert isinstance(model.projector.norm, torch.nn.Identity)
+    with pytest.raises(VideoadaptError, match="unknown MLLM options"):
+        model.reconfigure(seed=3)

@@ -12,7 +12,7 @@ the visual tokens of a video replace the ``<video>`` placeholder of the prompt t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -45,13 +45,18 @@ class MLLMConfig:
     """``pooling``: ``"pllava"`` (adaptive 3D average pooling to ``pool_output`` = (frames or None to keep them,
     rows, cols)), ``"onevision"`` (2×2 per frame plus a learnt separator after each frame) or ``"none"``.
     ``feature_layer``: which tower block's patch tokens feed the projector (-2, the penultimate, as LLaVA-1.5;
-    -1 the last). ``max_context``: positions of the LM context the model may use (None: the LM's own maximum).
+    -1 the last). ``projector_norm``: a LayerNorm before the projector (Qwen2-VL's merger). ``cls_tokens``: each
+    frame's pooled token (the tower's CLS output, what its contrastive heads read) as one more visual token per
+    frame, all of them before the pooled patch tokens (Video-ChatGPT's frame-level tokens before its spatial ones).
+    ``max_context``: positions of the LM context the model may use (None: the LM's own maximum).
     ``template``, ``chat``, ``system``: the prompt template (:class:`PromptTemplate`). ``seed``: of the projector's
     (and separator's) initialisation."""
 
     pooling: str = "pllava"
     pool_output: tuple[int | None, int, int] = (None, 4, 4)
     feature_layer: int = -2
+    projector_norm: bool = False
+    cls_tokens: bool = False
     max_context: int | None = None
     template: str = "<video>\n{prompt}"
     chat: bool = True
@@ -85,7 +90,7 @@ class VideoMLLM(ImageLanguageModel):
         # so that a saved adapted model whose projector did not train still loads onto identical weights.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            self.projector = MLPProjector(tower.dims.width, lm_width)
+            self.projector = MLPProjector(tower.dims.width, lm_width, norm=self.config.projector_norm)
             self.pooling = build_pooling(self.config.pooling, lm_width, self.config.pool_output)
         self.name = f"mllm({tower.name})"
         eos = {tokenizer.eos_token_id, getattr(language_model.config, "eos_token_id", None)}
@@ -157,7 +162,7 @@ class VideoMLLM(ImageLanguageModel):
     # -- visual tokens ------------------------------------------------------------------------------------------
     def tokens_for(self, frames: int) -> int:
         """How many visual tokens a video of ``frames`` frames becomes."""
-        return self.pooling.tokens_for(frames, self.dims.patch_grid)
+        return self.pooling.tokens_for(frames, self.dims.patch_grid) + (frames if self.config.cls_tokens else 0)
 
     @property
     def needs_layers(self) -> bool:
@@ -170,7 +175,14 @@ class VideoMLLM(ImageLanguageModel):
 
     def tokens_of(self, features: FrameFeatures) -> torch.Tensor:
         """The patch tokens of ``config.feature_layer`` ``[B,T,P,D]`` out of the tower's frame features (which must
-        hold every block's tokens when :attr:`needs_layers`): what a video encoder, or a feature cache, hands on."""
+        hold every block's tokens when :attr:`needs_layers`): what a video encoder, or a feature cache, hands on.
+        With ``config.cls_tokens`` each frame's pooled token comes first: ``[B,T,1+P,D]``."""
+        patches = self._patches_of(features)
+        if not self.config.cls_tokens:
+            return patches
+        return torch.cat([features.cls.unsqueeze(2).to(patches.dtype), patches], dim=2)
+
+    def _patches_of(self, features: FrameFeatures) -> torch.Tensor:
         if not self.needs_layers:
             return features.patches
         layers = features.layers or []
@@ -195,14 +207,17 @@ class VideoMLLM(ImageLanguageModel):
         return self.projector(tokens)
 
     def pool(self, projected: torch.Tensor) -> torch.Tensor:
-        """Projected frame tokens ``[B,T,P,H]`` → the visual tokens ``[B,N,H]`` (the temporal pooling)."""
-        return self.pooling(projected, self.dims.patch_grid)
+        """Projected frame tokens ``[B,T,P,H]`` → the visual tokens ``[B,N,H]`` (the temporal pooling; the frames'
+        pooled tokens, when :attr:`MLLMConfig.cls_tokens`, pass unpooled before the rest)."""
+        if not self.config.cls_tokens:
+            return self.pooling(projected, self.dims.patch_grid)
+        return torch.cat([projected[:, :, 0], self.pooling(projected[:, :, 1:], self.dims.patch_grid)], dim=1)
 
     def reconfigure(self, **changes: Any) -> VideoMLLM:
-        """Change the visual-token and prompt settings of :class:`MLLMConfig` in place (``pooling``, ``pool_output``,
-        ``feature_layer``, ``max_context``, ``template``, ``chat``, ``system``); the projector is kept, the pooling
-        rebuilt (seeded as at construction). Returns ``self``. Unknown keys are a :class:`VideoadaptError`."""
-        allowed = {"pooling", "pool_output", "feature_layer", "max_context", "template", "chat", "system"}
+        """Change the settings of :class:`MLLMConfig` (all but ``seed``) in place; the projector is kept unless
+        ``projector_norm`` changes its architecture, the pooling rebuilt (both seeded as at construction). Returns
+        ``self``. Unknown keys are a :class:`VideoadaptError`."""
+        allowed = {f.name for f in fields(MLLMConfig)} - {"seed"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise VideoadaptError(f"{self.name}: unknown MLLM options {unknown}; known: {', '.join(sorted(allowed))}")
@@ -211,9 +226,13 @@ class VideoMLLM(ImageLanguageModel):
         self.config = MLLMConfig(**{**self.config.to_dict(), **changes})
         self.template = PromptTemplate(self.config.template, self.config.chat, self.config.system)
         device = self.projector.linear_1.weight.device
+        renormed = bool(self.config.projector_norm) != isinstance(self.projector.norm, nn.LayerNorm)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
+            if renormed:  # another projector architecture: rebuilt as at construction
+                self.projector = MLPProjector(self.tower.dims.width, self.lm_width, norm=self.config.projector_norm)
             self.pooling = build_pooling(self.config.pooling, self.lm_width, self.config.pool_output)
+        self.projector.to(device)
         self.pooling.to(device)
         return self
 
