@@ -125,3 +125,26 @@ def test_params_counts_groups_and_prefill_flops() -> None:
     lm = sum(p.numel() for p in _mllm().language_model.parameters())
     assert post["gflops_per_sample"] * 1e9 > 64 * lm * 0.5
     assert lora["gflops_per_sample"] > post["gflops_per_sample"]  # adapters and LoRA branches add work
+
+
+def test_a_saved_encoder_records_the_mllm_settings_and_loads_onto_them(tmp_path) -> None:
+    from videoadapt.errors import InputFileError
+    from videoadapt.paradigms.saved import load_encoder
+
+    model = make_mllm(feature_layer=-1, pool_output=(None, 2, 2), projector_norm=True, cls_tokens=True)
+    encoder = build_video_encoder(model, "post_network")
+    clip = video(1, 2)
+    expected = model.visual_tokens(clip)
+    encoder.save_pretrained(tmp_path, backbone="test-spec")
+    # Loaded onto a model with the default settings (what a spec rebuilds): the recorded ones are applied first,
+    # so the projector's LayerNorm fits its weights and the tokens are the same.
+    fresh = make_mllm(feature_layer=-1)
+    loaded = load_encoder(tmp_path, ilfm=fresh)
+    assert fresh.config.projector_norm and fresh.config.cls_tokens and fresh.config.pool_output == (None, 2, 2)
+    torch.testing.assert_close(fresh.visual_tokens(clip), expected)
+    assert loaded.ilfm is fresh
+    # Settings this version does not know name the file.
+    record = (tmp_path / "encoder.json").read_text().replace('"cls_tokens"', '"no_such_option"')
+    (tmp_path / "encoder.json").write_text(record)
+    with pytest.raises(InputFileError, match="encoder.json.*no_such_option"):
+        load_encoder(tmp_path, ilfm=make_mllm(feature_layer=-1))

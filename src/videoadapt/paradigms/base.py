@@ -286,9 +286,9 @@ class VideoEncoder(nn.Module):
 
     def save_pretrained(self, directory: str | Path, backbone: str | None = None) -> Path:
         """Write this encoder to ``directory``: ``encoder.json`` (format version, backbone spec, paradigms and their
-        options, whether merged, videoadapt version) and ``encoder.safetensors`` (the trainable state; for a merged
-        encoder the whole state dict, since merging changed frozen weights). Load it with
-        :func:`videoadapt.paradigms.saved.load_encoder`.
+        options, whether merged, videoadapt version; a video MLLM's settings as ``backbone_options``) and
+        ``encoder.safetensors`` (the trainable state; for a merged encoder the whole state dict, since merging changed
+        frozen weights). Load it with :func:`videoadapt.paradigms.saved.load_encoder`.
 
         ``backbone`` is the backbone spec to record, needed when the ILFM was not loaded by
         :func:`videoadapt.foundation.loading.load_backbone` (which records it as ``ilfm.spec``). An encoder built
@@ -327,6 +327,8 @@ class VideoEncoder(nn.Module):
             "weights": "full" if full else "trainable",
             "frozen_sha256": None if full else self.frozen_fingerprint(),
         }
+        if hasattr(self.ilfm, "reconfigure"):  # a video MLLM: its pooling, projector and prompt settings
+            record["backbone_options"] = json.loads(json.dumps(self.ilfm.config.to_dict()))
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_tensors(directory / ENCODER_WEIGHTS, state)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from videoadapt.errors import InputFileError
+from videoadapt.errors import InputFileError, VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.foundation.loading import load_backbone
 from videoadapt.paradigms.base import ENCODER_CONFIG, ENCODER_WEIGHTS, FORMAT_VERSION, VideoEncoder
@@ -41,6 +41,7 @@ def load_encoder(directory: str | Path, ilfm: ImageLanguageModel | None = None) 
     state = load_tensors(weights_path)
     if ilfm is None:
         ilfm = load_backbone(record["backbone"])
+    _apply_backbone_options(ilfm, record.get("backbone_options"), config_path)
     encoder = build_video_encoder(ilfm, record["paradigms"], record["options"])
     if record["merged"]:
         encoder.merge()
@@ -49,6 +50,21 @@ def load_encoder(directory: str | Path, ilfm: ImageLanguageModel | None = None) 
     else:
         _load_trainable(encoder, state, weights_path, record.get("frozen_sha256"))
     return encoder.eval()
+
+
+def _apply_backbone_options(ilfm: ImageLanguageModel, options: Any, path: Path) -> None:
+    """A video MLLM's recorded settings (pooling, projector, prompt), applied before the paradigms are built; the
+    seed only chose the untrained projector, which the saved weights replace."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise InputFileError(path, f"'backbone_options' must be an object, got {options!r}")
+    if not hasattr(ilfm, "reconfigure"):
+        raise InputFileError(path, f"'backbone_options' are recorded, but {ilfm.name} takes none (not a video MLLM)")
+    try:
+        ilfm.reconfigure(**{k: v for k, v in options.items() if k != "seed"})
+    except VideoadaptError as error:
+        raise InputFileError(path, f"'backbone_options': {error}") from None
 
 
 def _read_record(path: Path) -> dict[str, Any]:
