@@ -68,6 +68,21 @@ def build_model(
     return TaskModel(encoder, head, task, TextEncoder(encoder.ilfm))
 
 
+def start_from_run(model: TaskModel, config: Any, run: str | Path) -> tuple[int, int]:
+    """Copy the trained weights of ``run`` (``model.init_run``) onto ``model`` (:meth:`TaskModel.start_from`), after
+    checking that it is a finished run on the same backbone; returns ``(copied, fresh)``."""
+    from videoadapt.model.config import load_config
+
+    run = Path(run)
+    for name in (CONFIG, WEIGHTS):
+        if not (run / name).is_file():
+            raise VideoadaptError(f"model.init_run {run}: not a finished training run (no {name})")
+    theirs, ours = str(load_config(run / CONFIG).model.backbone), str(config.model.backbone)
+    if theirs != ours:
+        raise VideoadaptError(f"model.init_run {run}: trained on backbone {theirs!r}, this run uses {ours!r}")
+    return model.start_from(load_tensors(run / WEIGHTS), str(run / WEIGHTS))
+
+
 @dataclass
 class LoadedRun:
     config: Any

@@ -36,6 +36,12 @@ SETTINGS: tuple[tuple[str, Any, str], ...] = (
     ),
     ("model.teacher_run", None, "a trained run folder whose video encoder teaches distillation (teacher: run)"),
     (
+        "model.init_run",
+        None,
+        "a trained run folder (same backbone) whose trained weights this run starts from, e.g. the projector of an "
+        "image-caption stage (LLaVA's stage 1 -> 2); what it did not train keeps its initialisation",
+    ),
+    (
         "data.source",
         "synth",
         "the data (--data): synth, synth:DIR, msrvtt:PATH, charades_sta:PATH, ... (docs/datasets.md)",

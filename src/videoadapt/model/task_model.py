@@ -123,5 +123,30 @@ class TaskModel(nn.Module):
         if missing or unexpected:
             raise VideoadaptError(f"task head weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
+    def start_from(self, state: dict[str, torch.Tensor], origin: str) -> tuple[int, int]:
+        """Copy another run's trained weights (its :meth:`trainable_state`, read from ``origin``) onto the tensors
+        of the same name that train here; the rest keep their initialisation. Returns ``(copied, fresh)``.
+
+        Every tensor of ``state`` must land on a trainable tensor of the same shape: one that would be frozen or
+        absent here would silently leave this run's saved weights, and a run resumed or reloaded from them would
+        differ from the one trained."""
+        here = self.trainable_state()
+        homeless = sorted(set(state) - set(here))
+        if homeless:
+            raise VideoadaptError(
+                f"{origin}: {len(homeless)} of its trained tensors do not train here ({', '.join(homeless[:3])}"
+                f"{', ...' if len(homeless) > 3 else ''}): start from a run whose paradigm this one contains "
+                "(post_network -> lora: yes; lora -> post_network: no)"
+            )
+        wrong = [
+            f"{k} {tuple(v.shape)}, here {tuple(here[k].shape)}" for k, v in state.items() if v.shape != here[k].shape
+        ]
+        if wrong:
+            raise VideoadaptError(f"{origin}: tensors of another shape: {'; '.join(wrong[:3])}")
+        with torch.no_grad():
+            for name, value in state.items():
+                here[name].copy_(value)
+        return len(state), len(here) - len(state)
+
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]

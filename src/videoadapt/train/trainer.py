@@ -47,7 +47,7 @@ from videoadapt.data.sampling import Dense, UniformSegments, sampler_from_spec
 from videoadapt.errors import EmptySplitError, VideoadaptError
 from videoadapt.foundation.base import ImageLanguageModel
 from videoadapt.model.batches import BatchBuilder
-from videoadapt.model.build import CONFIG, LOG, METRICS, VOCABULARY, WEIGHTS, build_model
+from videoadapt.model.build import CONFIG, LOG, METRICS, VOCABULARY, WEIGHTS, build_model, start_from_run
 from videoadapt.model.config import absolute_data_paths, sampler_specs, save_config, to_plain
 from videoadapt.model.data import load_checked_split, load_split, open_cache
 from videoadapt.model.evaluation import evaluate_data
@@ -253,6 +253,15 @@ class Trainer:
                     )
         self.test_check = self._check_test_split() if self.check_test_split else None
         self.model = build_model(config, self.train_data, ilfm=self._ilfm)
+        if config.model.get("init_run"):
+            # Before any feature is cached: the run may have trained the tower too.
+            copied, fresh = start_from_run(self.model, config, config.model.init_run)
+            if self.accelerator.is_main_process:
+                print(
+                    f"videoadapt train: starting from {config.model.init_run}: {copied} trained tensors copied, "
+                    f"{fresh} start from their initialisation",
+                    file=sys.stderr,
+                )
         self.task = self.model.task
         train_spec, eval_spec = sampler_specs(config)
         encoder = self.model.encoder

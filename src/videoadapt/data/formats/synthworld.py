@@ -38,6 +38,11 @@ their videos, one more item per video whose class has a distinct partner: the sa
 pairs it cannot beat 50 %. The train split never gets copies (a reversed clip is a valid video of its partner, but
 training on them would change the data the paradigms are compared on), so one option serves every split.
 
+``stills=True`` (captioning and retrieval, in memory): the splits hold still scenes (``SynthWorld.image``, ids
+``still_<split>_<index>``) instead of videos, each a static clip of ``frames`` copies of its image, with its
+captions; still scenes show every shape, the held-out ones included. They are the image-caption pairs of an
+image-text stage before video training (LLaVA's first stage; docs/training.md).
+
 ``tracking`` and ``segmentation``: classes = the ten shapes, ``extra["novel_categories"]`` = the held-out ones,
 ``extra["category_synonyms"]`` = each shape's other names in the captions (``vocabulary.SHAPE_SYNONYMS``).
 """
@@ -82,7 +87,8 @@ QA_KINDS = ("multiple_choice", "open_ended")
 DEFAULT_VIDEOS = 2000
 # Grounding scenes have ids of their own (``grounding_train_000012``): a feature cache keyed by video id must
 # never mistake one kind of scene for the other of the same seed, split and index.
-_ID = re.compile(r"^(?:(grounding|tracking)_)?(train|val|test)_(\d+)$")
+_ID = re.compile(r"^(?:(grounding|tracking|still)_)?(train|val|test)_(\d+)$")
+STILL_TASKS = ("captioning", "retrieval")
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,14 @@ class SynthSource:
         match = _ID.match(ref.video_id)
         if match is None:
             raise VideoadaptError(f"{ref.video_id!r} is not a SynthWorld video id (expected e.g. train_000012)")
+        if match.group(1) == "still":
+            # A still scene as a static clip: as many copies of the image as the sampler asks frames.
+            config = self.config
+            count = (
+                config.frames if sampler is None else np.asarray(sampler.indices(config.frames, config.fps, rng)).size
+            )
+            image = SynthWorld(self.config).image(int(match.group(3)), split=match.group(2)).image
+            return np.repeat(image[None], count, axis=0)
         if (match.group(1) or "events") != self.config.scenes:
             raise VideoadaptError(f"{ref.video_id!r} is not a video of this SynthWorld's {self.config.scenes!r} scenes")
         world = SynthWorld(self.config)
@@ -141,6 +155,18 @@ def _annotations(config: SynthWorldConfig, split: str, count: int) -> tuple[dict
                 "reversed": video.reversed,
             }
         )
+    return tuple(out)
+
+
+@lru_cache(maxsize=8)
+def _still_annotations(config: SynthWorldConfig, split: str, count: int) -> tuple[dict[str, Any], ...]:
+    """The captions of a split's first ``count`` still scenes (``SynthWorld.image``: every shape, held-out ones
+    included), under ids of their own (``still_train_000012``) so that no feature cache mistakes one for a video."""
+    world = SynthWorld(config)
+    out = []
+    for index in range(count):
+        image = world.image(index, split=split)
+        out.append({"id": f"still_{split}_{index:06d}", "captions": list(image.captions), "novel": image.novel})
     return tuple(out)
 
 
@@ -424,14 +450,22 @@ def load_synthworld(
     split_fractions: Sequence[float] | None = None,
     skip_bad: bool = False,
     reversal_copies: bool | str = False,
+    stills: bool = False,
 ) -> TaskData:
     """SynthWorld in memory (``path`` None: options ``seed``, ``videos``, ``size``, ``frames``, ``split_fractions``)
     or the set written by ``videoadapt synth`` in folder ``path`` (those options are then ignored: the set's own
     config applies). Video ``i`` of a split is the same whatever ``videos`` and ``split_fractions`` are, so
     ``videos: 9000, split_fractions: [16, 1, 1]`` trains on 8,000 videos and keeps the 500 validation and test
     videos of ``videos: 5000``. ``reversal_copies`` (recognition): time-reversed copies in val and test, or in the
-    evaluation splits named (``"test"``, ``"val,test"``; see the module docstring)."""
+    evaluation splits named (``"test"``, ``"val,test"``; see the module docstring). ``stills`` (captioning,
+    retrieval; in memory): the splits hold still scenes instead of videos, each a static clip of its image with
+    its captions (``videos`` of them, split as videos are): image-caption pairs that show every shape, held-out
+    ones included, for an image-text stage before video training (LLaVA's first stage)."""
     check_task("synthworld", task, TASKS)
+    if stills and task not in STILL_TASKS:
+        raise VideoadaptError(f"stills (still scenes as static clips) serve {' and '.join(STILL_TASKS)}, not {task}")
+    if stills and path is not None:
+        raise VideoadaptError(f"{path}: stills are drawn in memory (--data synth), not read from a set on disk")
     check_split("synthworld", split, SPLITS)
     if qa not in QA_KINDS:
         raise VideoadaptError(f"qa must be one of {', '.join(QA_KINDS)}, got {qa!r}")
@@ -457,12 +491,15 @@ def load_synthworld(
             origin += f",split_fractions={'/'.join(f'{f:g}' for f in config.split_fractions)}"
         if scenes != "events":
             origin += f",scenes={scenes}"
+        if stills:
+            origin += ",stills"
         if count == 0:
             raise VideoadaptError(f"{origin}: split {split!r} is empty (ask for more videos)")
+        drawn = _still_annotations if stills else _annotations
         return _finish(
             task,
             split,
-            list(_annotations(config, split, count)),
+            list(drawn(config, split, count)),
             lambda ann: VideoRef(ann["id"]),
             SynthSource(config),
             origin,
