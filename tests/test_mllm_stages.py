@@ -3,6 +3,7 @@ another run's trained weights (``model.init_run``); the MLLM runs on the tiny ra
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
@@ -86,3 +87,8 @@ def test_a_run_starts_from_another_runs_trained_weights(tmp_path, monkeypatch, c
         start_from_run(model, other, stage1)
     with pytest.raises(VideoadaptError, match="not a finished training run"):
         start_from_run(model, load_config(stage2 / "config.yaml"), tmp_path / "nothing")
+
+    # A resumed run has its weights in its checkpoint: it no longer needs the first run.
+    shutil.rmtree(stage1)
+    _train(main, stage2, "qa", "lora", "--resume", f"model.init_run={stage1}", "run.max_steps=2")
+    assert "starting from" not in capsys.readouterr().err
