@@ -254,8 +254,7 @@ class Trainer:
         self.test_check = self._check_test_split() if self.check_test_split else None
         self.model = build_model(config, self.train_data, ilfm=self._ilfm)
         if config.model.get("init_run") and found is None:
-            # Before any feature is cached: the run may have trained the tower too. A resumed run has its own
-            # weights in the checkpoint and does not need the first run any more.
+            # A fresh run only: a resumed one has its own weights in the checkpoint and no longer needs the first.
             copied, fresh = start_from_run(self.model, config, config.model.init_run)
             if self.accelerator.is_main_process:
                 print(
