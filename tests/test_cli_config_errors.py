@@ -67,6 +67,28 @@ def test_values_of_the_right_type_still_load(tmp_path, trained):
     assert list(run.betas) == [0.8, 0.99] and run.patience == 3 and run.backbone_lr == pytest.approx(1e-5)
 
 
+def test_an_override_yaml_cannot_read_is_named_in_a_one_line_error(tmp_path, trained, capsys):
+    # A text holding ": " is a mapping to YAML: the error names the key and says to quote, with no traceback.
+    assert main(["train", "--out", str(tmp_path / "r"), "model.mllm.template=<video> say\nCaption: x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("videoadapt train: error: override model.mllm.template: its value is not valid YAML (")
+    assert "quote the whole value" in err and err.count("\n") == 1 and "config" not in trained
+    quoted = 'model.mllm.template="<video> say\\nCaption: x"'  # double-quoted YAML reads \n as a line break
+    from videoadapt.model.config import load_config
+
+    config = load_config(overrides=[quoted])
+    assert config.model.mllm.template == "<video> say\nCaption: x"
+
+
+def test_a_config_file_yaml_cannot_read_is_named_in_a_one_line_error(tmp_path, trained, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {paradigm: lora\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"videoadapt train: error: {bad}: not valid YAML: ") and "line 2" in err
+    assert err.count("\n") == 1 and "config" not in trained
+
+
 # --- (b) relative data paths in a run's config.yaml ---------------------------------------------------------
 
 

@@ -250,6 +250,13 @@ VALUE_TYPES: dict[str, str] = {
 RATES = ("run.lr", "run.backbone_lr")
 
 
+def _yaml_problem(error: Exception) -> str:
+    """PyYAML's message in one line: the problem and where (line, column)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
+
+
 def load_config(
     path: str | Path | None = None,
     flags: dict[str, Any] | None = None,
@@ -261,6 +268,7 @@ def load_config(
     With ``recipe`` (what `videoadapt train` asks for), the task's recipe (:func:`task_defaults`) lies between the
     defaults and the file: the task and the data source are read from the layers above it first.
     """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -278,14 +286,26 @@ def load_config(
             path = Path(path)
             if not path.is_file():
                 raise VideoadaptError(f"{path}: config file not found")
-            layers.append(OmegaConf.load(path))
+            try:
+                layers.append(OmegaConf.load(path))
+            except yaml.YAMLError as error:
+                raise VideoadaptError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
         if flags:
             layers.append(OmegaConf.create({k: v for k, v in _nest(flags).items()}))
         if overrides:
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise VideoadaptError(f"overrides must look like section.key=value, got {bad}")
-            layers.append(OmegaConf.from_dotlist(list(overrides)))
+            # One at a time, so that a value YAML cannot read is named (the rest merge as one dotlist would).
+            for override in overrides:
+                try:
+                    layers.append(OmegaConf.from_dotlist([override]))
+                except yaml.YAMLError as error:
+                    key = override.split("=", 1)[0]
+                    raise VideoadaptError(
+                        f"override {key}: its value is not valid YAML ({_yaml_problem(error)}); quote the whole "
+                        f"value, e.g. {key}='\"...\"' (a text holding ': ' or braces needs the quotes)"
+                    ) from None
         if recipe:
             chosen = OmegaConf.merge(config, *layers) if layers else config
             config = OmegaConf.merge(base(), task_defaults(chosen.run.task, chosen.data.source))
