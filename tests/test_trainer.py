@@ -232,6 +232,17 @@ def test_eval_every_steps_must_be_a_whole_number_of_steps(value):
 # --- learning curves ---------------------------------------------------------------------------------------
 
 
+def test_the_progress_line_shows_the_last_and_the_best_validation(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("videoadapt.utils.progress.LINE_SECONDS", 0.0)  # a line for every update
+    summary = train(tiny("run.epochs=2", "run.eval_every_steps=3", "run.progress=true"), tmp_path / "r")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train recognition")]
+    shown = [line for line in lines if " · val top1 " in line]
+    assert shown, lines
+    history, best = summary["validation"], summary["best"]
+    assert shown[-1].endswith(f" · val top1 {history[-1]['top1']:.4g} (best {best['value']:.4g} @ {best['step']})")
+    assert not any(" · val " in line for line in lines[: lines.index(shown[0])])  # nothing before the first
+
+
 def test_learning_curve_validates_every_n_steps_and_resumes_exactly(tmp_path, monkeypatch):
     """run.eval_every_steps=3 over 2 epochs of 4 steps: validations at steps 3 and 6, at each epoch's end (4, 8),
     none twice; each with the training seconds so far (validation and checkpoints excluded: both are slowed down

@@ -530,6 +530,17 @@ class Trainer:
             self.best["bad_evals"] += 1
         return run.patience is not None and self.best["bad_evals"] >= int(run.patience)
 
+    def _validation_info(self) -> str:
+        """The last validation and the best one for the progress bar, e.g. `` · val CIDEr 22.8 (best 23.7 @ 300)``:
+        a long run shows how it is going without opening metrics.json."""
+        if not self.history:
+            return ""
+        monitor = str(self.config.run.monitor or self.task.monitor)
+        last = self.history[-1].get(monitor)
+        if not isinstance(last, (int, float)) or self.best["value"] is None:
+            return ""
+        return f" · val {monitor} {last:.4g} (best {self.best['value']:.4g} @ {self.best['step']})"
+
     # --- the loop ---
 
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
@@ -629,8 +640,11 @@ class Trainer:
         step_losses: list[float] = []  # the micro-batches of the optimizer step in progress
         step_skipped = step_clips = 0
         progress = make_progress(disable=not (bool(run.progress) and accelerator.is_main_process))
+        train_info = ""  # the bar's loss and speed; the last validation follows them (_validation_info)
         with progress:
-            bar = progress.add_task(f"train {run.task}", total=self.total_steps, completed=self.position.step, info="")
+            bar = progress.add_task(
+                f"train {run.task}", total=self.total_steps, completed=self.position.step, info=self._validation_info()
+            )
             while self.position.step < self.total_steps and not stopped_early:
                 epoch, first = self.position.epoch, self.position.batch
                 batches = [self.plan.batch(epoch, k, self.rank, self.world) for k in range(first, batches_per_epoch)]
@@ -717,7 +731,8 @@ class Trainer:
                                 "elapsed_s": f"{now - start:.2f}",
                             }
                         )
-                        progress.update(bar, info=f"loss {loss_value:.4f} · {clips_per_s:.1f} clips/s")
+                        train_info = f"loss {loss_value:.4f} · {clips_per_s:.1f} clips/s"
+                        progress.update(bar, info=train_info + self._validation_info())
                         self.window = {"loss": 0.0, "micro": 0}
                         rate = {"clips": 0, "t": now}
                     progress.update(bar, completed=step)
@@ -739,6 +754,7 @@ class Trainer:
                     if self.val_data is not None and eval_every_steps and step % eval_every_steps == 0:
                         # A point of the learning curve; early stopping and the best weights follow it too.
                         stopped_early = self._after_validation(self.validate())
+                        progress.update(bar, info=train_info + self._validation_info())
                         self.ddp_model.train()
                         if stopped_early:
                             break
@@ -766,6 +782,7 @@ class Trainer:
                     )
                     if validate and not any(h["step"] == self.position.step for h in self.history):
                         stopped_early = self._after_validation(self.validate())
+                        progress.update(bar, info=train_info + self._validation_info())
                         self.ddp_model.train()
                     if finished_epoch:
                         self.position = Position(self.position.step, epoch + 1, 0)
