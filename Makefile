@@ -32,7 +32,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(PY) -m pytest -q
+	# Two worker processes of one torch thread each (tests/conftest.py); a file's tests stay on one worker, so the
+	# accelerate-launch tests of a file never race for their port.
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/synthworld_rate.py --json

@@ -3,9 +3,16 @@ tower of the paradigm tests (their other shared scaffolding is in tests/paradigm
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on a 2-core machine: one thread each (and in the processes they start), or four
+    # threads would share two cores. Set before torch is imported, so its thread pools start that way.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
 
 ASL_FIXTURE_DIR = Path(__file__).parent / "fixtures" / "asl"
 
