@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from videoadapt.commands import Command
+from videoadapt.errors import VideoadaptError
 from videoadapt.registry import registry
 
 
@@ -19,14 +21,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write the predictions and the ground truth there in `videoadapt score`'s formats (every task; "
         "docs/scoring.md), so the two commands chain",
     )
+    parser.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one of the run's data.options for this evaluation (repeatable), e.g. videos=3000: SynthWorld's "
+        "splits of the same world, larger (video i of a split does not depend on it; the training videos stay out "
+        "of test); results go to RUN/eval-SPLIT+KEY=VALUE.json",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def parse_data_options(pairs: list[str]) -> dict[str, Any]:
+    """``["videos=3000"]`` -> ``{"videos": 3000}``, each value read as YAML (as a config override is)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise VideoadaptError(f"--data-option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise VideoadaptError(f"--data-option {key.strip()}: its value {value!r} is not valid YAML") from None
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
     from videoadapt.inference.evaluate import evaluate_run
 
     result = evaluate_run(
-        args.run, args.split, batch_size=args.batch_size, progress=not args.json, save_predictions=args.save_predictions
+        args.run,
+        args.split,
+        batch_size=args.batch_size,
+        progress=not args.json,
+        save_predictions=args.save_predictions,
+        data_options=parse_data_options(args.data_option),
     )
     if args.json:
         print(json.dumps(result, indent=2))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,23 @@ def evaluate_run(
     batch_size: int | None = None,
     progress: bool = False,
     save_predictions: str | Path | None = None,
+    data_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a trained run on ``split`` of its data (written to ``RUN/eval-<split>.json``); with
     ``save_predictions`` a folder, the scored items' predictions and ground truth in ``videoadapt score``'s formats
-    (:meth:`Task.score_documents`) go there too."""
+    (:meth:`Task.score_documents`) go there too. ``data_options`` change the run's ``data.options`` for this
+    evaluation only (e.g. ``{"videos": 3000}``: SynthWorld's test split of the same world, five times larger);
+    the result then says so and goes to ``RUN/eval-<split>+<key>=<value>....json``, its cache beside the run's."""
     if save_predictions is not None:
         writable_folder(save_predictions, "--save-predictions")
     loaded = load_run(run, ilfm)
     config, model = loaded.config, loaded.model
+    suffix = ""
+    if data_options:
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.merge(config, {"data": {"options": dict(data_options)}})
+        suffix = "".join(f"+{key}={value}" for key, value in sorted(data_options.items()))
     data = load_checked_split(config, model.task, split)
     _, eval_spec = sampler_specs(config)
     cache = None
@@ -42,7 +52,7 @@ def evaluate_run(
             encoder.ilfm,
             data,
             eval_spec,
-            root / split,
+            root / f"{split}{suffix}",
             all_layers=encoder.head.needs_layers,
             skip_bad=bool(config.data.skip_bad),
             progress=progress,
@@ -71,6 +81,8 @@ def evaluate_run(
         "task": str(config.run.task),
         "metrics": metrics,
     }
+    if data_options:
+        result["data_options"] = dict(data_options)
     if save_predictions is not None:
         folder = Path(save_predictions)
         folder.mkdir(parents=True, exist_ok=True)
@@ -79,5 +91,5 @@ def evaluate_run(
         for name, text in documents.items():
             atomic_write_bytes(folder / name, text.encode("utf-8"))  # on a full disk: the old file or the new
         result["predictions"] = {name: str(folder / name) for name in documents}
-    save_json(Path(run) / f"eval-{split}.json", result)
+    save_json(Path(run) / f"eval-{split}{suffix}.json", result)
     return result
