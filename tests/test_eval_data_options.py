@@ -37,6 +37,12 @@ def test_a_larger_synthworld_test_split_holds_the_runs_own_test_videos(run, tmp_
     assert all(large["scores"][video] == scores for video, scores in small["scores"].items())
 
 
+def test_the_file_name_of_options_holds_no_folders():
+    from videoadapt.inference.evaluate import options_suffix
+
+    assert options_suffix({"videos": 80, "video_dir": "/x/my clips"}) == "+video_dir=_x_my_clips+videos=80"
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [("videos", "--data-option expects KEY=VALUE, got 'videos'"), ("videos=0", "videos must be at least 1, got 0")],

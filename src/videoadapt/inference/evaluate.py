@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,13 @@ from videoadapt.model.config import sampler_specs
 from videoadapt.model.data import load_checked_split, open_cache
 from videoadapt.model.evaluation import evaluate_data
 from videoadapt.utils.safe_io import atomic_write_bytes, save_json, writable_folder
+
+
+def options_suffix(options: Mapping[str, Any]) -> str:
+    """``{"videos": 3000}`` -> ``"+videos=3000"``, for file names: any character but letters, digits and ``._=+,-``
+    becomes ``_`` (a path as a value must not make folders of the name)."""
+    suffix = "".join(f"+{key}={value}" for key, value in sorted(options.items()))
+    return re.sub(r"[^A-Za-z0-9._=+,-]", "_", suffix)
 
 
 def evaluate_run(
@@ -41,7 +49,7 @@ def evaluate_run(
         from omegaconf import OmegaConf
 
         config = OmegaConf.merge(config, {"data": {"options": dict(data_options)}})
-        suffix = "".join(f"+{key}={value}" for key, value in sorted(data_options.items()))
+        suffix = options_suffix(data_options)
     data = load_checked_split(config, model.task, split)
     _, eval_spec = sampler_specs(config)
     cache = None
