@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from videoadapt.commands import Command
-from videoadapt.errors import VideoadaptError
 from videoadapt.registry import registry
 
 
@@ -34,19 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_data_options(pairs: list[str]) -> dict[str, Any]:
-    """``["videos=3000"]`` -> ``{"videos": 3000}``, each value read as YAML (as a config override is)."""
-    import yaml
+    """``["videos=3000"]`` -> ``{"videos": 3000}``: values typed as `videoadapt train --data-option` types them."""
+    from omegaconf import OmegaConf
 
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise VideoadaptError(f"--data-option expects KEY=VALUE, got {pair!r}")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise VideoadaptError(f"--data-option {key.strip()}: its value {value!r} is not valid YAML") from None
-    return options
+    from videoadapt.model.config import data_option_overrides, override_layers
+
+    if not pairs:
+        return {}
+    merged = OmegaConf.merge(*override_layers(data_option_overrides(pairs)))
+    return dict(OmegaConf.to_container(merged)["data"]["options"])
 
 
 def run(args: argparse.Namespace) -> int:

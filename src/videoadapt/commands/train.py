@@ -58,20 +58,15 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from videoadapt.errors import VideoadaptError
     from videoadapt.model.build import CONFIG
-    from videoadapt.model.config import load_config
+    from videoadapt.model.config import data_option_overrides, load_config
     from videoadapt.train.trainer import train
 
     config_path, recipe = args.config, True
     if args.resume and config_path is None and (Path(args.out) / CONFIG).is_file():
         # A resumed run keeps its own resolved config (today's task defaults must not change it).
         config_path, recipe = Path(args.out) / CONFIG, False
-    data_options = []
-    for pair in args.data_option:
-        if "=" not in pair or not pair.partition("=")[0].strip():
-            raise VideoadaptError(f"--data-option expects KEY=VALUE, got {pair!r}")
-        data_options.append(f"data.options.{pair.strip()}")
+    data_options = data_option_overrides(args.data_option)
     flags = {
         "run.task": args.task,
         "model.paradigm": args.paradigm,

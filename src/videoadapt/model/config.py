@@ -257,6 +257,38 @@ def _yaml_problem(error: Exception) -> str:
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
 
 
+def override_layers(overrides: Sequence[str]) -> list[Any]:
+    """``section.key=value`` overrides as omegaconf layers, each value read as YAML; one at a time, so that a value
+    YAML cannot read is named in a one-line error (merged in order, they are what one dotlist would give)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise VideoadaptError(f"overrides must look like section.key=value, got {bad}")
+    layers = []
+    for override in overrides:
+        try:
+            layers.append(OmegaConf.from_dotlist([override]))
+        except yaml.YAMLError as error:
+            key = override.split("=", 1)[0]
+            raise VideoadaptError(
+                f"override {key}: its value is not valid YAML ({_yaml_problem(error)}); quote the whole value, e.g. "
+                f"{key}='\"...\"' (a text holding ': ' or braces needs the quotes)"
+            ) from None
+    return layers
+
+
+def data_option_overrides(pairs: Sequence[str]) -> list[str]:
+    """``--data-option KEY=VALUE`` flags as ``data.options.KEY=VALUE`` overrides (train and eval read them alike)."""
+    out = []
+    for pair in pairs:
+        if "=" not in pair or not pair.partition("=")[0].strip():
+            raise VideoadaptError(f"--data-option expects KEY=VALUE, got {pair!r}")
+        out.append(f"data.options.{pair.strip()}")
+    return out
+
+
 def load_config(
     path: str | Path | None = None,
     flags: dict[str, Any] | None = None,
@@ -293,19 +325,7 @@ def load_config(
         if flags:
             layers.append(OmegaConf.create({k: v for k, v in _nest(flags).items()}))
         if overrides:
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise VideoadaptError(f"overrides must look like section.key=value, got {bad}")
-            # One at a time, so that a value YAML cannot read is named (the rest merge as one dotlist would).
-            for override in overrides:
-                try:
-                    layers.append(OmegaConf.from_dotlist([override]))
-                except yaml.YAMLError as error:
-                    key = override.split("=", 1)[0]
-                    raise VideoadaptError(
-                        f"override {key}: its value is not valid YAML ({_yaml_problem(error)}); quote the whole "
-                        f"value, e.g. {key}='\"...\"' (a text holding ': ' or braces needs the quotes)"
-                    ) from None
+            layers.extend(override_layers(overrides))
         if recipe:
             chosen = OmegaConf.merge(config, *layers) if layers else config
             config = OmegaConf.merge(base(), task_defaults(chosen.run.task, chosen.data.source))
